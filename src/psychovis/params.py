@@ -1,0 +1,227 @@
+"""The ``params.yaml`` schema, validated before any work is done.
+
+Every key a stage reads is declared here with its type and allowed values, so a typo or a bad
+value stops the stage with one line naming the key, e.g.::
+
+    params.yaml: vfss.csf must be one of ['mannos_sakrison', 'mannos_sakrison_code'], got 'barton'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from psychovis.errors import ParamsError
+
+Validator = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of strings."""
+
+    options: tuple[str, ...]
+
+    def __call__(self, key: str, value: Any) -> str:
+        if value not in self.options:
+            raise ParamsError(f"{key} must be one of {sorted(self.options)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Number:
+    """An int (``integer=True``) or float within ``[minimum, maximum]``."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    integer: bool = False
+
+    def __call__(self, key: str, value: Any) -> int | float:
+        kind = "an integer" if self.integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{key} must be {kind}, got {value!r}")
+        if self.integer and not isinstance(value, int):
+            raise ParamsError(f"{key} must be an integer, got {value!r}")
+        if not math.isfinite(value):
+            raise ParamsError(f"{key} must be finite, got {value!r}")
+        low = -math.inf if self.minimum is None else self.minimum
+        high = math.inf if self.maximum is None else self.maximum
+        if not low <= value <= high:
+            raise ParamsError(f"{key} must be in [{low}, {high}], got {value!r}")
+        return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A non-empty list whose items all pass ``item``."""
+
+    item: Validator
+    min_length: int = 1
+
+    def __call__(self, key: str, value: Any) -> list[Any]:
+        if not isinstance(value, list) or len(value) < self.min_length:
+            raise ParamsError(f"{key} must be a list of at least {self.min_length} item(s), got {value!r}")
+        return [self.item(f"{key}[{index}]", item) for index, item in enumerate(value)]
+
+
+@dataclass(frozen=True)
+class Text:
+    """Any non-empty string."""
+
+    def __call__(self, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ParamsError(f"{key} must be a non-empty string, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Optional:
+    """``null`` or a value that passes ``inner``."""
+
+    inner: Validator
+
+    def __call__(self, key: str, value: Any) -> Any:
+        return None if value is None else self.inner(key, value)
+
+
+@dataclass(frozen=True)
+class LayerList:
+    """The string ``all`` or a list of layer names (checked against the backbone later)."""
+
+    def __call__(self, key: str, value: Any) -> str | list[str]:
+        if value == "all":
+            return value
+        return ListOf(Text())(key, value)
+
+
+BACKBONES = ("vgg16", "alexnet", "vgg16_random")
+CSF_MODELS = ("mannos_sakrison_code", "mannos_sakrison")
+LOSSES = ("pixel", "vgg", "vfss", "topk")
+
+SCHEMA: dict[str, dict[str, Validator]] = {
+    "base": {
+        "seed": Number(0, 2**31 - 1, integer=True),
+        "device": Choice(("auto", "cpu", "cuda")),
+        "backbone": Choice(BACKBONES),
+    },
+    "stimuli": {
+        "kind": Choice(("concentric", "linear")),
+        "size": Number(16, 1024, integer=True),
+        "frequency_start_cpd": Number(1e-3, 1000),
+        "frequency_stop_cpd": Number(1e-3, 1000),
+        "frequency_step_cpd": Number(1e-3, 1000),
+        "frequency_mapping": Choice(("paper", "physical")),
+        "viewing_distance_in": Number(1.0, 10_000.0),
+        "pixels_per_inch": Number(1.0, 10_000.0),
+        "orientations_deg": ListOf(Number(-360.0, 360.0)),
+        "phases_rad": ListOf(Number(-2 * math.pi, 2 * math.pi)),
+        "contrasts": ListOf(Number(0.0, 1.0)),
+    },
+    "features": {
+        "layers": LayerList(),
+        "batch_size": Number(1, 4096, integer=True),
+    },
+    "tuning": {
+        "min_response": Number(0.0, None),
+        "example_maps": Number(1, 64, integer=True),
+    },
+    "vfss": {
+        "csf": Choice(CSF_MODELS),
+    },
+    "weights": {
+        "layers": ListOf(Text()),
+        "top_k": Number(1, 4096, integer=True),
+    },
+    "train": {
+        "losses": ListOf(Choice(LOSSES)),
+        "layers": ListOf(Text()),
+        "pixel_weight": Number(0.0, 1e6),
+        "perceptual_weight": Number(0.0, 1e6),
+        "scale": Number(2, 8, integer=True),
+        "iterations": Number(1, 10_000_000, integer=True),
+        "batch_size": Number(1, 4096, integer=True),
+        "crop_size": Number(16, 1024, integer=True),
+        "learning_rate": Number(1e-7, 1.0),
+        "channels": Number(4, 1024, integer=True),
+        "residual_blocks": Number(1, 256, integer=True),
+        "image_dir": Optional(Text()),
+        "test_images": Number(1, 1000, integer=True),
+        "log_every": Number(1, 1_000_000, integer=True),
+    },
+    "evaluate": {
+        "border": Number(0, 64, integer=True),
+        "frequency_bands": Number(2, 64, integer=True),
+        "figure_crop": Number(16, 1024, integer=True),
+    },
+}
+
+
+def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Check ``params`` against :data:`SCHEMA` and return the validated sections.
+
+    Args:
+        params: the parsed ``params.yaml``.
+        sections: the sections to check (default: all in the schema).
+
+    Raises:
+        ParamsError: with a one-line message naming the first bad key and what is allowed.
+    """
+    if not isinstance(params, Mapping):
+        raise ParamsError("params.yaml must be a mapping of sections")
+    unknown_sections = sorted(set(params) - set(SCHEMA))
+    if unknown_sections:
+        raise ParamsError(f"params.yaml: unknown section(s) {unknown_sections}; allowed: {sorted(SCHEMA)}")
+    validated: dict[str, dict[str, Any]] = {}
+    for section in sections or list(SCHEMA):
+        schema = SCHEMA[section]
+        values = params.get(section)
+        if not isinstance(values, Mapping):
+            raise ParamsError(f"params.yaml: section {section!r} is missing or not a mapping")
+        unknown = sorted(set(values) - set(schema))
+        if unknown:
+            raise ParamsError(
+                f"params.yaml: unknown key {section}.{unknown[0]}; allowed keys in {section}: {sorted(schema)}"
+            )
+        checked: dict[str, Any] = {}
+        for key, validator in schema.items():
+            name = f"{section}.{key}"
+            if key not in values:
+                raise ParamsError(f"params.yaml: {name} is missing")
+            try:
+                checked[key] = validator(name, values[key])
+            except ParamsError as exc:
+                raise ParamsError(f"params.yaml: {exc}") from None
+        validated[section] = checked
+    stimuli = validated.get("stimuli")
+    if stimuli and stimuli["frequency_stop_cpd"] <= stimuli["frequency_start_cpd"]:
+        raise ParamsError("params.yaml: stimuli.frequency_stop_cpd must be greater than stimuli.frequency_start_cpd")
+    return validated
+
+
+def load(path: str | Path = "params.yaml", sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Read and validate ``params.yaml``.
+
+    Raises:
+        ParamsError: the file is missing, is not YAML, or a value is invalid.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found; run the stage from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return validate(raw or {}, sections)
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """A short stable hash of (validated) params, for tagging runs and exported artifacts."""
+    encoded = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]

@@ -1,0 +1,87 @@
+"""Probe a backbone with stimuli: the spatial-mean response of every feature map.
+
+All requested layers are read in one forward pass per batch; responses are reduced to one
+number per map on the device before they are copied to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from psychovis import gratings
+from psychovis.backbones import FeatureExtractor
+
+RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
+    from psychovis.errors import ParamsError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("base.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if device not in ("cpu", "cuda"):
+        raise ParamsError(f"base.device must be one of ['auto', 'cpu', 'cuda'], got {device!r}")
+    return torch.device(device)
+
+
+def map_responses(
+    extractor: FeatureExtractor,
+    stimuli: pd.DataFrame,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """Spatial-mean post-ReLU response of every map of every requested layer to every stimulus.
+
+    Args:
+        extractor: the truncated backbone with its requested layers.
+        stimuli: the stimulus table (see :func:`psychovis.gratings.stimulus_table`).
+        batch_size: stimuli rendered and run per forward pass.
+        device: where to render and run.
+        progress: show a progress bar.
+
+    Returns:
+        ``responses`` of shape ``(n_stimuli, n_maps)`` (float32) and the ``(layer, channel)``
+        of each column, in network order.
+    """
+    device = torch.device(device)
+    extractor = extractor.to(device)
+    if device.type == "cuda":
+        extractor = extractor.to(memory_format=torch.channels_last)
+    blocks: list[np.ndarray] = []
+    starts = range(0, len(stimuli), batch_size)
+    with torch.inference_mode():
+        for start in tqdm(starts, desc="features", unit="batch", disable=not progress):
+            batch = gratings.render(stimuli.iloc[start : start + batch_size], device=device)
+            if device.type == "cuda":
+                batch = batch.to(memory_format=torch.channels_last)
+            activations = extractor(batch)
+            means = torch.cat([activations[layer].mean(dim=(2, 3)) for layer in extractor.layers], dim=1)
+            blocks.append(means.float().cpu().numpy())
+    columns = [(layer, channel) for layer, count in extractor.channels.items() for channel in range(count)]
+    return np.concatenate(blocks, axis=0), columns
+
+
+def responses_frame(
+    responses: np.ndarray, columns: Sequence[tuple[str, int]], stimulus_ids: np.ndarray
+) -> pd.DataFrame:
+    """The tidy table of the `features` stage: one row per (layer, channel, stimulus)."""
+    layers = np.array([layer for layer, _ in columns])
+    channels = np.array([channel for _, channel in columns], dtype=np.int32)
+    n_stimuli, n_maps = responses.shape
+    return pd.DataFrame(
+        {
+            "layer": np.repeat(layers, n_stimuli),
+            "channel": np.repeat(channels, n_stimuli),
+            "stimulus_id": np.tile(np.asarray(stimulus_ids, dtype=np.int64), n_maps),
+            "response": responses.T.reshape(-1).astype(np.float32),
+        }
+    )

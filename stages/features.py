@@ -1,0 +1,38 @@
+"""Stage `features`: spatial-mean response of every feature map to every stimulus (one pass per batch)."""
+
+import time
+
+from psychovis import io, probe
+from psychovis.backbones import FeatureExtractor
+from psychovis.cli import StageContext, run_stage
+from psychovis.tracking import stage_run
+
+
+def main(ctx: StageContext) -> None:
+    base, p = ctx.params["base"], ctx.params["features"]
+    device = probe.resolve_device(base["device"])
+    extractor = FeatureExtractor(base["backbone"], p["layers"], seed=base["seed"])
+    stimuli = io.read_parquet("data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpp", "size"])
+    with stage_run("features", ctx.sections("base", "features"), ctx.root) as run:
+        started = time.perf_counter()
+        responses, columns = probe.map_responses(extractor, stimuli, p["batch_size"], device)
+        seconds = time.perf_counter() - started
+        table = probe.responses_frame(responses, columns, stimuli["stimulus_id"].to_numpy())
+        io.write_parquet(table, "data/features/features.parquet")
+        run.set_tags({"device": str(device)})
+        run.log_metrics(
+            {
+                "maps": responses.shape[1],
+                "stimuli": responses.shape[0],
+                "seconds": seconds,
+                "stimuli_per_second": responses.shape[0] / seconds,
+            }
+        )
+    print(
+        f"features: {responses.shape[1]} maps x {responses.shape[0]} stimuli on {device} "
+        f"in {seconds:.1f} s ({responses.shape[0] / seconds:.1f} stimuli/s)"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("features", main, sections=["base", "features"])

@@ -1,0 +1,52 @@
+"""Stage `tuning`: per-map tuning curve summary (preferred frequency, bandwidth, class)."""
+
+from psychovis import io, plots, tuning
+from psychovis.cli import StageContext, run_stage
+from psychovis.tracking import stage_run
+
+OUT = "data/tuning"
+
+
+def main(ctx: StageContext) -> None:
+    p = ctx.params["tuning"]
+    features = io.read_parquet(
+        "data/features/features.parquet", columns=["layer", "channel", "stimulus_id", "response"]
+    )
+    stimuli = io.read_parquet(
+        "data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"]
+    )
+    with stage_run("tuning", ctx.sections("tuning"), ctx.root) as run:
+        curves = tuning.tuning_curves(features, stimuli)
+        summary = tuning.summarize(curves, p["min_response"])
+        per_layer = tuning.layer_summary(summary)
+        io.write_parquet(summary, f"{OUT}/tuning.parquet")
+        io.write_csv(per_layer, f"{OUT}/layers.csv")
+        metrics = {
+            row["layer"]: {
+                "maps": int(row["maps"]),
+                "share_band_pass": round(float(row["share_band_pass"]), 4),
+                "median_preferred_frequency_cpd": round(float(row["median_preferred_frequency_cpd"]), 4),
+            }
+            for _, row in per_layer.iterrows()
+        }
+        io.write_json(metrics, "metrics/tuning.json")
+        figures = [
+            io.save_figure(plots.tuning_examples(curves, summary, p["example_maps"]), f"{OUT}/examples.png"),
+            io.save_figure(
+                plots.layer_bars(
+                    per_layer,
+                    {"share_band_pass": "share band-pass", "median_preferred_frequency_cpd": "median preferred cpd"},
+                    "Tuning by layer",
+                ),
+                f"{OUT}/layers.png",
+            ),
+        ]
+        for layer, values in metrics.items():
+            run.log_metrics({f"{layer}.{key}": value for key, value in values.items() if key != "maps"})
+        run.log_metrics({"share_band_pass": float((summary["tuning_class"] == "band-pass").mean())})
+        for figure in figures:
+            run.log_artifact(figure, "figures")
+
+
+if __name__ == "__main__":
+    run_stage("tuning", main, sections=["tuning"])

@@ -1,0 +1,46 @@
+"""Stage `vfss`: Visual Frequency Sensitivity Score of every feature map against a human CSF."""
+
+import pandas as pd
+
+from psychovis import io, plots, tuning
+from psychovis.cli import StageContext, run_stage
+from psychovis.csf import contrast_sensitivity
+from psychovis.tracking import stage_run
+from psychovis.vfss import vfss_scores
+
+OUT = "data/vfss"
+
+
+def main(ctx: StageContext) -> None:
+    csf = ctx.params["vfss"]["csf"]
+    features = io.read_parquet(
+        "data/features/features.parquet", columns=["layer", "channel", "stimulus_id", "response"]
+    )
+    stimuli = io.read_parquet(
+        "data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"]
+    )
+    with stage_run("vfss", ctx.sections("vfss"), ctx.root) as run:
+        curves = tuning.tuning_curves(features, stimuli)
+        scores = pd.DataFrame(
+            {
+                "layer": curves.layer.astype(str),
+                "channel": curves.channel.astype("int32"),
+                "vfss": vfss_scores(curves.responses, curves.frequency_cpd, csf),
+            }
+        )
+        io.write_parquet(scores, f"{OUT}/vfss.parquet")
+        sensitivity = contrast_sensitivity(curves.frequency_cpd, csf)
+        io.write_csv(
+            pd.DataFrame({"frequency_cpd": curves.frequency_cpd, "sensitivity": sensitivity}), f"{OUT}/csf.csv"
+        )
+        per_layer = scores.groupby("layer", sort=False)["vfss"].agg(["mean", "median", "max"])
+        metrics = {layer: {k: round(float(v), 6) for k, v in row.items()} for layer, row in per_layer.iterrows()}
+        io.write_json(metrics, "metrics/vfss.json")
+        figure = io.save_figure(plots.vfss_overview(scores, curves.frequency_cpd, sensitivity, csf), f"{OUT}/vfss.png")
+        for layer, values in metrics.items():
+            run.log_metrics({f"{layer}.{key}_vfss": value for key, value in values.items()})
+        run.log_artifact(figure, "figures")
+
+
+if __name__ == "__main__":
+    run_stage("vfss", main, sections=["vfss"])
