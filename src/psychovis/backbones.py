@@ -187,10 +187,24 @@ def _checkpoint(name: str) -> dict:
     return load_checkpoint(weights_dir() / spec.checkpoint, spec.sha256, spec.size_bytes)
 
 
-def _torchvision_features(spec: BackboneSpec) -> nn.Sequential:
-    if spec.network_key == "VGG16_0":
-        return models.vgg16(weights=None).features
-    return models.alexnet(weights=None).features
+def _torchvision_features(spec: BackboneSpec, device: str | torch.device = "cpu") -> nn.Sequential:
+    """torchvision's ``.features`` module (building on the meta device skips the costly init)."""
+    with torch.device(device):
+        network = models.vgg16(weights=None) if spec.network_key == "VGG16_0" else models.alexnet(weights=None)
+    return network.features
+
+
+def _random_features(spec: BackboneSpec, seed: int) -> nn.Sequential:
+    """Untrained control: torchvision's own initialisation of the conv layers, seeded."""
+    features = _torchvision_features(spec, "meta").to_empty(device="cpu")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):  # as torchvision's VGG.__init__ does
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(module.bias, 0.0)
+    torch.random.set_rng_state(generator_state)
+    return features
 
 
 def build_features(name: str = "vgg16", seed: int = 0) -> nn.Sequential:
@@ -212,13 +226,10 @@ def build_features(name: str = "vgg16", seed: int = 0) -> nn.Sequential:
             conv = convs[f"Conv_{position}"]
             state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
             state[f"{index}.bias"] = torch.from_numpy(np.array(conv["bias"]))
-        features = _torchvision_features(spec)
-        features.load_state_dict(state, strict=True)
+        features = _torchvision_features(spec, "meta")
+        features.load_state_dict(state, strict=True, assign=True)
     else:
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        features = _torchvision_features(spec)
-        torch.random.set_rng_state(generator_state)
+        features = _random_features(spec, seed)
     features.eval()
     for parameter in features.parameters():
         parameter.requires_grad_(False)

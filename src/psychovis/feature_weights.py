@@ -95,6 +95,11 @@ class FeatureWeights:
             ) from exc
         if metadata.get("format") != FORMAT:
             raise WeightsError(f"{path} is not a psychovis feature-weights file (format {metadata.get('format')!r})")
-        layers = json.loads(metadata["layers"])
+        try:
+            layers = json.loads(metadata["layers"])
+            weights = {layer: tensors[layer] for layer in layers}
+            backbone, scheme = metadata["backbone"], metadata["scheme"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); re-export it") from exc
         extra = {key: value for key, value in metadata.items() if key not in ("format", "backbone", "scheme", "layers")}
-        return cls(metadata["backbone"], metadata["scheme"], {layer: tensors[layer] for layer in layers}, extra)
+        return cls(backbone, scheme, weights, extra)

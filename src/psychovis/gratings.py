@@ -163,7 +163,7 @@ def render(table: pd.DataFrame, device: torch.device | str = "cpu") -> torch.Ten
     theta = torch.deg2rad(column("orientation_deg"))
     radius = torch.sqrt(x**2 + y**2)[None]
     linear = x[None] * torch.cos(theta) + y[None] * torch.sin(theta)
-    is_concentric = torch.as_tensor((table["kind"] == "concentric").to_numpy(), device=device)[:, None, None]
+    is_concentric = torch.as_tensor((table["kind"] == "concentric").to_numpy(copy=True), device=device)[:, None, None]
     position = torch.where(is_concentric, radius, linear)
     phase = 2 * math.pi * column("frequency_cpp") * position - column("phase_rad")
     grey = 0.5 + 0.5 * column("contrast") * torch.sin(phase)

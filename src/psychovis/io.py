@@ -24,6 +24,16 @@ from psychovis.errors import DataError
 PathLike = str | os.PathLike[str]
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets (``0o666`` less the umask); mkstemp's own is ``0o600``."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
@@ -48,6 +58,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -140,7 +140,6 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "top_k": Number(1, 4096, integer=True),
     },
     "train": {
-        "losses": ListOf(Choice(LOSSES)),
         "layers": ListOf(Text()),
         "pixel_weight": Number(0.0, 1e6),
         "perceptual_weight": Number(0.0, 1e6),
@@ -156,6 +155,8 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "log_every": Number(1, 1_000_000, integer=True),
     },
     "evaluate": {
+        "models": ListOf(Choice(LOSSES)),
+        "max_size": Number(32, 4096, integer=True),
         "border": Number(0, 64, integer=True),
         "frequency_bands": Number(2, 64, integer=True),
         "figure_crop": Number(16, 1024, integer=True),

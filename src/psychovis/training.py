@@ -1,0 +1,174 @@
+"""Train a super-resolution network under one of the compared losses.
+
+Losses (``train.losses`` in ``params.yaml``):
+
+- ``pixel``: L1 only.
+- ``vgg``: L1 (``pixel_weight``) plus the plain VGG perceptual loss (uniform map weights).
+- ``vfss``: L1 plus the perceptual loss with the paper's VFSS weights.
+- ``topk``: L1 plus the perceptual loss on the top-k VFSS maps only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from psychovis.errors import DataError, ParamsError, WeightsError
+from psychovis.images import downsample, random_crops
+from psychovis.io import atomic_path
+from psychovis.loss import PsychovisualLoss
+from psychovis.restoration import SRResNet
+
+LOSSES = ("pixel", "vgg", "vfss", "topk")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (the ``train`` section of ``params.yaml``)."""
+
+    loss: str
+    layers: tuple[str, ...] = ("relu3_2",)
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 0.01
+    scale: int = 4
+    iterations: int = 300
+    batch_size: int = 8
+    crop_size: int = 48
+    learning_rate: float = 5e-4
+    channels: int = 32
+    residual_blocks: int = 4
+    log_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ParamsError(f"train loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.crop_size % self.scale:
+            raise ParamsError(f"train.crop_size ({self.crop_size}) must be a multiple of train.scale ({self.scale})")
+
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def build_criterion(config: TrainConfig, weights_dir: str | Path = "data/weights") -> Criterion:
+    """The objective of ``config.loss``: returns ``{"loss": total, "pixel": ..., "perceptual": ...}``.
+
+    Raises:
+        WeightsError: the VFSS/top-k weights were not exported yet.
+    """
+    perceptual: PsychovisualLoss | None = None
+    if config.loss == "vgg":
+        perceptual = PsychovisualLoss(layers=config.layers)
+    elif config.loss in ("vfss", "topk"):
+        path = Path(weights_dir) / f"{config.loss}.safetensors"
+        try:
+            perceptual = PsychovisualLoss(path, layers=config.layers)
+        except ValueError as exc:
+            raise ParamsError(f"train.layers: {exc}; add the layers to weights.layers") from None
+    pixel_weight = 1.0 if config.loss == "pixel" else config.pixel_weight
+
+    def criterion(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        pixel = F.l1_loss(prediction, target)
+        terms = {"pixel": pixel, "loss": pixel_weight * pixel}
+        if perceptual is not None:
+            perceptual_term = perceptual.to(prediction.device)(prediction, target)
+            terms["perceptual"] = perceptual_term
+            terms["loss"] = terms["loss"] + config.perceptual_weight * perceptual_term
+        return terms
+
+    return criterion
+
+
+def save_checkpoint(model: SRResNet, config: TrainConfig, step: int, path: str | Path, optimizer=None) -> Path:
+    """Write a checkpoint atomically: model weights, config, step (and optimizer state to resume)."""
+    state = {"model": model.state_dict(), "config": asdict(config), "step": step}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SRResNet, TrainConfig, dict]:
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only).
+
+    Returns:
+        The model (eval mode, on ``device``), its config and the raw checkpoint dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} is missing; run `dvc repro train` to train it")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"checkpoint {path} cannot be read safely ({exc}); retrain it with `dvc repro`") from None
+    config = TrainConfig(**{**state["config"], "layers": tuple(state["config"]["layers"])})
+    model = SRResNet(config.scale, config.channels, config.residual_blocks)
+    model.load_state_dict(state["model"], strict=True)
+    return model.to(device).eval(), config, state
+
+
+def train(
+    config: TrainConfig,
+    train_images: Sequence[np.ndarray],
+    device: torch.device | str = "cpu",
+    weights_dir: str | Path = "data/weights",
+    progress: bool = True,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[SRResNet, pd.DataFrame]:
+    """Train an SRResNet on random crops of ``train_images`` under ``config.loss``.
+
+    Seeded: on the CPU two runs with the same config give the same weights.
+
+    Args:
+        config: the run's hyper-parameters.
+        train_images: HxWx3 float images in [0, 1], each at least ``crop_size`` on a side.
+        device: where to train.
+        weights_dir: folder of the exported feature weights (for ``vfss`` and ``topk``).
+        progress: show a progress bar.
+        on_log: called every ``log_every`` steps with the step and the averaged loss terms.
+
+    Returns:
+        The trained model (eval mode) and the loss curve (one row per logged step).
+    """
+    if not train_images:
+        raise DataError("no training images")
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = SRResNet(config.scale, config.channels, config.residual_blocks).to(device)
+    criterion = build_criterion(config, weights_dir)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.iterations)
+    rows: list[dict[str, float]] = []
+    running: dict[str, float] = {}
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(range(1, config.iterations + 1), desc=f"train[{config.loss}]", unit="step", disable=not progress)
+    for step in bar:
+        hr = random_crops(train_images, config.crop_size, config.batch_size, generator).to(device)
+        lr = downsample(hr, config.scale)
+        terms = criterion(model(lr), hr)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        scheduler.step()
+        for name, value in terms.items():
+            running[name] = running.get(name, 0.0) + float(value.detach())
+        if step % config.log_every == 0 or step == config.iterations:
+            count = config.log_every if step % config.log_every == 0 else step % config.log_every
+            averaged = {name: total / count for name, total in running.items()}
+            rows.append({"step": step, **averaged, "seconds": time.perf_counter() - started})
+            bar.set_postfix(loss=f"{averaged['loss']:.4f}")
+            if on_log is not None:
+                on_log(step, averaged)
+            running.clear()
+    return model.eval(), pd.DataFrame(rows)

@@ -1,0 +1,61 @@
+"""Stage `train_*`: train the 4x super-resolution network under one loss (``--loss``)."""
+
+import argparse
+
+from psychovis import io, plots, probe
+from psychovis.cli import StageContext, run_stage
+from psychovis.images import load_dataset
+from psychovis.restoration import count_parameters
+from psychovis.tracking import stage_run
+from psychovis.training import LOSSES, TrainConfig, save_checkpoint, train
+
+
+def main(ctx: StageContext) -> None:
+    base, p = ctx.params["base"], ctx.params["train"]
+    loss = ctx.args.loss
+    config = TrainConfig(
+        loss=loss,
+        layers=tuple(p["layers"]),
+        pixel_weight=p["pixel_weight"],
+        perceptual_weight=p["perceptual_weight"],
+        scale=p["scale"],
+        iterations=p["iterations"],
+        batch_size=p["batch_size"],
+        crop_size=p["crop_size"],
+        learning_rate=p["learning_rate"],
+        channels=p["channels"],
+        residual_blocks=p["residual_blocks"],
+        log_every=p["log_every"],
+        seed=base["seed"],
+    )
+    device = probe.resolve_device(base["device"])
+    train_images, _ = load_dataset(p["image_dir"], p["test_images"], min_size=p["crop_size"])
+    with stage_run(f"train@{loss}", ctx.sections("base", "train"), ctx.root, extra_tags={"loss": loss}) as run:
+        run.set_tags({"device": str(device), "train_images": ",".join(train_images)})
+        model, curve = train(
+            config,
+            list(train_images.values()),
+            device,
+            on_log=lambda step, terms: run.log_metrics({f"train_{k}": v for k, v in terms.items()}, step=step),
+        )
+        save_checkpoint(model, config, config.iterations, f"data/models/{loss}.pt")
+        io.write_csv(curve, f"data/curves/{loss}.csv")
+        final = curve.iloc[-1]
+        metrics = {
+            "loss": round(float(final["loss"]), 6),
+            "pixel_l1": round(float(final["pixel"]), 6),
+            "seconds": round(float(final["seconds"]), 2),
+            "parameters": count_parameters(model),
+        }
+        if "perceptual" in curve:
+            metrics["perceptual"] = round(float(final["perceptual"]), 6)
+        io.write_json(metrics, f"metrics/train/{loss}.json")
+        run.log_metrics(metrics)
+        figure = io.save_figure(plots.loss_curve(curve, loss), f"data/curves/{loss}.png")
+        run.log_artifact(figure, "figures")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="psychovis `train` stage")
+    parser.add_argument("--loss", required=True, choices=LOSSES, help="which loss to train with")
+    run_stage("train", main, sections=["base", "train"], parser=parser)

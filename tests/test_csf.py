@@ -1,0 +1,81 @@
+"""Tests of psychovis.csf: the CSF as the authors' code writes it versus the textbook form."""
+
+import math
+
+import numpy as np
+import pytest
+
+from psychovis import csf
+from psychovis.errors import ParamsError
+
+FREQUENCIES = np.array([0.0, 0.1, 1.0, 4.0, 8.0, 10.0, 20.0, 29.6])
+
+
+def test_code_form_is_a_single_exponential():
+    expected = 2.6 * (0.0192 + 0.114 * FREQUENCIES) * np.exp(-0.1254 * FREQUENCIES)
+    np.testing.assert_allclose(csf.mannos_sakrison_code(FREQUENCIES), expected, rtol=1e-12)
+
+
+def test_textbook_form():
+    expected = 2.6 * (0.0192 + 0.114 * FREQUENCIES) * np.exp(-((0.114 * FREQUENCIES) ** 1.1))
+    np.testing.assert_allclose(csf.mannos_sakrison(FREQUENCIES), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "code", "textbook"),
+    [
+        # Worked by hand: 2.6 * (0.0192 + 0.114 f) * exp(-0.1254 f) and exp(-(0.114 f)^1.1).
+        (0.0, 0.04992, 0.04992),
+        (1.0, 0.30550, 0.31596),
+        (8.0, 0.88783, 0.98078),
+        (10.0, 0.86006, 0.94952),
+        (29.6, 0.21558, 0.19526),
+    ],
+)
+def test_hand_checked_values(frequency, code, textbook):
+    assert float(csf.contrast_sensitivity(frequency, "mannos_sakrison_code")) == pytest.approx(code, abs=1e-5)
+    assert float(csf.contrast_sensitivity(frequency, "mannos_sakrison")) == pytest.approx(textbook, abs=1e-5)
+
+
+def test_the_two_forms_differ():
+    f = np.array([1.0, 8.0, 29.6])
+    code, textbook = csf.mannos_sakrison_code(f), csf.mannos_sakrison(f)
+    assert np.all(np.abs(code - textbook) > 0.01)
+    # The code form is lower at low and mid frequencies and falls off more slowly at high ones.
+    assert code[0] < textbook[0]
+    assert code[1] < textbook[1]
+    assert code[2] > textbook[2]
+
+
+@pytest.mark.parametrize("model", ["mannos_sakrison_code", "mannos_sakrison"])
+def test_peaks_near_8_cpd(model):
+    grid = np.linspace(0.01, 30, 30_000)
+    peak = grid[np.argmax(csf.contrast_sensitivity(grid, model))]
+    assert 7.5 < peak < 8.5
+
+
+def test_code_form_peak_is_analytic():
+    # d/df (a + b f) exp(-c f) = 0  ->  f = 1/c - a/b.
+    grid = np.linspace(7, 9, 200_001)
+    peak = grid[np.argmax(csf.mannos_sakrison_code(grid))]
+    assert peak == pytest.approx(1 / 0.1254 - 0.0192 / 0.114, abs=1e-4)
+
+
+def test_default_model_is_the_code_form():
+    np.testing.assert_array_equal(csf.contrast_sensitivity(FREQUENCIES), csf.mannos_sakrison_code(FREQUENCIES))
+
+
+def test_accepts_lists_and_scalars():
+    values = csf.contrast_sensitivity([1.0, 8.0])
+    assert values.shape == (2,)
+    assert math.isclose(float(csf.contrast_sensitivity(8.0)), values[1])
+
+
+def test_unknown_model_lists_the_allowed():
+    with pytest.raises(ParamsError) as info:
+        csf.contrast_sensitivity(FREQUENCIES, "barten")
+    message = str(info.value)
+    assert "vfss.csf" in message
+    assert "'barten'" in message
+    for name in csf.CSF_MODELS:
+        assert name in message

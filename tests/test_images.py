@@ -1,0 +1,280 @@
+"""Offline natural images, the strict image reader, the data split, crops and resampling."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psychovis import images
+from psychovis.errors import DataError, ParamsError
+from psychovis.images import (
+    BUNDLED_IMAGES,
+    TEST_IMAGES,
+    bundled_images,
+    crop_to_multiple,
+    downsample,
+    load_dataset,
+    random_crops,
+    read_image,
+    read_image_folder,
+    upsample_bicubic,
+)
+
+
+def _rgb(height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _write_png_rgb16(path: Path, height: int, width: int) -> None:
+    """A 16-bit RGB PNG written by hand: PIL cannot write one, and reads it back silently as 8-bit."""
+    row = np.full((width, 3), 40000, dtype=">u2").tobytes()
+    raw = b"".join(b"\x00" + row for _ in range(height))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def bundled() -> dict[str, np.ndarray]:
+    return bundled_images()
+
+
+def test_bundled_images_load_offline_as_rgb_float(bundled: dict[str, np.ndarray], monkeypatch) -> None:
+    assert list(bundled) == list(BUNDLED_IMAGES)
+    assert len(BUNDLED_IMAGES) >= 10
+    for name, image in bundled.items():
+        assert image.ndim == 3 and image.shape[2] == 3, name
+        assert min(image.shape[:2]) >= 256, name
+        assert image.dtype == np.float32 and image.flags.c_contiguous and image.flags.writeable, name
+        assert image.min() >= 0.0 and image.max() <= 1.0, name
+        assert image.std() > 0.02, name
+        # colour, not gray stored as RGB
+        assert np.abs(image[..., 0] - image[..., 1]).mean() > 1e-3, name
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    images._bundled_uint8.cache_clear()
+    again = bundled_images(["retina", "grace_hopper"])
+    np.testing.assert_array_equal(again["retina"], bundled["retina"])
+
+
+def test_bundled_images_match_skimage_and_are_copies(bundled: dict[str, np.ndarray]) -> None:
+    from skimage import data
+
+    np.testing.assert_array_equal(bundled["astronaut"], data.astronaut() / np.float32(255.0))
+    np.testing.assert_array_equal(bundled["chelsea"], data.chelsea() / np.float32(255.0))
+    first = bundled_images(["coffee"])["coffee"]
+    first[:] = 0.0
+    assert bundled_images(["coffee"])["coffee"].max() > 0.0
+    with pytest.raises(ParamsError, match="lena"):
+        bundled_images(["lena"])
+
+
+def test_split_is_fixed_disjoint_and_extends_in_order() -> None:
+    assert TEST_IMAGES == ("chelsea", "coffee", "grace_hopper")
+    assert set(TEST_IMAGES) <= set(BUNDLED_IMAGES)
+    assert sorted(images._TEST_ORDER) == sorted(BUNDLED_IMAGES)
+    train, test = load_dataset(None, 3, 32)
+    assert tuple(test) == TEST_IMAGES
+    assert set(train).isdisjoint(test) and set(train) | set(test) == set(BUNDLED_IMAGES)
+    assert list(train) == [name for name in BUNDLED_IMAGES if name not in TEST_IMAGES]
+
+    train5, test5 = load_dataset(None, 5, 32)
+    assert list(test5)[:3] == list(TEST_IMAGES) and len(test5) == 5
+    assert set(train5).isdisjoint(test5) and len(train5) == len(BUNDLED_IMAGES) - 5
+    assert list(load_dataset(None, 5, 32)[1]) == list(test5)
+    assert list(load_dataset(None, 1, 32)[1]) == ["chelsea"]
+
+    with pytest.raises(DataError, match="no training image"):
+        load_dataset(None, len(BUNDLED_IMAGES), 32)
+    with pytest.raises(DataError, match="smaller than the minimum"):
+        load_dataset(None, 3, 400)
+    with pytest.raises(ParamsError):
+        load_dataset(None, 0, 32)
+
+
+@pytest.mark.parametrize(("suffix", "exact"), [(".png", True), (".bmp", True), (".tif", True), (".jpg", False)])
+def test_read_image_round_trips_rgb(tmp_path: Path, suffix: str, exact: bool) -> None:
+    pixels = _rgb()
+    path = tmp_path / f"photo{suffix}"
+    Image.fromarray(pixels).save(path, quality=95) if suffix == ".jpg" else Image.fromarray(pixels).save(path)
+    image = read_image(path)
+    assert image.shape == (40, 48, 3) and image.dtype == np.float32 and image.flags.c_contiguous
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    if exact:
+        np.testing.assert_array_equal(image, pixels / np.float32(255.0))
+    else:
+        smooth = np.full((40, 48, 3), (200, 100, 30), dtype=np.uint8)
+        Image.fromarray(smooth).save(path, quality=95)
+        np.testing.assert_allclose(read_image(path), smooth / 255.0, atol=3 / 255)
+
+
+def test_read_image_accepts_opaque_palette(tmp_path: Path) -> None:
+    path = tmp_path / "palette.png"
+    Image.fromarray(_rgb()).quantize(16).save(path)
+    assert read_image(path).shape == (40, 48, 3)
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    cases: dict[str, tuple[Path, str]] = {}
+
+    def add(key: str, name: str, match: str) -> Path:
+        cases[key] = (tmp_path / name, match)
+        return tmp_path / name
+
+    Image.fromarray(_rgb()[..., 0]).save(add("gray", "gray.png", "grayscale"))
+    Image.fromarray(_rgb()[..., 0] > 128).save(add("bilevel", "bilevel.png", "grayscale"))
+    Image.fromarray(np.dstack([_rgb(), _rgb(seed=1)[..., :1]])).save(add("rgba", "rgba.png", "convert to RGB"))
+    Image.fromarray(_rgb()[..., :2]).save(add("la", "la.png", "convert to RGB"))
+    Image.new("P", (48, 40)).save(add("palette_alpha", "palette_alpha.png", "convert to RGB"), transparency=0)
+    Image.fromarray(np.full((40, 48), 1000, dtype=np.uint16)).save(add("gray16", "gray16.png", "16 bits"))
+    _write_png_rgb16(add("rgb16", "rgb16.png", "16 bits"), 40, 48)
+    Image.new("CMYK", (48, 40)).save(add("cmyk", "cmyk.jpg", "CMYK"))
+    Image.fromarray(_rgb(20, 48)).save(add("tiny", "tiny.png", "smaller than the minimum 32"))
+    Image.fromarray(_rgb()).save(add("gif", "anim.gif", "GIF"))
+    add("corrupt", "corrupt.png", "not an image").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    add("text", "notes.jpg", "not an image").write_text("this is not a picture\n")
+    full = tmp_path / "full.png"
+    Image.fromarray(_rgb(64, 64)).save(full)
+    add("truncated", "truncated.png", "corrupt or truncated").write_bytes(full.read_bytes()[:-4000])
+    add("empty", "empty.bmp", "not an image").write_bytes(b"")
+    cases["missing"] = (tmp_path / "missing.png", "does not exist")
+    return cases
+
+
+def test_read_image_refuses_bad_files_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    for key, (path, match) in _bad_files(tmp_path).items():
+        with pytest.raises(DataError, match=match) as info:
+            read_image(path)
+        message = str(info.value)
+        assert str(path) in message, key
+        assert "\n" not in message, key
+        assert ";" in message, key  # problem; fix
+
+
+def test_read_image_min_size_is_adjustable(tmp_path: Path) -> None:
+    path = tmp_path / "small.png"
+    Image.fromarray(_rgb(20, 24)).save(path)
+    assert read_image(path, min_size=16).shape == (20, 24, 3)
+    with pytest.raises(DataError, match="24x20 px"):
+        read_image(path, min_size=21)
+
+
+def test_read_image_folder_sorts_and_filters(tmp_path: Path) -> None:
+    for index, name in enumerate(["b.PNG", "a.jpg", "c.tiff", "d.JPEG", "e.bmp"]):
+        Image.fromarray(_rgb(seed=index)).save(tmp_path / name)
+    (tmp_path / "readme.txt").write_text("not an image")
+    (tmp_path / ".hidden.png").write_bytes(b"junk")
+    (tmp_path / "sub.png").mkdir()
+    Image.fromarray(_rgb()).save(tmp_path / "sub.png" / "inner.png")
+    loaded = read_image_folder(tmp_path, 32)
+    assert list(loaded) == ["a.jpg", "b.PNG", "c.tiff", "d.JPEG", "e.bmp"]
+    np.testing.assert_array_equal(loaded["b.PNG"], _rgb(seed=0) / np.float32(255.0))
+
+    train, test = load_dataset(str(tmp_path), 2, 32)
+    assert list(train) == ["a.jpg", "b.PNG", "c.tiff"] and list(test) == ["d.JPEG", "e.bmp"]
+    with pytest.raises(DataError, match="needs at least 6"):
+        load_dataset(str(tmp_path), 5, 32)
+
+    Image.fromarray(_rgb()[..., 0]).save(tmp_path / "f.png")
+    with pytest.raises(DataError, match=r"f\.png is grayscale"):
+        read_image_folder(tmp_path, 32)
+
+
+def test_read_image_folder_missing_or_empty(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_image_folder(tmp_path / "nowhere", 32)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="holds no image files"):
+        read_image_folder(tmp_path, 32)
+    with pytest.raises(DataError, match="not a folder"):
+        read_image_folder(tmp_path / "notes.txt", 32)
+
+
+def test_random_crops_deterministic_shape_range_and_flip() -> None:
+    rng = np.random.default_rng(0)
+    pool = [rng.random((50, 70, 3), dtype=np.float32), rng.random((33, 90, 3), dtype=np.float32)]
+    first = random_crops(pool, 32, 16, torch.Generator().manual_seed(1))
+    again = random_crops(pool, 32, 16, torch.Generator().manual_seed(1))
+    other = random_crops(pool, 32, 16, torch.Generator().manual_seed(2))
+    assert first.shape == (16, 3, 32, 32) and first.dtype == torch.float32 and first.is_contiguous()
+    assert first.min() >= 0.0 and first.max() <= 1.0
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+    # every crop is a (possibly mirrored) window of one of the images
+    ramp = np.broadcast_to(np.arange(64, dtype=np.float32)[None, :, None] / 64, (40, 64, 3)).copy()
+    ramp[:, :, 1] = np.arange(40, dtype=np.float32)[:, None] / 40
+    crops = random_crops({"ramp": ramp}, 8, 2000, torch.Generator().manual_seed(3))
+    steps = crops[:, 0, 0, 1:] - crops[:, 0, 0, :-1]
+    increasing = (steps > 0).all(dim=1)
+    decreasing = (steps < 0).all(dim=1)
+    assert bool((increasing | decreasing).all()) and 900 < int(decreasing.sum()) < 1100
+    lefts = (torch.where(increasing, crops[:, 0, 0, 0], crops[:, 0, 0, -1]) * 64).round()
+    tops = (crops[:, 1, 0, 0] * 40).round()
+    assert lefts.min() == 0 and lefts.max() == 64 - 8
+    assert tops.min() == 0 and tops.max() == 40 - 8
+    assert bool((crops[:, 1, 1:, 0] > crops[:, 1, :-1, 0]).all())  # never flipped vertically
+
+
+def test_random_crops_refuses_small_images() -> None:
+    pool = {"big": np.zeros((64, 64, 3), np.float32), "thumb": np.zeros((64, 20, 3), np.float32)}
+    with pytest.raises(DataError, match="thumb is 20x64 px"):
+        random_crops(pool, 32, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match="#1"):
+        random_crops(list(pool.values()), 32, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(ParamsError):
+        random_crops([], 32, 4, torch.Generator().manual_seed(0))
+
+
+def test_downsample_and_upsample_shapes_and_constants() -> None:
+    hr = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    assert downsample(hr, 4).shape == (2, 3, 12, 16)
+    assert downsample(hr[..., :60], 3).shape == (2, 3, 16, 20)
+    assert upsample_bicubic(downsample(hr, 4), 4).shape == hr.shape
+    assert upsample_bicubic(hr, 3).shape == (2, 3, 144, 192)
+    for result in (downsample(hr, 2), upsample_bicubic(hr, 2)):
+        assert result.min() >= 0.0 and result.max() <= 1.0
+
+    constant = torch.full((1, 3, 32, 32), 0.37)
+    torch.testing.assert_close(downsample(constant, 4), torch.full((1, 3, 8, 8), 0.37))
+    torch.testing.assert_close(upsample_bicubic(constant, 4), torch.full((1, 3, 128, 128), 0.37))
+
+    with pytest.raises(ValueError, match="not divisible by scale 3"):
+        downsample(hr, 3)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        downsample(hr[0], 2)
+    with pytest.raises(ValueError, match="scale"):
+        upsample_bicubic(hr, 0)
+
+
+def test_downsample_is_antialiased() -> None:
+    # a pixel-level checkerboard has no content at the low resolution: antialiasing must remove it
+    checker = (torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2
+    image = checker.float().expand(1, 3, 64, 64)
+    torch.testing.assert_close(downsample(image, 4), torch.full((1, 3, 16, 16), 0.5), atol=0.02, rtol=0)
+
+
+def test_crop_to_multiple() -> None:
+    image = np.arange(50 * 37 * 3, dtype=np.float32).reshape(50, 37, 3)
+    cropped = crop_to_multiple(image, 4)
+    assert cropped.shape == (48, 36, 3) and cropped.flags.c_contiguous
+    np.testing.assert_array_equal(cropped, image[:48, :36])
+    assert crop_to_multiple(image[..., 0], 5).shape == (50, 35)
+    with pytest.raises(ValueError):
+        crop_to_multiple(image, 0)
+    with pytest.raises(ValueError, match="smaller than scale"):
+        crop_to_multiple(image[:3], 4)

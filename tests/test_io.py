@@ -1,0 +1,179 @@
+"""Tests of psychovis.io: atomic writes and schema-checked Parquet reads."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from psychovis import io
+from psychovis.errors import DataError
+
+
+def _leftovers(folder):
+    return sorted(path.name for path in folder.iterdir() if path.name.endswith(".tmp"))
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame(
+        {
+            "layer": ["relu1_1", "relu1_1", "relu3_2"],
+            "channel": np.array([0, 1, 255], dtype=np.int32),
+            "stimulus_id": np.array([0, 1, 59], dtype=np.int64),
+            "response": np.array([0.5, 1.25, np.nan], dtype=np.float32),
+        }
+    )
+
+
+def test_atomic_path_writes_and_creates_folders(tmp_path):
+    target = tmp_path / "a" / "b" / "out.txt"
+    with io.atomic_path(target) as tmp:
+        assert tmp != target
+        assert tmp.parent == target.parent
+        assert not target.exists()  # nothing appears before the block succeeds
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert _leftovers(target.parent) == []
+
+
+def test_atomic_path_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = io.write_json({"a": 1}, tmp_path / "metrics.json")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), KeyboardInterrupt()])
+def test_atomic_path_keeps_the_previous_file_when_the_writer_raises(tmp_path, error):
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+    with pytest.raises(type(error)), io.atomic_path(target) as tmp:
+        tmp.write_text("half-writ")
+        raise error
+    assert target.read_text() == "previous"
+    assert _leftovers(tmp_path) == []
+    assert [path.name for path in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_turns_os_errors_into_data_errors(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+    with pytest.raises(DataError, match=r"out\.txt"), io.atomic_path(target):
+        raise OSError(28, "No space left on device")
+    assert target.read_text() == "previous"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_path_leaves_no_file_when_there_was_none(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text("x")
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_parquet_is_byte_identical(tmp_path, frame):
+    first = io.write_parquet(frame, tmp_path / "one.parquet")
+    second = io.write_parquet(frame.copy(), tmp_path / "two.parquet")
+    again = first.read_bytes()
+    io.write_parquet(frame, first)
+    assert first.read_bytes() == again
+    assert second.read_bytes() == again
+
+
+def test_parquet_round_trip_without_index(tmp_path, frame):
+    indexed = frame.set_axis([10, 20, 30])
+    path = io.write_parquet(indexed, tmp_path / "t.parquet")
+    loaded = io.read_parquet(path, columns=["layer", "response"])
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert list(loaded.index) == [0, 1, 2]
+
+
+def test_read_parquet_missing_column(tmp_path, frame):
+    path = io.write_parquet(frame, tmp_path / "features.parquet")
+    with pytest.raises(DataError) as info:
+        io.read_parquet(path, columns=["layer", "frequency_cpd"])
+    message = str(info.value)
+    assert str(path) in message
+    assert "frequency_cpd" in message
+    assert "dvc repro" in message
+
+
+def test_read_parquet_corrupt_file(tmp_path, frame):
+    path = io.write_parquet(frame, tmp_path / "features.parquet")
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(DataError, match=r"features\.parquet"):
+        io.read_parquet(path)
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match=r"garbage\.parquet"):
+        io.read_parquet(garbage)
+
+
+def test_read_parquet_missing_file(tmp_path):
+    path = tmp_path / "stimuli" / "stimuli.parquet"
+    with pytest.raises(DataError) as info:
+        io.read_parquet(path)
+    assert str(path) in str(info.value)
+    assert "dvc repro" in str(info.value)
+
+
+def test_write_to_read_only_folder(tmp_path, frame):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "old.parquet").write_bytes(b"old")
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user that can write to a read-only folder (root)")
+        with pytest.raises(DataError) as info:
+            io.write_parquet(frame, folder / "old.parquet")
+        assert "old.parquet" in str(info.value)
+        assert "\n" not in str(info.value)
+        assert (folder / "old.parquet").read_bytes() == b"old"
+    finally:
+        folder.chmod(0o700)
+
+
+def test_write_under_a_file_raises_data_error(tmp_path, frame):
+    # Works as root too: a folder cannot be created where a file is.
+    blocker = tmp_path / "data"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(DataError, match=r"stimuli\.parquet"):
+        io.write_parquet(frame, blocker / "stimuli" / "stimuli.parquet")
+
+
+def test_write_json(tmp_path):
+    path = io.write_json({"b": 1, "a": [1.5, 2]}, tmp_path / "m.json")
+    text = path.read_text()
+    assert text.endswith("\n")
+    assert json.loads(text) == {"a": [1.5, 2], "b": 1}
+    assert text.index('"a"') < text.index('"b"')
+
+
+def test_write_json_rejects_nan_and_keeps_the_previous_file(tmp_path):
+    path = io.write_json({"a": 1}, tmp_path / "m.json")
+    with pytest.raises(ValueError):
+        io.write_json({"a": float("nan")}, path)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_csv(tmp_path):
+    path = io.write_csv(pd.DataFrame({"f": [0.1, 1 / 3]}, index=[5, 6]), tmp_path / "c.csv")
+    assert path.read_text().splitlines() == ["f", "0.1", "0.333333"]
+
+
+def test_save_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    axes.plot([0, 1], [1, 0])
+    path = io.save_figure(figure, tmp_path / "fig.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(figure.number)

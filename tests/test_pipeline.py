@@ -1,0 +1,135 @@
+"""End to end: `dvc repro` on a tiny config in a temporary copy of the project, real MLflow store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "stimuli": {"size": 64, "frequency_step_cpd": 3.0},
+    "features": {"layers": ["relu1_1", "relu2_1", "relu3_2"], "batch_size": 4},
+    "weights": {"top_k": 8},
+    "train": {"iterations": 4, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2},
+    "evaluate": {"max_size": 64, "figure_crop": 32, "frequency_bands": 4},
+}
+STAGES = ["stimuli", "features", "tuning", "vfss", "weights", "train@pixel", "train@vgg", "train@vfss", "train@topk"]
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A git + DVC copy of the project with tiny params, after one `dvc repro`."""
+    workdir = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "stages", "src"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        "PYTHONPATH": str(workdir / "src"),
+        "TQDM_DISABLE": "1",
+    }
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        assert _run(command, workdir, env).returncode == 0
+    _run(["dvc", "config", "core.analytics", "false"], workdir, env)
+    result = _run(["dvc", "repro"], workdir, env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, env
+
+
+@pytest.mark.e2e
+def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> None:
+    workdir, _ = project
+    expected = {
+        "data/stimuli/stimuli.parquet": {"stimulus_id", "kind", "frequency_cpd", "frequency_cpp", "orientation_deg"},
+        "data/features/features.parquet": {"layer", "channel", "stimulus_id", "response"},
+        "data/tuning/tuning.parquet": {
+            "layer",
+            "channel",
+            "preferred_frequency_cpd",
+            "bandwidth_octaves",
+            "tuning_class",
+        },
+        "data/vfss/vfss.parquet": {"layer", "channel", "vfss"},
+        "data/weights/weights.parquet": {"layer", "channel", "vfss", "weight_vfss", "weight_topk", "rank"},
+        "data/evaluate/per_image.parquet": {"method", "image", "psnr_y", "ssim_y", "lpips_vgg"},
+    }
+    for path, columns in expected.items():
+        frame = pd.read_parquet(workdir / path)
+        assert columns <= set(frame.columns), path
+        assert len(frame) > 0
+    features = pd.read_parquet(workdir / "data/features/features.parquet")
+    assert features.groupby("layer").channel.nunique().to_dict() == {"relu1_1": 64, "relu2_1": 128, "relu3_2": 256}
+    assert len(features) == (64 + 128 + 256) * 10  # 10 frequencies: 0.1, 3.1, ..., 27.1
+    weights = pd.read_parquet(workdir / "data/weights/weights.parquet")
+    assert weights["weight_vfss"].sum() == pytest.approx(1.0)
+    assert (weights["weight_topk"] > 0).sum() == 8
+    per_image = pd.read_parquet(workdir / "data/evaluate/per_image.parquet")
+    assert set(per_image["method"]) == {"bicubic", "pixel", "vgg", "vfss", "topk"}
+    for name in ("comparison.png", "bands.png"):
+        assert (workdir / "data/evaluate" / name).stat().st_size > 1000
+
+
+@pytest.mark.e2e
+def test_every_stage_logged_an_mlflow_run(project: tuple[Path, dict[str, str]]) -> None:
+    workdir, _ = project
+    with sqlite3.connect(workdir / "mlflow.db") as db:
+        runs = db.execute("select name, status from runs").fetchall()
+        tags = dict(db.execute("select key, count(*) from tags group by key").fetchall())
+    names = sorted(name for name, _ in runs)
+    assert sorted([*STAGES, "evaluate"]) == names
+    assert all(status == "FINISHED" for _, status in runs)
+    assert tags["stage"] == tags["git_commit"] == tags["params_hash"] == len(names)
+
+
+@pytest.mark.e2e
+def test_second_repro_changes_nothing_and_params_rerun_only_dependents(project: tuple[Path, dict[str, str]]) -> None:
+    workdir, env = project
+    again = _run(["dvc", "repro"], workdir, env)
+    assert again.returncode == 0
+    assert "Running stage" not in again.stdout
+    params_path = workdir / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["vfss"]["csf"] = "mannos_sakrison"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = _run(["dvc", "status", "--json"], workdir, env)
+    finally:
+        params_path.write_text(original)
+    assert status.returncode == 0
+    changed = set(yaml.safe_load(status.stdout))
+    assert "vfss" in changed
+    assert not changed & {"stimuli", "features", "tuning", "train_baseline@pixel", "train_baseline@vgg"}
+
+
+@pytest.mark.e2e
+def test_bad_param_stops_the_stage_with_one_line(project: tuple[Path, dict[str, str]]) -> None:
+    workdir, env = project
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["vfss"]["csf"] = "barton"
+    bad = workdir / "bad_params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    before = (workdir / "data/vfss/vfss.parquet").read_bytes()
+    result = _run([sys.executable, "stages/vfss.py", "--params", str(bad)], workdir, env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "vfss.csf" in lines[0] and "mannos_sakrison" in lines[0]
+    assert (workdir / "data/vfss/vfss.parquet").read_bytes() == before

@@ -1,0 +1,85 @@
+"""Training: config validation, seeded determinism, losses, safe checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from psychovis.errors import ParamsError, WeightsError
+from psychovis.feature_weights import FeatureWeights
+from psychovis.images import bundled_images
+from psychovis.training import TrainConfig, build_criterion, load_checkpoint, save_checkpoint, train
+
+TINY = {"iterations": 3, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2}
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    return [image[:96, :96] for image in bundled_images(["astronaut", "rocket"]).values()]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    scores = torch.linspace(0.1, 1.0, 256)
+    FeatureWeights("vgg16", "vfss", {"relu3_2": scores / scores.sum()}).save(folder / "vfss.safetensors")
+    mask = torch.zeros(256)
+    mask[-16:] = 1 / 16
+    FeatureWeights("vgg16", "topk", {"relu3_2": mask}).save(folder / "topk.safetensors")
+    return folder
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ParamsError, match="loss must be one of"):
+        TrainConfig(loss="ssim")
+    with pytest.raises(ParamsError, match="multiple of train.scale"):
+        TrainConfig(loss="pixel", crop_size=30, scale=4)
+
+
+def test_training_is_seeded_and_logs_a_curve(images: list[np.ndarray]) -> None:
+    config = TrainConfig(loss="pixel", **TINY)
+    first, curve = train(config, images, progress=False)
+    second, _ = train(config, images, progress=False)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert list(curve["step"]) == [2, 3]
+    assert {"loss", "pixel", "seconds"} <= set(curve.columns)
+    other, _ = train(TrainConfig(loss="pixel", seed=1, **TINY), images, progress=False)
+    assert not torch.equal(other.state_dict()["head.weight"], first.state_dict()["head.weight"])
+
+
+@pytest.mark.parametrize("loss", ["pixel", "vgg", "vfss", "topk"])
+def test_each_loss_builds_and_has_its_terms(loss: str, weights_dir: Path) -> None:
+    criterion = build_criterion(TrainConfig(loss=loss, **TINY), weights_dir)
+    target = torch.rand(2, 3, 32, 32)
+    prediction = (target + 0.1 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
+    terms = criterion(prediction, target)
+    assert ("perceptual" in terms) == (loss != "pixel")
+    terms["loss"].backward()
+    assert prediction.grad is not None and prediction.grad.abs().sum() > 0
+
+
+def test_weighted_losses_need_exported_weights(tmp_path: Path, weights_dir: Path) -> None:
+    with pytest.raises(WeightsError, match="dvc repro weights"):
+        build_criterion(TrainConfig(loss="vfss", **TINY), tmp_path)
+    with pytest.raises(ParamsError, match="train.layers"):
+        build_criterion(TrainConfig(loss="vfss", layers=("relu1_1",), **TINY), weights_dir)
+
+
+def test_checkpoint_round_trip_is_safe(images: list[np.ndarray], tmp_path: Path) -> None:
+    config = TrainConfig(loss="pixel", **TINY)
+    model, _ = train(config, images, progress=False)
+    path = save_checkpoint(model, config, 3, tmp_path / "model.pt")
+    loaded, loaded_config, state = load_checkpoint(path)
+    assert loaded_config == config and state["step"] == 3
+    lr = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(loaded.super_resolve(lr), model.super_resolve(lr))
+    # A checkpoint holding arbitrary objects is refused by weights_only loading.
+    torch.save({"model": object()}, tmp_path / "evil.pt")
+    with pytest.raises(WeightsError, match="cannot be read safely"):
+        load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(WeightsError, match="missing"):
+        load_checkpoint(tmp_path / "absent.pt")
