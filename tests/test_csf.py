@@ -79,3 +79,56 @@ def test_unknown_model_lists_the_allowed():
     assert "'barten'" in message
     for name in csf.CSF_MODELS:
         assert name in message
+
+
+# Barten's simplified CSF (Barten 2003, SPIE 5294), registered as "barten_2003" at L = 100 cd/m^2, X0 = 10 deg.
+
+
+def _barten_by_hand(u: float, luminance: float = 100.0, field: float = 10.0) -> float:
+    """The published formula, written out independently."""
+    numerator = 5200 * math.exp(-0.0016 * u**2 * (1 + 100 / luminance) ** 0.08)
+    denominator = math.sqrt(
+        (1 + 144 / field**2 + 0.64 * u**2) * (63 / luminance**0.83 + 1 / (1 - math.exp(-0.02 * u**2)))
+    )
+    return numerator / denominator
+
+
+@pytest.mark.parametrize("frequency", [0.1, 0.5, 1.0, 3.0, 8.0, 16.0, 29.6, 60.0])
+def test_barten_matches_the_published_formula(frequency):
+    assert float(csf.contrast_sensitivity(frequency, "barten_2003")) == pytest.approx(
+        _barten_by_hand(frequency), rel=1e-12
+    )
+    assert float(csf.barten_2003(frequency, 10.0, 2.0)) == pytest.approx(
+        _barten_by_hand(frequency, 10.0, 2.0), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("frequency", "sensitivity"),
+    [(1.0, 410.67), (3.0, 655.30), (8.0, 426.12), (29.6, 32.286)],  # worked by hand at L = 100, X0 = 10
+)
+def test_barten_hand_checked_values(frequency, sensitivity):
+    assert float(csf.barten_2003(frequency)) == pytest.approx(sensitivity, abs=0.01)
+
+
+def test_barten_is_band_pass_peaking_near_3_cpd_and_zero_at_dc():
+    grid = np.linspace(0.01, 60, 60_000)
+    values = csf.barten_2003(grid)
+    assert 2.8 < grid[np.argmax(values)] < 3.3
+    assert 640 < values.max() < 670
+    assert float(csf.barten_2003(0.0)) == 0.0
+    assert np.all(np.isfinite(csf.barten_2003(np.array([0.0, 1e-8, 1e-3]))))
+
+
+def test_barten_rises_with_luminance_and_field_size():
+    assert float(csf.barten_2003(4.0, 1000.0)) > float(csf.barten_2003(4.0, 100.0)) > float(csf.barten_2003(4.0, 10.0))
+    assert float(csf.barten_2003(1.0, field_size_deg=20.0)) > float(csf.barten_2003(1.0, field_size_deg=2.0))
+    with pytest.raises(ParamsError):
+        csf.barten_2003(4.0, luminance_cd_m2=0.0)
+
+
+def test_barten_is_registered_with_the_params_schema():
+    from psychovis import params
+
+    assert "barten_2003" in csf.CSF_MODELS
+    assert set(params.CSF_MODELS) == set(csf.CSF_MODELS)

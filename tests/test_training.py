@@ -35,7 +35,7 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ParamsError, match="loss must be one of"):
         TrainConfig(loss="ssim")
-    with pytest.raises(ParamsError, match="multiple of train.scale"):
+    with pytest.raises(ParamsError, match=r"multiple of train\.scale"):
         TrainConfig(loss="pixel", crop_size=30, scale=4)
 
 
@@ -65,7 +65,7 @@ def test_each_loss_builds_and_has_its_terms(loss: str, weights_dir: Path) -> Non
 def test_weighted_losses_need_exported_weights(tmp_path: Path, weights_dir: Path) -> None:
     with pytest.raises(WeightsError, match="dvc repro weights"):
         build_criterion(TrainConfig(loss="vfss", **TINY), tmp_path)
-    with pytest.raises(ParamsError, match="train.layers"):
+    with pytest.raises(ParamsError, match=r"train\.layers"):
         build_criterion(TrainConfig(loss="vfss", layers=("relu1_1",), **TINY), weights_dir)
 
 
@@ -83,3 +83,22 @@ def test_checkpoint_round_trip_is_safe(images: list[np.ndarray], tmp_path: Path)
         load_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(WeightsError, match="missing"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(images: list[np.ndarray], tmp_path: Path) -> None:
+    config = TrainConfig(loss="pixel", **{**TINY, "iterations": 6})
+    reference, reference_curve = train(config, images, progress=False)
+
+    def crash_at_step_4(step: int, terms: dict[str, float]) -> None:
+        if step == 4:
+            raise KeyboardInterrupt  # as if killed right after step 4 (last checkpoint: step 2)
+
+    checkpoint = tmp_path / "partial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, images, progress=False, on_log=crash_at_step_4, checkpoint_path=checkpoint)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    resumed, resumed_curve = train(config, images, progress=False, checkpoint_path=checkpoint, resume=True)
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert list(resumed_curve["step"]) == list(reference_curve["step"])
+    np.testing.assert_allclose(resumed_curve["loss"], reference_curve["loss"], rtol=1e-6)

@@ -24,7 +24,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch import nn
-from torchvision import models
 
 from psychovis.errors import ParamsError, WeightsError
 
@@ -189,6 +188,10 @@ def _checkpoint(name: str) -> dict:
 
 def _torchvision_features(spec: BackboneSpec, device: str | torch.device = "cpu") -> nn.Sequential:
     """torchvision's ``.features`` module (building on the meta device skips the costly init)."""
+    # Imported here: torchvision pulls in torch._dynamo (seconds), which stages that only need
+    # layer names or a pixel loss should not pay for.
+    from torchvision import models
+
     with torch.device(device):
         network = models.vgg16(weights=None) if spec.network_key == "VGG16_0" else models.alexnet(weights=None)
     return network.features

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from psychovis import params as params_module
+from psychovis import tracking
 from psychovis.errors import PsychovisError
 
 
@@ -46,6 +47,8 @@ def run_stage(
     debug = args.debug or os.environ.get("PSYCHOVIS_DEBUG", "") not in ("", "0")
     try:
         validated = params_module.load(args.params, list(sections))
+        # A shared tracking server that is down is reported now, not after minutes of work.
+        tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
         main(StageContext(stage, validated, args, Path.cwd()))
     except PsychovisError as exc:
         if debug:

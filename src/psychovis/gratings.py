@@ -87,6 +87,7 @@ def stimulus_table(
     orientations_deg: list[float] | None = None,
     phases_rad: list[float] | None = None,
     contrasts: list[float] | None = None,
+    window_sigma_px: float | None = None,
 ) -> pd.DataFrame:
     """Build the table of grating stimuli, one row per stimulus (the `stimuli` stage's output).
 
@@ -100,10 +101,14 @@ def stimulus_table(
         orientations_deg: orientations of linear gratings (ignored, forced to 0, for concentric).
         phases_rad: phases in radians.
         contrasts: Michelson contrasts in [0, 1].
+        window_sigma_px: standard deviation in pixels of a Gaussian (Gabor) window centred on the
+            image; ``None`` (the default, and the paper's stimuli) means no window, full-field
+            gratings. When set, the table gains a column ``window_sigma_px``.
 
     Returns:
-        A frame with columns :data:`STIMULUS_COLUMNS`, sorted by frequency, orientation, phase,
-        contrast, with ``stimulus_id`` = row number.
+        A frame with columns :data:`STIMULUS_COLUMNS` (plus ``window_sigma_px`` when a window is
+        requested), sorted by frequency, orientation, phase, contrast, with ``stimulus_id`` = row
+        number.
     """
     if kind not in KINDS:
         raise ParamsError(f"stimuli.kind must be one of {list(KINDS)}, got {kind!r}")
@@ -131,7 +136,12 @@ def stimulus_table(
     table["kind"] = kind
     table["size"] = int(size)
     table["stimulus_id"] = np.arange(len(table), dtype=np.int64)
-    return table[list(STIMULUS_COLUMNS)]
+    if window_sigma_px is None:
+        return table[list(STIMULUS_COLUMNS)]
+    if not window_sigma_px > 0:
+        raise ParamsError(f"window_sigma_px must be positive or None, got {window_sigma_px!r}")
+    table["window_sigma_px"] = float(window_sigma_px)
+    return table[[*STIMULUS_COLUMNS, "window_sigma_px"]]
 
 
 def render(table: pd.DataFrame, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -141,6 +151,17 @@ def render(table: pd.DataFrame, device: torch.device | str = "cpu") -> torch.Ten
     Concentric: ``0.5 + 0.5*contrast*sin(2*pi*f*r - phase)`` with ``r`` the distance from the
     centre. Linear: the same with ``r = x*cos(theta) + y*sin(theta)``, theta the orientation
     of the wave vector.
+
+    Orientation convention: ``x`` runs along columns (left to right) and ``y`` along rows (top to
+    bottom), so ``orientation_deg`` is the direction of the wave vector measured from +x towards
+    +y, i.e. clockwise on screen. 0 deg gives vertical bars (luminance varies along x), 90 deg
+    horizontal bars, 45 deg a wave vector pointing right-and-down (bars running from bottom-left
+    to top-right). Orientations are 180-periodic for a full-contrast grating up to a phase flip.
+
+    Window: when the table has a ``window_sigma_px`` column (see :func:`stimulus_table`), the
+    modulation is multiplied by ``exp(-(x^2 + y^2) / (2 sigma^2))`` (a Gabor patch on the mean
+    grey); NaN in that column means no window. Tables without the column (the paper's) render
+    exactly as before.
 
     Args:
         table: rows of the stimulus table (all of one size).
@@ -166,5 +187,11 @@ def render(table: pd.DataFrame, device: torch.device | str = "cpu") -> torch.Ten
     is_concentric = torch.as_tensor((table["kind"] == "concentric").to_numpy(copy=True), device=device)[:, None, None]
     position = torch.where(is_concentric, radius, linear)
     phase = 2 * math.pi * column("frequency_cpp") * position - column("phase_rad")
-    grey = 0.5 + 0.5 * column("contrast") * torch.sin(phase)
+    # Same operations in the same order as without a window, so unwindowed images are bit-identical.
+    modulation = 0.5 * column("contrast") * torch.sin(phase)
+    if "window_sigma_px" in table.columns:
+        sigma = column("window_sigma_px")
+        envelope = torch.exp(-(x**2 + y**2)[None] / (2 * sigma**2))
+        modulation = torch.where(torch.isnan(sigma), modulation, modulation * envelope)
+    grey = 0.5 + modulation
     return grey.to(torch.float32)[:, None].expand(-1, 3, -1, -1).contiguous()

