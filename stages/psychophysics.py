@@ -16,11 +16,9 @@ from psychovis import psychophysics_plots as plots
 from psychovis.backbones import backbone_spec, resolve_layers
 from psychovis.cli import StageContext, run_stage
 from psychovis.errors import ParamsError
-from psychovis.feature_weights import FeatureWeights
 from psychovis.tracking import stage_run
 
 OUT = "data/psychophysics"
-WEIGHTS = "data/weights/vfss.safetensors"
 SECTIONS = ["base", "stimuli", "vfss", "psychophysics"]
 FEATURE_DISTANCES = ("vgg", "vfss", "topk", "bottomk", "randomk")
 
@@ -34,21 +32,7 @@ def main(ctx: StageContext) -> None:
         raise ParamsError("psychophysics.backgrounds must include grey and psychophysics.subset_background")
     if not set(FEATURE_DISTANCES) & set(p["distances"]):
         raise ParamsError(f"psychophysics.distances needs one of {list(FEATURE_DISTANCES)} for the map-subset curve")
-    table = io.read_parquet("data/vfss/vfss.parquet", columns=["layer", "channel", "vfss"])
-    scores = {
-        layer: rows.sort_values("channel")["vfss"].to_numpy() for layer, rows in table.groupby("layer", sort=False)
-    }
-    missing = [layer for layer in layers if layer not in scores]
-    if missing:
-        raise ParamsError(f"psychophysics.layers {missing} were not probed; add them to features.layers")
-    weights = None
-    if "vfss" in p["distances"]:
-        weights = FeatureWeights.load(WEIGHTS)
-        absent = [layer for layer in layers if layer not in weights.weights]
-        if absent:
-            raise ParamsError(
-                f"psychophysics.layers {absent} have no exported VFSS weights; add them to weights.layers"
-            )
+    scores, weights = pp.load_vfss_inputs(layers, "psychophysics", "vfss" in p["distances"])
     spec = pp.StimulusSpec(
         size=p["size"],
         frequencies_cpd=tuple(np.geomspace(p["frequency_min_cpd"], p["frequency_max_cpd"], p["frequencies"])),

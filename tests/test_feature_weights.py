@@ -44,7 +44,7 @@ def test_saved_metadata_is_self_describing(tmp_path, weights):
 
     path = weights.save(tmp_path / "vfss.safetensors")
     with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
+        metadata = json.loads(handle.metadata()["psychovis"])
     assert metadata["format"] == FORMAT
     assert metadata["backbone"] == "vgg16"
     assert json.loads(metadata["layers"]) == ["relu3_2", "relu1_2"]
@@ -91,7 +91,7 @@ def test_foreign_safetensors_file(tmp_path):
     save_file({"relu3_2": torch.ones(256)}, str(path))
     with pytest.raises(WeightsError, match="not a psychovis"):
         FeatureWeights.load(path)
-    save_file({"relu3_2": torch.ones(256)}, str(path), metadata={"format": "something-else"})
+    save_file({"relu3_2": torch.ones(256)}, str(path), metadata={"psychovis": json.dumps({"format": "something-else"})})
     with pytest.raises(WeightsError, match="not a psychovis"):
         FeatureWeights.load(path)
 
@@ -115,9 +115,14 @@ def test_garbage_file(tmp_path, data):
 )
 def test_damaged_psychovis_file(tmp_path, metadata):
     path = tmp_path / "vfss.safetensors"
-    save_file({"relu3_2": torch.ones(256)}, str(path), metadata=metadata)
+    save_file({"relu3_2": torch.ones(256)}, str(path), metadata={"psychovis": json.dumps(metadata)})
     with pytest.raises(WeightsError, match="damaged"):
         FeatureWeights.load(path)
+
+
+def test_equal_weights_give_identical_bytes(tmp_path, weights):
+    first = weights.save(tmp_path / "a.safetensors").read_bytes()
+    assert weights.save(tmp_path / "b.safetensors").read_bytes() == first
 
 
 def test_save_is_atomic(tmp_path, weights, monkeypatch):

@@ -11,6 +11,7 @@ import torch
 from psychovis.errors import ParamsError, WeightsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.images import bundled_images
+from psychovis.restoration import SRResNet
 from psychovis.training import TrainConfig, build_criterion, load_checkpoint, save_checkpoint, train
 
 TINY = {"iterations": 3, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2}
@@ -102,3 +103,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(images: list[np.
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     assert list(resumed_curve["step"]) == list(reference_curve["step"])
     np.testing.assert_allclose(resumed_curve["loss"], reference_curve["loss"], rtol=1e-6)
+
+
+def test_equal_models_give_identical_checkpoint_bytes(tmp_path: Path) -> None:
+    config = TrainConfig(loss="pixel", **TINY)
+    model = SRResNet(config.scale, config.channels, config.residual_blocks)
+    first = save_checkpoint(model, config, 0, tmp_path / "a.pt").read_bytes()
+    assert save_checkpoint(model, config, 0, tmp_path / "b.pt").read_bytes() == first

@@ -20,6 +20,7 @@ from psychovis.errors import WeightsError
 from psychovis.io import atomic_path
 
 FORMAT = "psychovis.feature-weights/1"
+METADATA_KEY = "psychovis"
 SCHEMES = ("vfss", "topk", "uniform")
 
 
@@ -69,8 +70,11 @@ class FeatureWeights:
             "layers": json.dumps(self.layers),
         }
         tensors = {layer: tensor.detach().to(torch.float32).contiguous() for layer, tensor in self.weights.items()}
+        # One key holding sorted JSON: safetensors writes a multi-key metadata map in arbitrary order,
+        # which would make equal weights give different bytes (and DVC hashes) from run to run.
+        header = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+            save_file(tensors, str(tmp), metadata=header)
         return Path(path)
 
     @classmethod
@@ -87,13 +91,14 @@ class FeatureWeights:
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as handle:
-                metadata = dict(handle.metadata() or {})
+                header = dict(handle.metadata() or {})
             tensors = load_file(str(path))
+            metadata = json.loads(header.get(METADATA_KEY, "{}"))
         except (SafetensorError, OSError, ValueError) as exc:
             raise WeightsError(
                 f"{path} is not a readable safetensors file ({exc}); re-export it with `dvc repro weights`"
             ) from exc
-        if metadata.get("format") != FORMAT:
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
             raise WeightsError(f"{path} is not a psychovis feature-weights file (format {metadata.get('format')!r})")
         try:
             layers = json.loads(metadata["layers"])

@@ -119,6 +119,7 @@ class LayerList:
 BACKBONES = ("vgg16", "alexnet", "vgg16_random")
 CSF_MODELS = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003")
 LOSSES = ("pixel", "vgg", "vfss", "topk")
+BAPPS_SUBSETS = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp", "mix")
 PSYCHOPHYSICS_DISTANCES = ("pixel_mse", "vgg", "vfss", "topk", "bottomk", "randomk", "lpips_vgg")
 
 SCHEMA: dict[str, dict[str, Validator]] = {
@@ -201,6 +202,22 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "subset_seeds": Number(1, 1000, integer=True),
         "subset_background": Choice(("grey", "natural", "texture")),
         "batch_size": Number(1, 4096, integer=True),
+    },
+    "human_judgement": {  # distances vs human judgements (dvc.yaml stage human_judgement); all paths null = skipped
+        "tid2013": Optional(Text()),
+        "kadid10k": Optional(Text()),
+        "bapps": Optional(Text()),
+        "bapps_split": Choice(("val", "train")),
+        "bapps_subsets": Optional(ListOf(Choice(BAPPS_SUBSETS))),
+        "distances": ListOf(Choice(PSYCHOPHYSICS_DISTANCES)),
+        "layers": ListOf(Text()),
+        "top_k": Number(1, 4096, integer=True),
+        "size": Optional(Number(16, 4096, integer=True)),
+        "batch_size": Number(1, 4096, integer=True),
+        "bootstrap": Number(0, 100_000, integer=True),
+        "subset_ks": ListOf(Number(1, 4096, integer=True)),
+        "subset_seeds": Number(1, 1000, integer=True),
+        "max_pairs": Optional(Number(1, 10_000_000, integer=True)),
     },
     "atlas": {  # the tuning atlas beyond the paper (dvc.yaml stages atlas_features@*, atlas@*)
         "backbones": ListOf(Choice(BACKBONES)),

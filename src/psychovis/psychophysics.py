@@ -81,6 +81,7 @@ from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.gratings import cycles_per_pixel
 from psychovis.images import bundled_images
+from psychovis.io import read_parquet
 from psychovis.loss import PsychovisualLoss, validate_images
 from psychovis.metrics import LPIPS, LPIPS_EPS
 from psychovis.params import PSYCHOPHYSICS_DISTANCES
@@ -1057,3 +1058,38 @@ def summary_metrics(
             for row in subset_summary(subsets).itertuples(index=False)
         }
     return metrics
+
+
+def load_vfss_inputs(
+    layers: Sequence[str],
+    section: str,
+    need_weights: bool,
+    vfss_path: str | Path = "data/vfss/vfss.parquet",
+    weights_path: str | Path = "data/weights/vfss.safetensors",
+) -> tuple[dict[str, np.ndarray], FeatureWeights | None]:
+    """VFSS per map (by layer, in channel order) and, if asked, the exported VFSS weights.
+
+    Args:
+        layers: the layers a stage needs.
+        section: the params section naming them (for error messages).
+        need_weights: also load the exported weights (for the ``vfss`` distance).
+        vfss_path: the `vfss` stage's table.
+        weights_path: the `weights` stage's export.
+
+    Raises:
+        ParamsError: a layer was not probed, or has no exported weights.
+    """
+    table = read_parquet(vfss_path, columns=["layer", "channel", "vfss"])
+    scores = {
+        layer: rows.sort_values("channel")["vfss"].to_numpy() for layer, rows in table.groupby("layer", sort=False)
+    }
+    missing = [layer for layer in layers if layer not in scores]
+    if missing:
+        raise ParamsError(f"{section}.layers {missing} were not probed; add them to features.layers")
+    if not need_weights:
+        return scores, None
+    weights = FeatureWeights.load(weights_path)
+    absent = [layer for layer in layers if layer not in weights.weights]
+    if absent:
+        raise ParamsError(f"{section}.layers {absent} have no exported VFSS weights; add them to weights.layers")
+    return scores, weights

@@ -98,8 +98,10 @@ def save_checkpoint(
     state = {"model": model.state_dict(), "config": asdict(config), "step": step, **(extra or {})}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Saved through a file object: given a path, torch.save names the archive after the (random)
+    # temporary file, and equal models would give different bytes from run to run.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
     return Path(path)
 
 
