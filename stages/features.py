@@ -20,14 +20,7 @@ def main(ctx: StageContext) -> None:
         table = probe.responses_frame(responses, columns, stimuli["stimulus_id"].to_numpy())
         io.write_parquet(table, "data/features/features.parquet")
         run.set_tags({"device": str(device)})
-        run.log_metrics(
-            {
-                "maps": responses.shape[1],
-                "stimuli": responses.shape[0],
-                "seconds": seconds,
-                "stimuli_per_second": responses.shape[0] / seconds,
-            }
-        )
+        run.log_metrics(probe.throughput(responses, seconds))
     print(
         f"features: {responses.shape[1]} maps x {responses.shape[0]} stimuli on {device} "
         f"in {seconds:.1f} s ({responses.shape[0] / seconds:.1f} stimuli/s)"

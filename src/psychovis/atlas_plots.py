@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from psychovis.atlas import ResponseGrid, csf_curve
+from psychovis.plots import contact_sheet
 
 
 def _grid(count: int, columns: int, width: float, height: float, **kwargs) -> tuple[Figure, np.ndarray]:
@@ -189,10 +190,4 @@ def lpips_scatter(table: pd.DataFrame, heads: dict[str, np.ndarray], agreement: 
 
 def stimulus_sheet(images: np.ndarray, labels: list[str]) -> Figure:
     """Thumbnails of a few atlas stimuli."""
-    figure, axes = _grid(len(images), min(8, len(images)), 1.4, 1.5)
-    for axis, image, label in zip(axes.flat, images, labels, strict=False):
-        axis.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axis.set_title(label, fontsize=6)
-        axis.axis("off")
-    figure.suptitle("Atlas stimuli (examples)")
-    return figure
+    return contact_sheet(images, labels, min(8, len(images)), title="Atlas stimuli (examples)", fontsize=6)

@@ -75,7 +75,7 @@ from psychovis.errors import DataError, ParamsError
 from psychovis.images import read_image
 from psychovis.loss import PsychovisualLoss
 from psychovis.params import BAPPS_SUBSETS
-from psychovis.psychophysics import SELECTIONS, Distance, selection_mask
+from psychovis.psychophysics import SELECTIONS, Distance, per_pair_distance, selection_mask
 
 PathLike = str | Path
 
@@ -511,13 +511,7 @@ def pair_distances(
                     "to resize them to a common size"
                 )
             for name, distance in generic.items():
-                value = torch.as_tensor(distance(reference, other)).detach().reshape(-1)
-                if value.numel() != stop - start:
-                    raise ValueError(
-                        f"distance {name!r} returned {value.numel()} values for {stop - start} image pairs; "
-                        "it must return one value per pair (e.g. reduction='none')"
-                    )
-                out[name][start:stop] = value.double().cpu().numpy()
+                out[name][start:stop] = per_pair_distance(name, distance, reference, other)
             if extractor is not None:
                 both = torch.cat([reference, other]).contiguous(memory_format=torch.channels_last)
                 features = extractor(both)

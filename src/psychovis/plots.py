@@ -24,14 +24,16 @@ def _grid(count: int, columns: int, cell: float = 1.6) -> tuple[Figure, np.ndarr
     return figure, axes
 
 
-def contact_sheet(images: np.ndarray, labels: list[str], columns: int = 10) -> Figure:
+def contact_sheet(
+    images: np.ndarray, labels: list[str], columns: int = 10, title: str = "Grating stimuli", fontsize: int = 7
+) -> Figure:
     """Thumbnails of stimuli (``images``: N x H x W grey in [0, 1]) with a label each."""
     figure, axes = _grid(len(images), columns)
     for axis, image, label in zip(axes.flat, images, labels, strict=False):
         axis.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axis.set_title(label, fontsize=7)
+        axis.set_title(label, fontsize=fontsize)
         axis.axis("off")
-    figure.suptitle("Grating stimuli")
+    figure.suptitle(title)
     return figure
 
 

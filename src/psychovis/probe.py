@@ -104,3 +104,13 @@ def responses_frame(
             "response": responses.T.reshape(-1).astype(np.float32),
         }
     )
+
+
+def throughput(responses: np.ndarray, seconds: float) -> dict[str, float]:
+    """The metrics a probing stage logs: maps, stimuli, seconds and stimuli per second."""
+    return {
+        "maps": responses.shape[1],
+        "stimuli": responses.shape[0],
+        "seconds": seconds,
+        "stimuli_per_second": responses.shape[0] / seconds,
+    }

@@ -539,6 +539,21 @@ def _shared_plan(distances: Mapping[str, Distance]) -> tuple[str | None, dict[st
     return backbone, shared, layers
 
 
+def per_pair_distance(name: str, distance: Distance, reference: torch.Tensor, distorted: torch.Tensor) -> np.ndarray:
+    """Run a distance on a batch of pairs, checking it returns one value per pair.
+
+    Raises:
+        ValueError: the distance reduced the batch (e.g. ``reduction="mean"``).
+    """
+    value = torch.as_tensor(distance(reference, distorted)).detach().reshape(-1)
+    if value.numel() != len(reference):
+        raise ValueError(
+            f"distance {name!r} returned {value.numel()} values for {len(reference)} image pairs; "
+            "it must return one value per image pair (e.g. reduction='none')"
+        )
+    return value.double().cpu().numpy()
+
+
 def distance_grid(
     distances: Mapping[str, Distance],
     backgrounds: Mapping[str, np.ndarray],
@@ -633,13 +648,7 @@ def distance_grid(
             if generic:
                 references = background_images[which].float()[:, None].expand(-1, 3, -1, -1).contiguous()
                 for name, distance in generic.items():
-                    value = torch.as_tensor(distance(references, images)).detach().reshape(-1)
-                    if value.numel() != stop - start:
-                        raise ValueError(
-                            f"distance {name!r} returned {value.numel()} values for {stop - start} image pairs; "
-                            "it must return one value per image (e.g. reduction='none')"
-                        )
-                    out[name][index] = value.double().cpu().numpy()
+                    out[name][index] = per_pair_distance(name, distance, references, images)
             if extractor is not None:
                 # channels_last runs the convolutions about 20 % faster on CPU (and on GPU).
                 features = extractor(images.contiguous(memory_format=torch.channels_last))
