@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	@# `dvc plots show` offline: vega, vega-lite and vega-embed from npm, inlined into a page template.
 	@if command -v npm >/dev/null; then \
 		npm install --prefix $(VENV)/vega --no-audit --no-fund --silent $(VEGA_PACKAGES) && \
-		$(VENV)/bin/python -m psychovis.offline_plots --node-modules $(VENV)/vega/node_modules --out .dvc/plots/offline.html && \
+		$(VENV)/bin/python -m psychovis.pipeline.offline_plots --node-modules $(VENV)/vega/node_modules --out .dvc/plots/offline.html && \
 		$(VENV)/bin/dvc config --local plots.html_template plots/offline.html; \
 	else echo "npm not found: dvc plots show will load vega from a CDN"; fi
 	@rm -f $(VENV)/.installed-*

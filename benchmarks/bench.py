@@ -90,8 +90,8 @@ import torch
 
 from psychovis import gratings, probe
 from psychovis.backbones import FeatureExtractor
+from psychovis.distances.loss import PsychovisualLoss
 from psychovis.feature_weights import FeatureWeights
-from psychovis.loss import PsychovisualLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 VFSS_WEIGHTS = ROOT / "data" / "weights" / "vfss.safetensors"

@@ -8,9 +8,9 @@ import numpy as np
 
 from psychovis import atlas, atlas_plots, gratings, io
 from psychovis.backbones import backbone_spec, lpips_heads
-from psychovis.cli import StageContext, run_stage
-from psychovis.params import BACKBONES
-from psychovis.tracking import stage_run
+from psychovis.pipeline.params import BACKBONES
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 
 SECTIONS = ["atlas"]
 SUMMARY_KEYS = (

@@ -5,9 +5,9 @@ import time
 
 from psychovis import atlas_stimuli, io, probe
 from psychovis.backbones import FeatureExtractor, backbone_spec
-from psychovis.cli import StageContext, run_stage
-from psychovis.params import BACKBONES
-from psychovis.tracking import stage_run
+from psychovis.pipeline.params import BACKBONES
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 
 SECTIONS = ["base", "atlas"]
 

@@ -2,12 +2,13 @@
 
 import math
 
-from psychovis import io, plots, probe
-from psychovis.cli import StageContext, run_stage
-from psychovis.evaluation import score, super_resolve_all
-from psychovis.images import load_dataset
-from psychovis.tracking import stage_run
-from psychovis.training import load_checkpoint
+from psychovis import io, probe
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
+from psychovis.sr import figures as sr_figures
+from psychovis.sr.data import load_dataset
+from psychovis.sr.evaluation import score, super_resolve_all
+from psychovis.sr.training import load_checkpoint
 
 OUT = "data/evaluate"
 
@@ -37,8 +38,8 @@ def main(ctx: StageContext) -> None:
         )
         io.write_csv(bands, f"{OUT}/bands.csv")
         figures = [
-            io.save_figure(plots.comparison_crops(references, outputs, p["figure_crop"]), f"{OUT}/comparison.png"),
-            io.save_figure(plots.band_errors(per_band), f"{OUT}/bands.png"),
+            io.save_figure(sr_figures.comparison_crops(references, outputs, p["figure_crop"]), f"{OUT}/comparison.png"),
+            io.save_figure(sr_figures.band_errors(per_band), f"{OUT}/bands.png"),
         ]
         for method, values in metrics.items():
             run.log_metrics({f"{method}.{metric}": value for metric, value in values.items() if value is not None})

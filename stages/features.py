@@ -4,8 +4,8 @@ import time
 
 from psychovis import io, probe
 from psychovis.backbones import FeatureExtractor
-from psychovis.cli import StageContext, run_stage
-from psychovis.tracking import stage_run
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 
 
 def main(ctx: StageContext) -> None:

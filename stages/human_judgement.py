@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 from psychovis import human_judgement as hj
-from psychovis import human_judgement_plots as plots
 from psychovis import io, probe
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.cli import StageContext, run_stage
-from psychovis.psychophysics import build_distances, load_vfss_inputs
-from psychovis.tracking import stage_run
+from psychovis.distances import build_distances
+from psychovis.human_judgement import figures as plots
+from psychovis.names import DATASETS
+from psychovis.pipeline.inputs import load_vfss_inputs
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 
 OUT = "data/human_judgement"
 METRICS = "metrics/human_judgement.json"
@@ -38,7 +40,7 @@ def write_skipped() -> None:
 def read_datasets(p: dict, root: Path, seed: int = 0) -> dict:
     """Each data set whose path is set, read from its public layout (relative paths: from the repo root)."""
     frames = {}
-    for name in hj.DATASETS:
+    for name in DATASETS:
         if p[name] is None:
             continue
         path = Path(p[name]).expanduser()
@@ -53,7 +55,7 @@ def read_datasets(p: dict, root: Path, seed: int = 0) -> dict:
 
 def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["human_judgement"]
-    if all(p[name] is None for name in hj.DATASETS):
+    if all(p[name] is None for name in DATASETS):
         write_skipped()
         return
     datasets = read_datasets(p, ctx.root, base["seed"])  # a wrong path fails here, before any network is built
@@ -70,7 +72,14 @@ def main(ctx: StageContext) -> None:
     with stage_run("human_judgement", ctx.sections(*SECTIONS), ctx.root) as run:
         started = time.perf_counter()
         distances = build_distances(
-            scores, p["top_k"], layers, base["seed"], p["distances"], weights, backbone=base["backbone"]
+            scores,
+            p["top_k"],
+            layers,
+            base["seed"],
+            p["distances"],
+            weights,
+            backbone=base["backbone"],
+            layers_key="human_judgement.layers",
         )
         seeds = [base["seed"] + offset for offset in range(p["subset_seeds"])]
         scored, subsets = hj.evaluate(
@@ -96,8 +105,8 @@ def main(ctx: StageContext) -> None:
         metrics = hj.summary_metrics(scored)
         metrics["subsets"] = {
             f"{row.dataset}.{row.selection}_k{row.k}": {
-                "mean": hj.json_number(row.mean),
-                "std": hj.json_number(row.std),
+                "mean": io.json_number(row.mean),
+                "std": io.json_number(row.std),
             }
             for row in summary.itertuples(index=False)
         }

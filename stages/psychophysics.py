@@ -12,11 +12,13 @@ import numpy as np
 
 from psychovis import io, probe
 from psychovis import psychophysics as pp
-from psychovis import psychophysics_plots as plots
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.cli import StageContext, run_stage
+from psychovis.distances import build_distances
 from psychovis.errors import ParamsError
-from psychovis.tracking import stage_run
+from psychovis.pipeline.inputs import load_vfss_inputs
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
+from psychovis.psychophysics import figures as plots
 
 OUT = "data/psychophysics"
 SECTIONS = ["base", "stimuli", "vfss", "psychophysics"]
@@ -32,7 +34,7 @@ def main(ctx: StageContext) -> None:
         raise ParamsError("psychophysics.backgrounds must include grey and psychophysics.subset_background")
     if not set(FEATURE_DISTANCES) & set(p["distances"]):
         raise ParamsError(f"psychophysics.distances needs one of {list(FEATURE_DISTANCES)} for the map-subset curve")
-    scores, weights = pp.load_vfss_inputs(layers, "psychophysics", "vfss" in p["distances"])
+    scores, weights = load_vfss_inputs(layers, "psychophysics", "vfss" in p["distances"])
     spec = pp.StimulusSpec(
         size=p["size"],
         frequencies_cpd=tuple(np.geomspace(p["frequency_min_cpd"], p["frequency_max_cpd"], p["frequencies"])),
@@ -56,8 +58,15 @@ def main(ctx: StageContext) -> None:
     )
     with stage_run("psychophysics", ctx.sections(*SECTIONS), ctx.root) as run:
         started = time.perf_counter()
-        distances = pp.build_distances(
-            scores, p["top_k"], layers, base["seed"], p["distances"], weights, backbone=base["backbone"]
+        distances = build_distances(
+            scores,
+            p["top_k"],
+            layers,
+            base["seed"],
+            p["distances"],
+            weights,
+            backbone=base["backbone"],
+            layers_key="psychophysics.layers",
         )
         grid = pp.distance_grid(distances, backgrounds, spec, p["batch_size"], device)
         thresholds = pp.thresholds_frame(grid)

@@ -1,8 +1,8 @@
 """Stage `stimuli`: the grating table (Parquet) and a contact sheet of the stimuli."""
 
 from psychovis import gratings, io, plots
-from psychovis.cli import StageContext, run_stage
-from psychovis.tracking import stage_run
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 
 OUT = "data/stimuli"
 

@@ -4,12 +4,13 @@ import argparse
 import os
 from pathlib import Path
 
-from psychovis import io, plots, probe
-from psychovis.cli import StageContext, run_stage
-from psychovis.images import load_dataset
-from psychovis.restoration import count_parameters
-from psychovis.tracking import stage_run
-from psychovis.training import LOSSES, TrainConfig, save_checkpoint, train
+from psychovis import io, probe
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
+from psychovis.sr import figures as sr_figures
+from psychovis.sr.data import load_dataset
+from psychovis.sr.model import count_parameters
+from psychovis.sr.training import LOSSES, TrainConfig, save_checkpoint, train
 
 
 def main(ctx: StageContext) -> None:
@@ -57,7 +58,7 @@ def main(ctx: StageContext) -> None:
             metrics["perceptual"] = round(float(final["perceptual"]), 6)
         io.write_json(metrics, f"metrics/train/{loss}.json")
         run.log_metrics(metrics)
-        figure = io.save_figure(plots.loss_curve(curve, loss), f"data/curves/{loss}.png")
+        figure = io.save_figure(sr_figures.loss_curve(curve, loss), f"data/curves/{loss}.png")
         run.log_artifact(figure, "figures")
 
 

@@ -1,8 +1,8 @@
 """Stage `tuning`: per-map tuning curve summary (preferred frequency, bandwidth, class)."""
 
 from psychovis import io, plots, tuning
-from psychovis.cli import StageContext, run_stage
-from psychovis.tracking import stage_run
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 
 OUT = "data/tuning"
 

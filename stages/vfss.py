@@ -3,9 +3,9 @@
 import pandas as pd
 
 from psychovis import io, plots, tuning
-from psychovis.cli import StageContext, run_stage
 from psychovis.csf import contrast_sensitivity
-from psychovis.tracking import stage_run
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 from psychovis.vfss import vfss_scores
 
 OUT = "data/vfss"

@@ -6,11 +6,11 @@ import torch
 
 from psychovis import io
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.cli import StageContext, run_stage
 from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
-from psychovis.params import params_hash
-from psychovis.tracking import stage_run
+from psychovis.pipeline.params import params_hash
+from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.tracking import stage_run
 from psychovis.vfss import l1_weights, top_k_mask
 
 OUT = "data/weights"

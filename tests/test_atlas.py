@@ -15,8 +15,9 @@ import torch
 import yaml
 from torch import nn
 
-from psychovis import atlas, gratings, params
+from psychovis import atlas, gratings
 from psychovis.errors import DataError, ParamsError
+from psychovis.pipeline import params
 
 ROOT = Path(__file__).resolve().parents[1]
 FREQUENCIES = atlas.log_frequencies(0.0125, 0.45, 14)

@@ -34,8 +34,9 @@ import yaml
 from PIL import Image
 from stagekit import Built, built_project, free_port, one_line, run, snapshot, stage_env, tiny_params, write_params
 
-from psychovis import backbones, cli
+from psychovis import backbones
 from psychovis.errors import TrackingError, WeightsError
+from psychovis.pipeline import runner as cli
 
 Setup = Callable[[Path, Path], tuple[list[str], dict[str, str]]]
 

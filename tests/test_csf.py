@@ -73,9 +73,9 @@ def test_accepts_lists_and_scalars():
 
 def test_unknown_model_lists_the_allowed():
     with pytest.raises(ParamsError) as info:
-        csf.contrast_sensitivity(FREQUENCIES, "barten")
+        csf.contrast_sensitivity(FREQUENCIES, "barten", key="psychophysics.csf")
     message = str(info.value)
-    assert "vfss.csf" in message
+    assert message.startswith("psychophysics.csf must be one of")  # names the caller's parameter
     assert "'barten'" in message
     for name in csf.CSF_MODELS:
         assert name in message
@@ -128,7 +128,7 @@ def test_barten_rises_with_luminance_and_field_size():
 
 
 def test_barten_is_registered_with_the_params_schema():
-    from psychovis import params
+    from psychovis.pipeline import params
 
     assert "barten_2003" in csf.CSF_MODELS
-    assert set(params.CSF_MODELS) == set(csf.CSF_MODELS)
+    assert set(params.CSF_MODELS) == set(csf.CSF_FUNCTIONS)

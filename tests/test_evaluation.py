@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychovis.evaluation import BICUBIC, centre_crop, score, super_resolve_all
 from psychovis.images import bundled_images
-from psychovis.restoration import SRResNet
+from psychovis.sr.evaluation import BICUBIC, centre_crop, score, super_resolve_all
+from psychovis.sr.model import SRResNet
 
 
 @pytest.fixture(scope="module")

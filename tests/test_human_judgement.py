@@ -17,10 +17,11 @@ from PIL import Image
 from scipy.stats import kendalltau, spearmanr
 
 from psychovis import human_judgement as hj
-from psychovis.cli import StageContext
+from psychovis.distances import build_distances
+from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError
-from psychovis.loss import PsychovisualLoss
-from psychovis.psychophysics import build_distances
+from psychovis.images import read_image
+from psychovis.pipeline.runner import StageContext
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -303,8 +304,8 @@ def test_shared_pass_equals_calling_the_loss_module(tid: Path) -> None:
 
     module = PsychovisualLoss(FeatureWeights("vgg16", "vfss", {"relu3_2": weights}), reduction="none")
     pairs = hj.pair_distances(frame["reference"], frame["distorted"], {"w": module}, SIZE, batch_size=2)
-    reference = torch.stack([hj.to_common_size(hj.read_image(path), SIZE) for path in frame["reference"]])
-    distorted = torch.stack([hj.to_common_size(hj.read_image(path), SIZE) for path in frame["distorted"]])
+    reference = torch.stack([hj.to_common_size(read_image(path), SIZE) for path in frame["reference"]])
+    distorted = torch.stack([hj.to_common_size(read_image(path), SIZE) for path in frame["distorted"]])
     with torch.no_grad():
         direct = module(distorted, reference).double().numpy()
     np.testing.assert_allclose(pairs.values["w"], direct, rtol=1e-4)

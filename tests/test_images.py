@@ -14,18 +14,8 @@ from PIL import Image
 
 from psychovis import images
 from psychovis.errors import DataError, ParamsError
-from psychovis.images import (
-    BUNDLED_IMAGES,
-    TEST_IMAGES,
-    bundled_images,
-    crop_to_multiple,
-    downsample,
-    load_dataset,
-    random_crops,
-    read_image,
-    read_image_folder,
-    upsample_bicubic,
-)
+from psychovis.images import BUNDLED_IMAGES, bundled_images, read_image, read_image_folder
+from psychovis.sr.data import TEST_IMAGES, crop_to_multiple, downsample, load_dataset, random_crops, upsample_bicubic
 
 
 def _rgb(height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:

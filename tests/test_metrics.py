@@ -1,4 +1,4 @@
-"""Tests of psychovis.metrics: PSNR/SSIM on luma, LPIPS against the lpips package, band errors."""
+"""Tests of psychovis.sr.metrics: PSNR/SSIM on luma, LPIPS against the lpips package, band errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from scipy import ndimage
 from skimage import data
 
 from psychovis.backbones import IMAGENET_MEAN, IMAGENET_STD
-from psychovis.metrics import LPIPS, frequency_band_errors, psnr_y, rgb_to_y, ssim_y
+from psychovis.distances.lpips import LPIPS
+from psychovis.sr.metrics import frequency_band_errors, psnr_y, rgb_to_y, ssim_y
 
 Y_GAIN = 65.481 + 128.553 + 24.966  # an equal change d of R, G and B changes Y by 219 d
 

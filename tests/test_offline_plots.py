@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from psychovis.errors import DataError
-from psychovis.offline_plots import VEGA_PACKAGES, build_template
+from psychovis.pipeline.offline_plots import VEGA_PACKAGES, build_template
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".venv" / "vega" / "node_modules"

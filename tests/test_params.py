@@ -1,4 +1,4 @@
-"""Tests of psychovis.params: the params.yaml schema and its one-line errors."""
+"""Tests of psychovis.pipeline.params: the params.yaml schema and its one-line errors."""
 
 import copy
 import hashlib
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from psychovis import params
 from psychovis.errors import ParamsError
+from psychovis.pipeline import params
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -12,8 +12,11 @@ import torch
 
 from psychovis import psychophysics as pp
 from psychovis.csf import contrast_sensitivity
+from psychovis.distances import build_distances, pixel_mse
+from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import ParamsError
-from psychovis.loss import PsychovisualLoss
+from psychovis.names import SELECTIONS
+from psychovis.vfss import selection_mask
 
 LAYER = "relu3_2"
 MAPS = 256
@@ -38,7 +41,7 @@ def horizontal_difference(reference: torch.Tensor, distorted: torch.Tensor) -> t
 @pytest.fixture(scope="module")
 def vgg_grid() -> pp.DistanceGrid:
     """VGG (relu3_2 only) and a VFSS top-k selection on grey and noise, 32 px, three frequencies."""
-    distances = pp.build_distances(fake_scores(), k=32, layers=[LAYER], include=["pixel_mse", "vgg", "topk"])
+    distances = build_distances(fake_scores(), k=32, layers=[LAYER], include=["pixel_mse", "vgg", "topk"])
     spec = tiny_spec()
     backgrounds = pp.make_backgrounds(spec, ["grey", "texture"], texture_band_cpd=(2.0, 18.0))
     return pp.distance_grid(distances, backgrounds, spec, batch_size=64)
@@ -99,7 +102,7 @@ def test_known_threshold_of_a_synthetic_distance_end_to_end() -> None:
 def test_pixel_mse_csf_is_flat_on_every_background() -> None:
     spec = tiny_spec(frequencies_cpd=(1.0, 3.0, 9.0, 27.0), contrasts=np.geomspace(1e-3, 1, 10))
     backgrounds = pp.make_backgrounds(spec, seed=1)
-    thresholds = pp.measure_thresholds({"pixel_mse": pp.pixel_mse}, backgrounds, spec)
+    thresholds = pp.measure_thresholds({"pixel_mse": pixel_mse}, backgrounds, spec)
     # The window's quadrature-averaged energy c^2 mean(w^2) / 8 does not depend on frequency or
     # (without clipping) on the background: every threshold is the reference contrast.
     np.testing.assert_allclose(thresholds["threshold"], spec.reference_contrast, rtol=1e-5)
@@ -116,7 +119,7 @@ def test_pixel_mse_csf_is_flat_on_every_background() -> None:
 def test_selection_masks_have_exactly_k_maps_and_differ() -> None:
     scores = fake_scores()[LAYER]
     k = 40
-    masks = {selection: pp.selection_mask(scores, selection, k, seed=3) for selection in pp.SELECTIONS}
+    masks = {selection: selection_mask(scores, selection, k, seed=3) for selection in SELECTIONS}
     for mask in masks.values():
         assert mask.sum() == k and set(np.unique(mask)) == {0.0, 1.0}
     top, bottom, random = (np.flatnonzero(masks[s]) for s in ("topk", "bottomk", "randomk"))
@@ -124,16 +127,16 @@ def test_selection_masks_have_exactly_k_maps_and_differ() -> None:
     assert not set(top) & set(bottom)
     assert set(random) not in (set(top), set(bottom))
     assert scores[top].min() > scores[bottom].max()
-    np.testing.assert_array_equal(pp.selection_mask(scores, "randomk", k, seed=3), masks["randomk"])
-    assert not np.array_equal(pp.selection_mask(scores, "randomk", k, seed=4), masks["randomk"])
+    np.testing.assert_array_equal(selection_mask(scores, "randomk", k, seed=3), masks["randomk"])
+    assert not np.array_equal(selection_mask(scores, "randomk", k, seed=4), masks["randomk"])
     with pytest.raises(ParamsError, match="k must be"):
-        pp.selection_mask(scores, "topk", MAPS + 1)
+        selection_mask(scores, "topk", MAPS + 1)
     with pytest.raises(ParamsError, match="selection must be"):
-        pp.selection_mask(scores, "middlek", 4)
+        selection_mask(scores, "middlek", 4)
 
 
 def test_build_distances_gives_loss_modules_with_k_map_masks() -> None:
-    distances = pp.build_distances(fake_scores(), k=16, layers=[LAYER], include=["topk", "bottomk", "randomk"])
+    distances = build_distances(fake_scores(), k=16, layers=[LAYER], include=["topk", "bottomk", "randomk"])
     selected = {}
     for name, distance in distances.items():
         assert isinstance(distance, PsychovisualLoss) and distance.scheme == "topk"
@@ -142,16 +145,16 @@ def test_build_distances_gives_loss_modules_with_k_map_masks() -> None:
         selected[name] = frozenset(torch.nonzero(weights).flatten().tolist())
     assert len(set(selected.values())) == 3
     with pytest.raises(ParamsError, match="distances must be"):
-        pp.build_distances(fake_scores(), include=["psnr"])
+        build_distances(fake_scores(), include=["psnr"])
     with pytest.raises(ParamsError, match="need VFSS scores"):
-        pp.build_distances({}, include=["topk"])
+        build_distances({}, include=["topk"])
 
 
 # ------------------------------------------------------------------------------------- shared pass
 
 
 def test_shared_forward_pass_equals_calling_each_distance() -> None:
-    distances = pp.build_distances(fake_scores(), k=32, layers=[LAYER], include=["vgg", "topk", "lpips_vgg"])
+    distances = build_distances(fake_scores(), k=32, layers=[LAYER], include=["vgg", "topk", "lpips_vgg"])
     spec = tiny_spec(frequencies_cpd=(3.0, 9.0, 27.0), contrasts=(0.01, 0.05, 0.2, 0.8), phases=1)
     backgrounds = pp.make_backgrounds(spec, ["texture"])  # the criterion's grey is always there
     shared = pp.distance_grid(distances, backgrounds, spec, batch_size=16)
@@ -262,8 +265,8 @@ def test_bad_backgrounds_and_distances_are_refused() -> None:
     with pytest.raises(ParamsError, match="amplitude"):
         pp.make_backgrounds(spec, ["texture"], amplitude=0.7)
     with pytest.raises(ValueError, match="shape"):
-        pp.distance_grid({"pixel_mse": pp.pixel_mse}, {"grey": np.full((16, 16), 0.5)}, spec)
+        pp.distance_grid({"pixel_mse": pixel_mse}, {"grey": np.full((16, 16), 0.5)}, spec)
     with pytest.raises(ValueError, match="one value per image"):
         pp.distance_grid({"sum": lambda x, y: (x - y).pow(2).sum()}, {"grey": np.full((32, 32), 0.5)}, spec)
     with pytest.raises(ValueError, match="shape"):
-        pp.pixel_mse(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+        pixel_mse(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from psychovis.images import downsample, upsample_bicubic
-from psychovis.restoration import SCALES, SRResNet, count_parameters
+from psychovis.sr.data import downsample, upsample_bicubic
+from psychovis.sr.model import SCALES, SRResNet, count_parameters
 
 
 def _lr(height: int = 12, width: int = 10, batch: int = 2, seed: int = 0) -> torch.Tensor:

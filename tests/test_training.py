@@ -11,8 +11,8 @@ import torch
 from psychovis.errors import ParamsError, WeightsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.images import bundled_images
-from psychovis.restoration import SRResNet
-from psychovis.training import TrainConfig, build_criterion, load_checkpoint, save_checkpoint, train
+from psychovis.sr.model import SRResNet
+from psychovis.sr.training import TrainConfig, build_criterion, load_checkpoint, save_checkpoint, train
 
 TINY = {"iterations": 3, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2}
 

@@ -7,7 +7,7 @@ Sensitivity Score (VFSS) into a drop-in perceptual loss::
     from psychovis import PsychovisualLoss
     criterion = PsychovisualLoss("data/weights/vfss.safetensors")
 
-The public names are imported on first use (PEP 562), so ``import psychovis.params`` or a
+The public names are imported on first use (PEP 562), so ``import psychovis.pipeline.params`` or a
 stage that only needs pandas does not pay for importing torch and torchvision: a bad
 ``params.yaml`` or an unreachable tracking server is reported within a second or two.
 """
@@ -18,16 +18,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from psychovis.distances.loss import PsychovisualLoss, psychovisual_loss
     from psychovis.feature_weights import FeatureWeights
-    from psychovis.loss import PsychovisualLoss, psychovisual_loss
 
 __all__ = ["FeatureWeights", "PsychovisualLoss", "psychovisual_loss"]
 __version__ = "0.1.0"
 
 _LAZY = {
     "FeatureWeights": "psychovis.feature_weights",
-    "PsychovisualLoss": "psychovis.loss",
-    "psychovisual_loss": "psychovis.loss",
+    "PsychovisualLoss": "psychovis.distances.loss",
+    "psychovisual_loss": "psychovis.distances.loss",
 }
 
 

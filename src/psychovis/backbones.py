@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from psychovis.errors import ParamsError, WeightsError
+from psychovis.names import BACKBONES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,7 +80,7 @@ _VGG16 = dict(
     lpips_layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
 )  # fmt: skip
 
-BACKBONES: dict[str, BackboneSpec] = {
+BACKBONE_SPECS: dict[str, BackboneSpec] = {
     "vgg16": BackboneSpec(name="vgg16", **_VGG16),
     "vgg16_random": BackboneSpec(name="vgg16_random", pretrained=False, **_VGG16),
     "alexnet": BackboneSpec(
@@ -95,11 +96,11 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-def backbone_spec(name: str) -> BackboneSpec:
+def backbone_spec(name: str, key: str = "backbone") -> BackboneSpec:
     """Look up a backbone by name, with an error that lists the supported ones."""
-    if name not in BACKBONES:
-        raise ParamsError(f"base.backbone must be one of {sorted(BACKBONES)}, got {name!r}")
-    return BACKBONES[name]
+    if name not in BACKBONE_SPECS:
+        raise ParamsError(f"{key} must be one of {sorted(BACKBONES)}, got {name!r}")
+    return BACKBONE_SPECS[name]
 
 
 def resolve_layers(spec: BackboneSpec, layers: str | Sequence[str], key: str = "features.layers") -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from psychovis.errors import ParamsError
+from psychovis.names import CSF_MODELS
 
 
 def mannos_sakrison(frequency_cpd: np.ndarray) -> np.ndarray:
@@ -75,15 +76,23 @@ def barten_2003(
     return np.where(u == 0, 0.0, 5200.0 * optics / np.sqrt(noise))
 
 
-CSF_MODELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+CSF_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mannos_sakrison_code": mannos_sakrison_code,
     "mannos_sakrison": mannos_sakrison,
     "barten_2003": barten_2003,  # L = 100 cd/m^2, X0 = 10 deg
 }
 
 
-def contrast_sensitivity(frequency_cpd: np.ndarray, model: str = "mannos_sakrison_code") -> np.ndarray:
-    """Evaluate a CSF model by name (see :data:`CSF_MODELS`)."""
-    if model not in CSF_MODELS:
-        raise ParamsError(f"vfss.csf must be one of {sorted(CSF_MODELS)}, got {model!r}")
-    return CSF_MODELS[model](frequency_cpd)
+def contrast_sensitivity(
+    frequency_cpd: np.ndarray, model: str = "mannos_sakrison_code", key: str = "csf"
+) -> np.ndarray:
+    """Evaluate a CSF model by name (one of :data:`psychovis.names.CSF_MODELS`).
+
+    Args:
+        frequency_cpd: spatial frequencies in cycles/degree.
+        model: the CSF model's name.
+        key: the parameter that named the model, for the error message (e.g. ``vfss.csf``).
+    """
+    if model not in CSF_FUNCTIONS:
+        raise ParamsError(f"{key} must be one of {sorted(CSF_MODELS)}, got {model!r}")
+    return CSF_FUNCTIONS[model](frequency_cpd)

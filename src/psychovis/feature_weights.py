@@ -1,7 +1,7 @@
 """Per-feature-map weights as a versioned artifact (safetensors with metadata).
 
 The `weights` stage exports one file per scheme (``vfss``: L1-normalised VFSS; ``topk``: the k
-highest-VFSS maps); :class:`psychovis.loss.PsychovisualLoss` reads them.
+highest-VFSS maps); :class:`psychovis.distances.loss.PsychovisualLoss` reads them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from psychovis.io import atomic_path
 
 FORMAT = "psychovis.feature-weights/1"
 METADATA_KEY = "psychovis"
-SCHEMES = ("vfss", "topk", "uniform")
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from psychovis.errors import ParamsError
+from psychovis.names import FREQUENCY_MAPPINGS, GRATING_KINDS
 
 STIMULUS_COLUMNS = (
     "stimulus_id",
@@ -30,8 +31,6 @@ STIMULUS_COLUMNS = (
     "contrast",
     "size",
 )
-KINDS = ("concentric", "linear")
-MAPPINGS = ("paper", "physical")
 
 
 def frequency_axis(start: float, stop: float, step: float) -> np.ndarray:
@@ -74,7 +73,7 @@ def cycles_per_pixel(
         return frequency * (3.14 * viewing_distance_in * pixels_per_inch / 18000.0) / 100.0
     if mapping == "physical":
         return frequency / pixels_per_degree(viewing_distance_in, pixels_per_inch)
-    raise ParamsError(f"stimuli.frequency_mapping must be one of {list(MAPPINGS)}, got {mapping!r}")
+    raise ParamsError(f"frequency mapping must be one of {list(FREQUENCY_MAPPINGS)}, got {mapping!r}")
 
 
 def stimulus_table(
@@ -110,8 +109,8 @@ def stimulus_table(
         requested), sorted by frequency, orientation, phase, contrast, with ``stimulus_id`` = row
         number.
     """
-    if kind not in KINDS:
-        raise ParamsError(f"stimuli.kind must be one of {list(KINDS)}, got {kind!r}")
+    if kind not in GRATING_KINDS:
+        raise ParamsError(f"grating kind must be one of {list(GRATING_KINDS)}, got {kind!r}")
     if frequencies_cpd is None:
         frequencies_cpd = frequency_axis(0.1, 30.0, 0.5)
     orientations = [0.0] if kind == "concentric" else list(orientations_deg or [0.0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -168,3 +169,9 @@ def save_figure(figure: Any, path: PathLike, dpi: int = 110) -> Path:
         figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return Path(path)
+
+
+def json_number(value: float, digits: int = 5) -> float | None:
+    """``value`` rounded to ``digits`` decimals for a metrics file; None (JSON null) if not finite."""
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None

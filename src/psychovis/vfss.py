@@ -15,6 +15,8 @@ import numpy as np
 
 from psychovis.csf import contrast_sensitivity
 from psychovis.errors import ParamsError
+from psychovis.names import SELECTIONS
+from psychovis.validation import integer_at_least
 
 
 def vfss_scores(responses: np.ndarray, frequency_cpd: np.ndarray, csf: str = "mannos_sakrison_code") -> np.ndarray:
@@ -46,17 +48,45 @@ def l1_weights(scores: np.ndarray) -> np.ndarray:
     return scores / total if total > 0 else np.zeros_like(scores)
 
 
+def selection_mask(scores: np.ndarray, selection: str, k: int, seed: int = 0, key: str = "k") -> np.ndarray:
+    """A binary mask choosing ``k`` feature maps of one layer by their VFSS.
+
+    Args:
+        scores: VFSS of each map of the layer, shape ``(maps,)``.
+        selection: ``topk`` (highest VFSS), ``bottomk`` (lowest VFSS) or ``randomk`` (uniformly at
+            random, ignoring the scores). Ties are broken by the lower channel index.
+        k: how many maps to choose, ``1 <= k <= maps``.
+        seed: seed of ``randomk`` (``numpy.random.default_rng``).
+        key: the parameter that set ``k``, for the error message.
+
+    Returns:
+        A float64 array of shape ``(maps,)`` with exactly ``k`` ones and zeros elsewhere.
+
+    Raises:
+        ParamsError: unknown selection, ``k`` out of range, or scores not a non-empty finite vector.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or scores.size == 0 or not np.isfinite(scores).all():
+        raise ParamsError(f"VFSS scores must be a non-empty finite vector, got shape {scores.shape}")
+    if selection not in SELECTIONS:
+        raise ParamsError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
+    k = integer_at_least(key, k, 1, scores.size)
+    if selection == "topk":
+        chosen = np.argsort(-scores, kind="stable")[:k]
+    elif selection == "bottomk":
+        chosen = np.argsort(scores, kind="stable")[:k]
+    else:
+        chosen = np.random.default_rng(seed).choice(scores.size, size=int(k), replace=False)
+    mask = np.zeros_like(scores)
+    mask[chosen] = 1.0
+    return mask
+
+
 def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
     """Select the ``k`` highest-scoring maps (ties broken by lower channel index).
 
     Returns:
-        A float array with 1 for selected maps and 0 elsewhere, normalised to sum 1 like
-        :func:`l1_weights`.
+        A float array with ``1 / k`` for selected maps and 0 elsewhere (sums to 1 like
+        :func:`l1_weights`): the top-k mask of :func:`selection_mask`, normalised.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if not 1 <= k <= scores.size:
-        raise ParamsError(f"weights.top_k must be in [1, {scores.size}] for this layer, got {k}")
-    order = np.argsort(-scores, kind="stable")
-    mask = np.zeros_like(scores)
-    mask[order[:k]] = 1.0 / k
-    return mask
+    return selection_mask(scores, "topk", k, key="weights.top_k") / k

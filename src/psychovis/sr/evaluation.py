@@ -9,9 +9,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from psychovis.images import crop_to_multiple, downsample, upsample_bicubic
-from psychovis.metrics import LPIPS, frequency_band_errors, psnr_y, ssim_y
-from psychovis.restoration import SRResNet
+from psychovis.distances.lpips import LPIPS
+from psychovis.sr.data import crop_to_multiple, downsample, upsample_bicubic
+from psychovis.sr.metrics import frequency_band_errors, psnr_y, ssim_y
+from psychovis.sr.model import SRResNet
 
 BICUBIC = "bicubic"
 

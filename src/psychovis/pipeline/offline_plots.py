@@ -4,7 +4,7 @@ DVC's default page loads vega, vega-lite and vega-embed from a CDN. This module 
 libraries (from the npm registry's packages, installed by ``make setup``) into a template DVC
 accepts through its ``plots.html_template`` setting, so the page works offline::
 
-    python -m psychovis.offline_plots --node-modules .venv/vega/node_modules --out .dvc/plots/offline.html
+    python -m psychovis.pipeline.offline_plots --node-modules .venv/vega/node_modules --out .dvc/plots/offline.html
     dvc config --local plots.html_template plots/offline.html
 """
 

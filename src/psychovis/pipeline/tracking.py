@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from psychovis.errors import TrackingError
-from psychovis.params import params_hash
+from psychovis.pipeline.params import params_hash
 
 EXPERIMENT = "psychovis"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from psychovis.images import upsample_bicubic
+from psychovis.sr.data import upsample_bicubic
 
 SCALES: tuple[int, ...] = (2, 3, 4, 8)
 """The upscaling factors :class:`SRResNet` supports."""
@@ -56,7 +56,7 @@ class SRResNet(nn.Module):
     an upsampler of sub-pixel convolutions (PixelShuffle x2 stages for 2, 4 and 8, one x3 stage
     for 3); a tail conv3x3 (channels -> 3). The output is the tail's output plus the bicubic
     upsampling of the input. The tail starts at zero weights and bias, so at initialisation the
-    output equals :func:`psychovis.images.upsample_bicubic` of the input.
+    output equals :func:`psychovis.sr.data.upsample_bicubic` of the input.
 
     Args:
         scale: the upscaling factor, one of :data:`SCALES`.

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError, ParamsError, WeightsError
-from psychovis.images import downsample, random_crops
 from psychovis.io import atomic_path
-from psychovis.loss import PsychovisualLoss
-from psychovis.params import LOSSES
-from psychovis.restoration import SRResNet
+from psychovis.pipeline.params import LOSSES
+from psychovis.sr.data import downsample, random_crops
+from psychovis.sr.model import SRResNet
 
 
 @dataclass(frozen=True)

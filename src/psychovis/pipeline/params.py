@@ -11,130 +11,42 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from psychovis.errors import ParamsError
-
-Validator = Callable[[str, Any], Any]
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a fixed set of strings."""
-
-    options: tuple[str, ...]
-
-    def __call__(self, key: str, value: Any) -> str:
-        if value not in self.options:
-            raise ParamsError(f"{key} must be one of {sorted(self.options)}, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class Number:
-    """An int (``integer=True``) or float within ``[minimum, maximum]``."""
-
-    minimum: float | None = None
-    maximum: float | None = None
-    integer: bool = False
-
-    def __call__(self, key: str, value: Any) -> int | float:
-        kind = "an integer" if self.integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParamsError(f"{key} must be {kind}, got {value!r}")
-        if self.integer and not isinstance(value, int):
-            raise ParamsError(f"{key} must be an integer, got {value!r}")
-        if not math.isfinite(value):
-            raise ParamsError(f"{key} must be finite, got {value!r}")
-        low = -math.inf if self.minimum is None else self.minimum
-        high = math.inf if self.maximum is None else self.maximum
-        if not low <= value <= high:
-            raise ParamsError(f"{key} must be in [{low}, {high}], got {value!r}")
-        return int(value) if self.integer else float(value)
-
-
-@dataclass(frozen=True)
-class ListOf:
-    """A non-empty list whose items all pass ``item``."""
-
-    item: Validator
-    min_length: int = 1
-
-    def __call__(self, key: str, value: Any) -> list[Any]:
-        if not isinstance(value, list) or len(value) < self.min_length:
-            raise ParamsError(f"{key} must be a list of at least {self.min_length} item(s), got {value!r}")
-        return [self.item(f"{key}[{index}]", item) for index, item in enumerate(value)]
-
-
-@dataclass(frozen=True)
-class Text:
-    """Any non-empty string."""
-
-    def __call__(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise ParamsError(f"{key} must be a non-empty string, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class Optional:
-    """``null`` or a value that passes ``inner``."""
-
-    inner: Validator
-
-    def __call__(self, key: str, value: Any) -> Any:
-        return None if value is None else self.inner(key, value)
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Exactly two values ``[low, high]`` with ``low < high``, each passing ``item``."""
-
-    item: Validator
-
-    def __call__(self, key: str, value: Any) -> list[Any]:
-        if not isinstance(value, list) or len(value) != 2:
-            raise ParamsError(f"{key} must be a list of two values [low, high], got {value!r}")
-        low, high = (self.item(f"{key}[{index}]", item) for index, item in enumerate(value))
-        if not low < high:
-            raise ParamsError(f"{key} must have low < high, got {value!r}")
-        return [low, high]
-
-
-@dataclass(frozen=True)
-class LayerList:
-    """The string ``all`` or a list of layer names (checked against the backbone later)."""
-
-    def __call__(self, key: str, value: Any) -> str | list[str]:
-        if value == "all":
-            return value
-        return ListOf(Text())(key, value)
-
-
-BACKBONES = ("vgg16", "alexnet", "vgg16_random")
-CSF_MODELS = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003")
-LOSSES = ("pixel", "vgg", "vfss", "topk")
-BAPPS_SUBSETS = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp", "mix")
-PSYCHOPHYSICS_DISTANCES = ("pixel_mse", "vgg", "vfss", "topk", "bottomk", "randomk", "lpips_vgg")
+from psychovis.names import (
+    BACKBONES,
+    BACKGROUNDS,
+    BAPPS_SPLITS,
+    BAPPS_SUBSETS,
+    CSF_MODELS,
+    DEVICES,
+    DISTANCES,
+    FREQUENCY_MAPPINGS,
+    GRATING_KINDS,
+    LOSSES,
+    ORIENTATION_POOLINGS,
+    WINDOWS,
+)
+from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Validator
 
 SCHEMA: dict[str, dict[str, Validator]] = {
     "base": {
         "seed": Number(0, 2**31 - 1, integer=True),
-        "device": Choice(("auto", "cpu", "cuda")),
+        "device": Choice(DEVICES),
         "backbone": Choice(BACKBONES),
     },
     "stimuli": {
-        "kind": Choice(("concentric", "linear")),
+        "kind": Choice(GRATING_KINDS),
         "size": Number(16, 1024, integer=True),
         "frequency_start_cpd": Number(1e-3, 1000),
         "frequency_stop_cpd": Number(1e-3, 1000),
         "frequency_step_cpd": Number(1e-3, 1000),
-        "frequency_mapping": Choice(("paper", "physical")),
+        "frequency_mapping": Choice(FREQUENCY_MAPPINGS),
         "viewing_distance_in": Number(1.0, 10_000.0),
         "pixels_per_inch": Number(1.0, 10_000.0),
         "orientations_deg": ListOf(Number(-360.0, 360.0)),
@@ -167,7 +79,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "learning_rate": Number(1e-7, 1.0),
         "channels": Number(4, 1024, integer=True),
         "residual_blocks": Number(1, 256, integer=True),
-        "image_dir": Optional(Text()),
+        "image_dir": Nullable(Text()),
         "test_images": Number(1, 1000, integer=True),
         "log_every": Number(1, 1_000_000, integer=True),
     },
@@ -179,7 +91,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "figure_crop": Number(16, 1024, integer=True),
     },
     "psychophysics": {  # offline grating-detection test of image distances (dvc.yaml stage psychophysics)
-        "distances": ListOf(Choice(PSYCHOPHYSICS_DISTANCES)),
+        "distances": ListOf(Choice(DISTANCES)),
         "layers": ListOf(Text()),
         "top_k": Number(1, 4096, integer=True),
         "size": Number(16, 1024, integer=True),
@@ -190,34 +102,34 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "contrast_max": Number(1e-6, 1.0),
         "contrasts": Number(2, 256, integer=True),
         "phases": Number(1, 16, integer=True),
-        "window": Choice(("tukey", "none")),
+        "window": Choice(WINDOWS),
         "window_taper": Number(0.0, 1.0),
         "reference_frequency_cpd": Number(1e-3, 1000.0),
         "reference_contrast": Number(1e-6, 1.0),
-        "backgrounds": ListOf(Choice(("grey", "natural", "texture"))),
+        "backgrounds": ListOf(Choice(BACKGROUNDS)),
         "natural_image": Text(),
         "background_amplitude": Number(0.0, 0.5),
         "texture_band_cpd": Pair(Number(1e-3, 1000.0)),
         "subset_ks": ListOf(Number(1, 4096, integer=True)),
         "subset_seeds": Number(1, 1000, integer=True),
-        "subset_background": Choice(("grey", "natural", "texture")),
+        "subset_background": Choice(BACKGROUNDS),
         "batch_size": Number(1, 4096, integer=True),
     },
     "human_judgement": {  # distances vs human judgements (dvc.yaml stage human_judgement); all paths null = skipped
-        "tid2013": Optional(Text()),
-        "kadid10k": Optional(Text()),
-        "bapps": Optional(Text()),
-        "bapps_split": Choice(("val", "train")),
-        "bapps_subsets": Optional(ListOf(Choice(BAPPS_SUBSETS))),
-        "distances": ListOf(Choice(PSYCHOPHYSICS_DISTANCES)),
+        "tid2013": Nullable(Text()),
+        "kadid10k": Nullable(Text()),
+        "bapps": Nullable(Text()),
+        "bapps_split": Choice(BAPPS_SPLITS),
+        "bapps_subsets": Nullable(ListOf(Choice(BAPPS_SUBSETS))),
+        "distances": ListOf(Choice(DISTANCES)),
         "layers": ListOf(Text()),
         "top_k": Number(1, 4096, integer=True),
-        "size": Optional(Number(16, 4096, integer=True)),
+        "size": Nullable(Number(16, 4096, integer=True)),
         "batch_size": Number(1, 4096, integer=True),
         "bootstrap": Number(0, 100_000, integer=True),
         "subset_ks": ListOf(Number(1, 4096, integer=True)),
         "subset_seeds": Number(1, 1000, integer=True),
-        "max_pairs": Optional(Number(1, 10_000_000, integer=True)),
+        "max_pairs": Nullable(Number(1, 10_000_000, integer=True)),
     },
     "atlas": {  # the tuning atlas beyond the paper (dvc.yaml stages atlas_features@*, atlas@*)
         "backbones": ListOf(Choice(BACKBONES)),
@@ -228,19 +140,19 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "orientations": Number(1, 64, integer=True),
         "phases": Number(1, 64, integer=True),
         "contrast": Number(0.0, 1.0),
-        "window_sigma_px": Optional(Number(0.5, 10_000.0)),
+        "window_sigma_px": Nullable(Number(0.5, 10_000.0)),
         "layers": LayerList(),
         "batch_size": Number(1, 4096, integer=True),
-        "frequency_mapping": Choice(("paper", "physical")),
+        "frequency_mapping": Choice(FREQUENCY_MAPPINGS),
         "viewing_distance_in": Number(1.0, 10_000.0),
         "pixels_per_inch": Number(1.0, 10_000.0),
-        "orientation_pooling": Choice(("preferred", "max", "mean")),
+        "orientation_pooling": Choice(ORIENTATION_POOLINGS),
         "min_response": Number(0.0, None),
         "min_relative_range": Number(0.0, None),
         "csf": Choice(CSF_MODELS),
         "sensitivity_csfs": ListOf(Choice(CSF_MODELS)),
-        "sensitivity_mappings": ListOf(Choice(("paper", "physical"))),
-        "sensitivity_pixels_per_degree": Optional(ListOf(Number(1.0, 10_000.0))),
+        "sensitivity_mappings": ListOf(Choice(FREQUENCY_MAPPINGS)),
+        "sensitivity_pixels_per_degree": Nullable(ListOf(Number(1.0, 10_000.0))),
         "top_k": Number(1, 4096, integer=True),
         "example_maps": Number(1, 64, integer=True),
     },

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psychovis import params as params_module
-from psychovis import tracking
 from psychovis.errors import PsychovisError
+from psychovis.pipeline import params as params_module
+from psychovis.pipeline import tracking
 
 
 @dataclass

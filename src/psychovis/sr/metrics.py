@@ -1,15 +1,14 @@
-"""Image-quality metrics for the `evaluate` stage: PSNR/SSIM on luma, LPIPS, and error per frequency band.
+"""Image-quality metrics for the `evaluate` stage: PSNR/SSIM on luma and error per frequency band.
 
 Conventions, as in the super-resolution literature:
 
-- Images are ``numpy`` arrays of shape ``(H, W, 3)``, RGB, floating point in [0, 1] (tensors of
-  shape ``(N, 3, H, W)`` in [0, 1] for :class:`LPIPS`). Values up to :data:`RANGE_TOLERANCE`
-  outside [0, 1] are accepted (and clipped by the numpy metrics); anything further is an error,
-  which catches [0, 255] or [-1, 1] data given by mistake.
+- Images are ``numpy`` arrays of shape ``(H, W, 3)``, RGB, floating point in [0, 1]. Values up to
+  :data:`~psychovis.distances.inputs.RANGE_TOLERANCE` outside [0, 1] are accepted (and clipped),
+  anything further is an error, which catches [0, 255] or [-1, 1] data given by mistake.
 - PSNR and SSIM are computed on the ITU-R BT.601 luma ``Y`` in [16, 235] (MATLAB's ``rgb2ycbcr``),
   with ``border`` pixels shaved off each side (usually the scale factor), by scikit-image.
-- LPIPS v0.1 is rebuilt from offline parts (:mod:`psychovis.backbones`) and matches the ``lpips``
-  package to float32 rounding.
+- LPIPS (the third judge of the `evaluate` stage) lives with the other feature distances in
+  :mod:`psychovis.distances.lpips`.
 
 References:
     Wang, Bovik, Sheikh, Simoncelli, "Image quality assessment: from error visibility to structural
@@ -25,15 +24,10 @@ import math
 
 import numpy as np
 import pandas as pd
-import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from torch import nn
 
-from psychovis.backbones import FeatureExtractor, backbone_spec, lpips_heads
+from psychovis.distances.inputs import RANGE_TOLERANCE
 from psychovis.errors import ParamsError
-
-RANGE_TOLERANCE = 1e-3
-"""How far outside [0, 1] an input may stray (float rounding of a clamped network output)."""
 
 Y_COEFFICIENTS = (65.481, 128.553, 24.966)
 """BT.601 luma weights for R, G, B in [0, 1] giving Y on the 0-255 scale (MATLAB ``rgb2ycbcr``)."""
@@ -44,8 +38,6 @@ SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
 SSIM_WINDOW = 2 * int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5) + 1
 """Side of scikit-image's Gaussian SSIM window for sigma 1.5 (it truncates at 3.5 sigma): 11 pixels."""
-
-LPIPS_EPS = 1e-10
 
 
 def _check_image(image: object, name: str) -> np.ndarray:
@@ -196,134 +188,6 @@ def ssim_y(prediction: np.ndarray, target: np.ndarray, border: int) -> float:
             data_range=Y_DATA_RANGE,
         )
     )
-
-
-def _min_input_size(body: nn.Sequential) -> int:
-    """Smallest square input side for which every conv/pool of ``body`` yields at least one pixel."""
-
-    def output_side(side: int) -> int:
-        for module in body:
-            if isinstance(module, nn.Conv2d | nn.MaxPool2d):
-                kernel, stride, padding = (
-                    (value if isinstance(value, int) else value[0])
-                    for value in (module.kernel_size, module.stride, module.padding)
-                )
-                side = (side + 2 * padding - kernel) // stride + 1
-                if side < 1:
-                    return 0
-        return side
-
-    side = 1
-    while output_side(side) < 1:
-        side += 1
-    return side
-
-
-class LPIPS(nn.Module):
-    """LPIPS v0.1 (Zhang et al. 2018) built only from offline parts; inputs in [0, 1].
-
-    Per layer ``l`` of the backbone (VGG-16: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3),
-    features are unit-normalised across channels, ``f / (||f||_2 + 1e-10)``; the squared
-    difference is weighted per channel by the linear head ``w_l`` and averaged over space;
-    the layers are summed:
-    ``d(x, y) = sum_l mean_hw sum_c w_lc (f_lchw(x) - f_lchw(y))^2``.
-
-    Unlike the ``lpips`` package, inputs are in **[0, 1]** (not [-1, 1]). Its ScalingLayer on
-    ``2u - 1`` equals the ImageNet mean/std normalisation of ``u`` that
-    :class:`~psychovis.backbones.FeatureExtractor` applies (shift ``-0.030, -0.088, -0.188``
-    and scale ``0.458, 0.448, 0.450`` are ``2 mean - 1`` and ``2 std``), so the two agree.
-    The backbone is frozen; gradients flow to the inputs, so the metric also works as a loss.
-
-    Args:
-        backbone: ``"vgg16"`` (default, the paper's network) or ``"alexnet"`` (LPIPS's default).
-
-    Example:
-        >>> metric = LPIPS()
-        >>> distance = metric(prediction, target)  # (N,) tensor, 0 for identical images
-
-    References:
-        Zhang, Isola, Efros, Shechtman, Wang, "The Unreasonable Effectiveness of Deep Features as a
-        Perceptual Metric", CVPR 2018; https://github.com/richzhang/PerceptualSimilarity (v0.1).
-    """
-
-    def __init__(self, backbone: str = "vgg16") -> None:
-        super().__init__()
-        spec = backbone_spec(backbone)
-        heads = lpips_heads(backbone)  # refuses untrained backbones with a clear error
-        self.backbone = spec.name
-        self.layers = tuple(spec.lpips_layers)
-        self.extractor = FeatureExtractor(backbone, layers=self.layers)
-        channels = self.extractor.channels
-        for position, layer in enumerate(self.layers):
-            weight = heads[layer].to(torch.float32)
-            if weight.numel() != channels[layer]:
-                raise ParamsError(f"LPIPS head for {layer} has {weight.numel()} weights, expected {channels[layer]}")
-            self.register_buffer(f"head{position}", weight.view(1, -1, 1, 1), persistent=False)
-        self.min_size = _min_input_size(self.extractor.body)
-        self.eval()
-
-    def train(self, mode: bool = True) -> LPIPS:
-        # A metric: nothing to train, and the backbone stays in eval mode.
-        return super().train(False)
-
-    def _check_inputs(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        for name, tensor in (("x", x), ("y", y)):
-            if not isinstance(tensor, torch.Tensor):
-                raise ParamsError(f"LPIPS input {name} must be a torch.Tensor, got {type(tensor).__name__}")
-            if tensor.ndim != 4 or tensor.shape[1] != 3:
-                raise ParamsError(f"LPIPS input {name} must have shape (N, 3, H, W) (RGB), got {tuple(tensor.shape)}")
-            if not tensor.is_floating_point():
-                raise ParamsError(
-                    f"LPIPS input {name} must be a float tensor in [0, 1], got {tensor.dtype}; use .float() / 255"
-                )
-        if x.shape != y.shape:
-            raise ParamsError(f"LPIPS inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-        if x.shape[0] == 0:
-            raise ParamsError("LPIPS inputs are an empty batch")
-        if min(x.shape[2:]) < self.min_size:
-            raise ParamsError(
-                f"LPIPS ({self.backbone}) needs images of at least {self.min_size}x{self.min_size} pixels, "
-                f"got {x.shape[2]}x{x.shape[3]}"
-            )
-        device = self.head0.device
-        if x.device != device or y.device != device:
-            raise ParamsError(f"LPIPS inputs are on {x.device}/{y.device} but the metric is on {device}; use .to()")
-        with torch.no_grad():
-            for name, tensor in (("x", x), ("y", y)):
-                low, high = float(tensor.min()), float(tensor.max())
-                if not (math.isfinite(low) and math.isfinite(high)):
-                    raise ParamsError(f"LPIPS input {name} contains NaN or infinite values")
-                if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
-                    raise ParamsError(
-                        f"LPIPS input {name} values span [{low:.4g}, {high:.4g}], expected [0, 1] "
-                        "(this LPIPS takes [0, 1], not the lpips package's [-1, 1]: pass (x + 1) / 2)"
-                    )
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """LPIPS distance between two image batches.
-
-        Args:
-            x: images of shape ``(N, 3, H, W)``, float in [0, 1] (H, W >= 16 for VGG-16, 31 for AlexNet).
-            y: images of the same shape.
-
-        Returns:
-            Distances of shape ``(N,)``, in the backbone's dtype; 0 for identical images.
-
-        Raises:
-            ValueError: wrong type, shape, dtype, device, size or range.
-        """
-        self._check_inputs(x, y)
-        dtype = self.head0.dtype
-        batch = x.shape[0]
-        features = self.extractor(torch.cat([x, y]).to(dtype))
-        distance = torch.zeros(batch, dtype=dtype, device=x.device)
-        for position, layer in enumerate(self.layers):
-            feature = features[layer]
-            feature = feature / (feature.pow(2).sum(dim=1, keepdim=True).sqrt() + LPIPS_EPS)
-            difference = (feature[:batch] - feature[batch:]).pow(2)
-            head = getattr(self, f"head{position}")
-            distance = distance + (difference * head).sum(dim=1).mean(dim=(1, 2))
-        return distance
 
 
 def frequency_band_errors(prediction: np.ndarray, target: np.ndarray, bands: int) -> pd.DataFrame:

@@ -1,0 +1,51 @@
+"""The vocabularies of psychovis: every name a parameter or an API argument may take, in one place.
+
+Torch-free on purpose: :mod:`psychovis.pipeline.params` validates ``params.yaml`` against these
+tuples without importing torch, and the library modules that implement each name (backbones, CSF
+models, losses, distances) import the same tuples, so the two can never drift apart. A test checks
+that every implementation table has exactly these keys.
+"""
+
+from __future__ import annotations
+
+BACKBONES: tuple[str, ...] = ("vgg16", "alexnet", "vgg16_random")
+"""Networks with offline weights (``vgg16_random``: the same architecture, untrained, as a control)."""
+
+CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003")
+"""Human contrast sensitivity functions: as the authors' code writes Mannos-Sakrison, the textbook form, Barten."""
+
+FREQUENCY_MAPPINGS: tuple[str, ...] = ("paper", "physical")
+"""How cycles/degree become cycles/pixel: the authors' code, or the viewing geometry."""
+
+GRATING_KINDS: tuple[str, ...] = ("concentric", "linear")
+
+WEIGHT_SCHEMES: tuple[str, ...] = ("vfss", "topk", "uniform")
+"""How per-map weights were derived: L1-normalised VFSS, a top-k mask, or all equal."""
+
+LOSSES: tuple[str, ...] = ("pixel", "vgg", "vfss", "topk")
+"""Training losses of the SR models: L1, plus the plain, VFSS-weighted or top-k VGG loss."""
+
+SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
+"""Ways of choosing k feature maps by VFSS: highest, lowest, or at random."""
+
+DISTANCES: tuple[str, ...] = ("pixel_mse", "vgg", "vfss", *SELECTIONS, "lpips_vgg")
+"""Image distances the psychophysical and human-judgement experiments compare."""
+
+BACKGROUNDS: tuple[str, ...] = ("grey", "natural", "texture")
+"""Backgrounds of the psychophysical detection experiment."""
+
+WINDOWS: tuple[str, ...] = ("tukey", "none")
+"""Spatial windows of the psychophysical gratings."""
+
+ORIENTATION_POOLINGS: tuple[str, ...] = ("preferred", "max", "mean")
+"""How the atlas turns a (frequency x orientation) response grid into one frequency curve."""
+
+DATASETS: tuple[str, ...] = ("tid2013", "kadid10k", "bapps")
+"""Human-judgement data sets with a reader."""
+
+BAPPS_SUBSETS: tuple[str, ...] = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp", "mix")
+"""BAPPS 2AFC subsets: ``val`` has the first six, ``train`` has traditional, cnn and mix."""
+
+BAPPS_SPLITS: tuple[str, ...] = ("val", "train")
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")

@@ -1,0 +1,8 @@
+"""The pipeline layer: what only the stage scripts use, and the only code that knows ``data/`` paths.
+
+- :mod:`~psychovis.pipeline.runner`: the stage runner (params, device, MLflow run, one-line errors).
+- :mod:`~psychovis.pipeline.params`: the ``params.yaml`` schema.
+- :mod:`~psychovis.pipeline.tracking`: MLflow runs of stages.
+- :mod:`~psychovis.pipeline.inputs`: where upstream outputs live, and their loaders.
+- :mod:`~psychovis.pipeline.offline_plots`: the offline ``dvc plots`` page template.
+"""
