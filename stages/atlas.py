@@ -6,13 +6,12 @@ import time
 
 import numpy as np
 
-from psychovis import atlas, atlas_plots, gratings, io
+from psychovis import atlas, gratings, io
+from psychovis.atlas import figures as atlas_plots
 from psychovis.backbones import backbone_spec, lpips_heads
-from psychovis.pipeline.params import BACKBONES
+from psychovis.names import BACKBONES
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 
-SECTIONS = ["atlas"]
 SUMMARY_KEYS = (
     "share_reliable",
     "share_band_pass",
@@ -44,9 +43,7 @@ def main(ctx: StageContext) -> None:
     # The untrained control has no LPIPS head of its own: vgg16's heads give the null (its channel
     # indices carry no correspondence to the trained network's maps).
     heads_name = backbone if spec.pretrained else "vgg16"
-    with stage_run(
-        "atlas", ctx.sections(*SECTIONS), ctx.root, run_name=f"atlas@{backbone}", extra_tags={"backbone": backbone}
-    ) as run:
+    with ctx.run(f"atlas@{backbone}", tags={"backbone": backbone}) as run:
         started = time.perf_counter()
         grid = atlas.grid_from_frame(responses, stimuli)
         factor = atlas.cpd_per_cpp(p["frequency_mapping"], p["viewing_distance_in"], p["pixels_per_inch"])
@@ -131,4 +128,4 @@ def main(ctx: StageContext) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `atlas` stage")
     parser.add_argument("--backbone", required=True, choices=BACKBONES, help="backbone whose responses to analyse")
-    run_stage("atlas", main, sections=SECTIONS, parser=parser)
+    run_stage("atlas", main, sections=["atlas"], parser=parser)

@@ -3,30 +3,22 @@
 import argparse
 import time
 
-from psychovis import atlas_stimuli, io, probe
+from psychovis import io, probe
+from psychovis.atlas import stimuli as atlas_stimuli
 from psychovis.backbones import FeatureExtractor, backbone_spec
-from psychovis.pipeline.params import BACKBONES
+from psychovis.names import BACKBONES
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
-
-SECTIONS = ["base", "atlas"]
 
 
 def main(ctx: StageContext) -> None:
     backbone = ctx.args.backbone
     base, p = ctx.params["base"], ctx.params["atlas"]
     out = f"data/atlas/{backbone}"
-    device = probe.resolve_device(base["device"])
+    device = ctx.device
     layers = atlas_stimuli.layers_for(list(backbone_spec(backbone).layers), p["layers"])
     extractor = FeatureExtractor(backbone, layers, seed=base["seed"])
     stimuli = atlas_stimuli.stimuli_from_params(p)
-    with stage_run(
-        "atlas_features",
-        ctx.sections(*SECTIONS),
-        ctx.root,
-        run_name=f"atlas_features@{backbone}",
-        extra_tags={"backbone": backbone},
-    ) as run:
+    with ctx.run(f"atlas_features@{backbone}", tags={"backbone": backbone}) as run:
         started = time.perf_counter()
         responses, columns = probe.map_responses(extractor, stimuli, p["batch_size"], device)
         seconds = time.perf_counter() - started
@@ -45,4 +37,4 @@ def main(ctx: StageContext) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `atlas_features` stage")
     parser.add_argument("--backbone", required=True, choices=BACKBONES, help="backbone to probe")
-    run_stage("atlas_features", main, sections=SECTIONS, parser=parser)
+    run_stage("atlas_features", main, sections=["base", "atlas"], parser=parser)

@@ -1,10 +1,7 @@
 """Stage `evaluate`: every trained model and bicubic on the held-out images (PSNR, SSIM, LPIPS, bands)."""
 
-import math
-
-from psychovis import io, probe
+from psychovis import io
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 from psychovis.sr import figures as sr_figures
 from psychovis.sr.data import load_dataset
 from psychovis.sr.evaluation import score, super_resolve_all
@@ -14,11 +11,11 @@ OUT = "data/evaluate"
 
 
 def main(ctx: StageContext) -> None:
-    base, train_params, p = ctx.params["base"], ctx.params["train"], ctx.params["evaluate"]
-    device = probe.resolve_device(base["device"])
+    train_params, p = ctx.params["train"], ctx.params["evaluate"]
+    device = ctx.device
     models = {name: load_checkpoint(f"data/models/{name}.pt", device)[0] for name in p["models"]}
     _, test_images = load_dataset(train_params["image_dir"], train_params["test_images"], train_params["crop_size"])
-    with stage_run("evaluate", ctx.sections("base", "evaluate"), ctx.root) as run:
+    with ctx.run() as run:
         run.set_tags({"test_images": ",".join(test_images)})
         references, outputs = super_resolve_all(models, test_images, train_params["scale"], p["max_size"], device)
         per_image, per_band = score(references, outputs, p["border"], p["frequency_bands"], device)
@@ -27,7 +24,7 @@ def main(ctx: StageContext) -> None:
         summary = per_image.groupby("method", sort=False)[["psnr_y", "ssim_y", "lpips_vgg"]].mean()
         metrics = {
             # A perfect reconstruction has infinite PSNR: JSON gets null rather than Infinity.
-            method: {metric: round(float(value), 5) if math.isfinite(value) else None for metric, value in row.items()}
+            method: {metric: io.json_number(value) for metric, value in row.items()}
             for method, row in summary.iterrows()
         }
         io.write_json(metrics, "metrics/evaluate.json")

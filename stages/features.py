@@ -5,15 +5,14 @@ import time
 from psychovis import io, probe
 from psychovis.backbones import FeatureExtractor
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 
 
 def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["features"]
-    device = probe.resolve_device(base["device"])
+    device = ctx.device
     extractor = FeatureExtractor(base["backbone"], p["layers"], seed=base["seed"])
     stimuli = io.read_parquet("data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpp", "size"])
-    with stage_run("features", ctx.sections("base", "features"), ctx.root) as run:
+    with ctx.run() as run:
         started = time.perf_counter()
         responses, columns = probe.map_responses(extractor, stimuli, p["batch_size"], device)
         seconds = time.perf_counter() - started

@@ -12,18 +12,16 @@ import time
 from pathlib import Path
 
 from psychovis import human_judgement as hj
-from psychovis import io, probe
+from psychovis import io
 from psychovis.backbones import backbone_spec, resolve_layers
 from psychovis.distances import build_distances
 from psychovis.human_judgement import figures as plots
 from psychovis.names import DATASETS
 from psychovis.pipeline.inputs import load_vfss_inputs
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 
 OUT = "data/human_judgement"
 METRICS = "metrics/human_judgement.json"
-SECTIONS = ["base", "human_judgement"]
 SKIPPED = "no dataset path set in params.yaml human_judgement (tid2013, kadid10k, bapps)"
 
 
@@ -59,7 +57,7 @@ def main(ctx: StageContext) -> None:
         write_skipped()
         return
     datasets = read_datasets(p, ctx.root, base["seed"])  # a wrong path fails here, before any network is built
-    device = probe.resolve_device(base["device"])
+    device = ctx.device
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="human_judgement.layers")
     scores, weights = load_vfss_inputs(layers, "human_judgement", "vfss" in p["distances"])
     sizes = ", ".join(f"{name}: {len(frame)}" for name, frame in datasets.items())
@@ -69,7 +67,7 @@ def main(ctx: StageContext) -> None:
         if done == total or done * 10 // total != (done - p["batch_size"]) * 10 // total:
             print(f"  {name}: {done}/{total} pairs", flush=True)
 
-    with stage_run("human_judgement", ctx.sections(*SECTIONS), ctx.root) as run:
+    with ctx.run() as run:
         started = time.perf_counter()
         distances = build_distances(
             scores,
@@ -126,4 +124,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("human_judgement", main, sections=SECTIONS)
+    run_stage("human_judgement", main, sections=["base", "human_judgement"])

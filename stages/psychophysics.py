@@ -10,25 +10,23 @@ import time
 
 import numpy as np
 
-from psychovis import io, probe
+from psychovis import io
 from psychovis import psychophysics as pp
 from psychovis.backbones import backbone_spec, resolve_layers
 from psychovis.distances import build_distances
 from psychovis.errors import ParamsError
 from psychovis.pipeline.inputs import load_vfss_inputs
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 from psychovis.psychophysics import figures as plots
 
 OUT = "data/psychophysics"
-SECTIONS = ["base", "stimuli", "vfss", "psychophysics"]
 FEATURE_DISTANCES = ("vgg", "vfss", "topk", "bottomk", "randomk")
 
 
 def main(ctx: StageContext) -> None:
     base, stimuli, p = ctx.params["base"], ctx.params["stimuli"], ctx.params["psychophysics"]
     csf = ctx.params["vfss"]["csf"]
-    device = probe.resolve_device(base["device"])
+    device = ctx.device
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="psychophysics.layers")
     if "grey" not in p["backgrounds"] or p["subset_background"] not in p["backgrounds"]:
         raise ParamsError("psychophysics.backgrounds must include grey and psychophysics.subset_background")
@@ -56,7 +54,7 @@ def main(ctx: StageContext) -> None:
         texture_band_cpd=tuple(p["texture_band_cpd"]),
         seed=base["seed"],
     )
-    with stage_run("psychophysics", ctx.sections(*SECTIONS), ctx.root) as run:
+    with ctx.run() as run:
         started = time.perf_counter()
         distances = build_distances(
             scores,
@@ -110,4 +108,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("psychophysics", main, sections=SECTIONS)
+    run_stage("psychophysics", main, sections=["base", "stimuli", "vfss", "psychophysics"])

@@ -2,7 +2,6 @@
 
 from psychovis import gratings, io, plots
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 
 OUT = "data/stimuli"
 
@@ -22,7 +21,7 @@ def main(ctx: StageContext) -> None:
         phases_rad=p["phases_rad"],
         contrasts=p["contrasts"],
     )
-    with stage_run("stimuli", ctx.sections("stimuli"), ctx.root) as run:
+    with ctx.run() as run:
         io.write_parquet(table, f"{OUT}/stimuli.parquet")
         # One thumbnail per frequency (first orientation/phase/contrast) keeps the sheet readable.
         shown = table.drop_duplicates("frequency_cpd")

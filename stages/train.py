@@ -4,13 +4,14 @@ import argparse
 import os
 from pathlib import Path
 
-from psychovis import io, probe
+from psychovis import io
+from psychovis.names import LOSSES
+from psychovis.pipeline.inputs import WEIGHTS_DIR
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 from psychovis.sr import figures as sr_figures
 from psychovis.sr.data import load_dataset
 from psychovis.sr.model import count_parameters
-from psychovis.sr.training import LOSSES, TrainConfig, save_checkpoint, train
+from psychovis.sr.training import TrainConfig, save_checkpoint, train
 
 
 def main(ctx: StageContext) -> None:
@@ -31,15 +32,16 @@ def main(ctx: StageContext) -> None:
         log_every=p["log_every"],
         seed=base["seed"],
     )
-    device = probe.resolve_device(base["device"])
+    device = ctx.device
     train_images, _ = load_dataset(p["image_dir"], p["test_images"], min_size=p["crop_size"])
-    with stage_run(f"train@{loss}", ctx.sections("base", "train"), ctx.root, extra_tags={"loss": loss}) as run:
+    with ctx.run(f"train@{loss}", tags={"loss": loss}) as run:
         run.set_tags({"device": str(device), "train_images": ",".join(train_images)})
         partial = Path(f"data/models/.{loss}.partial.pt")
         model, curve = train(
             config,
             list(train_images.values()),
             device,
+            weights_dir=WEIGHTS_DIR,
             on_log=lambda step, terms: run.log_metrics({f"train_{k}": v for k, v in terms.items()}, step=step),
             checkpoint_path=partial,
             resume=ctx.args.resume or os.environ.get("PSYCHOVIS_RESUME", "") not in ("", "0"),
@@ -49,13 +51,13 @@ def main(ctx: StageContext) -> None:
         io.write_csv(curve, f"data/curves/{loss}.csv")
         final = curve.iloc[-1]
         metrics = {
-            "loss": round(float(final["loss"]), 6),
-            "pixel_l1": round(float(final["pixel"]), 6),
-            "seconds": round(float(final["seconds"]), 2),
+            "loss": io.json_number(final["loss"], 6),
+            "pixel_l1": io.json_number(final["pixel"], 6),
+            "seconds": io.json_number(final["seconds"], 2),
             "parameters": count_parameters(model),
         }
         if "perceptual" in curve:
-            metrics["perceptual"] = round(float(final["perceptual"]), 6)
+            metrics["perceptual"] = io.json_number(final["perceptual"], 6)
         io.write_json(metrics, f"metrics/train/{loss}.json")
         run.log_metrics(metrics)
         figure = io.save_figure(sr_figures.loss_curve(curve, loss), f"data/curves/{loss}.png")

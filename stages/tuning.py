@@ -2,7 +2,6 @@
 
 from psychovis import io, plots, tuning
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 
 OUT = "data/tuning"
 
@@ -15,7 +14,7 @@ def main(ctx: StageContext) -> None:
     stimuli = io.read_parquet(
         "data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"]
     )
-    with stage_run("tuning", ctx.sections("tuning"), ctx.root) as run:
+    with ctx.run() as run:
         curves = tuning.tuning_curves(features, stimuli)
         summary = tuning.summarize(curves, p["min_response"])
         per_layer = tuning.layer_summary(summary)
@@ -24,8 +23,8 @@ def main(ctx: StageContext) -> None:
         metrics = {
             row["layer"]: {
                 "maps": int(row["maps"]),
-                "share_band_pass": round(float(row["share_band_pass"]), 4),
-                "median_preferred_frequency_cpd": round(float(row["median_preferred_frequency_cpd"]), 4),
+                "share_band_pass": io.json_number(row["share_band_pass"], 4),
+                "median_preferred_frequency_cpd": io.json_number(row["median_preferred_frequency_cpd"], 4),
             }
             for _, row in per_layer.iterrows()
         }

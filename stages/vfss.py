@@ -5,7 +5,6 @@ import pandas as pd
 from psychovis import io, plots, tuning
 from psychovis.csf import contrast_sensitivity
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 from psychovis.vfss import vfss_scores
 
 OUT = "data/vfss"
@@ -19,7 +18,7 @@ def main(ctx: StageContext) -> None:
     stimuli = io.read_parquet(
         "data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"]
     )
-    with stage_run("vfss", ctx.sections("vfss"), ctx.root) as run:
+    with ctx.run() as run:
         curves = tuning.tuning_curves(features, stimuli)
         scores = pd.DataFrame(
             {
@@ -34,7 +33,7 @@ def main(ctx: StageContext) -> None:
             pd.DataFrame({"frequency_cpd": curves.frequency_cpd, "sensitivity": sensitivity}), f"{OUT}/csf.csv"
         )
         per_layer = scores.groupby("layer", sort=False)["vfss"].agg(["mean", "median", "max"])
-        metrics = {layer: {k: round(float(v), 6) for k, v in row.items()} for layer, row in per_layer.iterrows()}
+        metrics = {layer: {k: io.json_number(v, 6) for k, v in row.items()} for layer, row in per_layer.iterrows()}
         io.write_json(metrics, "metrics/vfss.json")
         figure = io.save_figure(plots.vfss_overview(scores, curves.frequency_cpd, sensitivity, csf), f"{OUT}/vfss.png")
         for layer, values in metrics.items():

@@ -10,7 +10,6 @@ from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.pipeline.params import params_hash
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.tracking import stage_run
 from psychovis.vfss import l1_weights, top_k_mask
 
 OUT = "data/weights"
@@ -23,7 +22,7 @@ def main(ctx: StageContext) -> None:
     missing = sorted(set(layers) - set(scores["layer"]))
     if missing:
         raise ParamsError(f"weights.layers {missing} were not probed; add them to features.layers")
-    with stage_run("weights", ctx.sections("base", "weights", "vfss"), ctx.root) as run:
+    with ctx.run() as run:
         rows, exported = [], {"vfss": {}, "topk": {}}
         for layer in layers:
             chosen = scores[scores["layer"] == layer].sort_values("channel")
@@ -38,7 +37,7 @@ def main(ctx: StageContext) -> None:
         table = pd.concat(rows, ignore_index=True)
         io.write_parquet(table, f"{OUT}/weights.parquet")
         metadata = {
-            "params_hash": params_hash(ctx.sections("base", "weights", "vfss")),
+            "params_hash": params_hash(ctx.logged_params),
             "csf": ctx.params["vfss"]["csf"],
         }
         for scheme, per_layer in exported.items():
@@ -55,8 +54,8 @@ def main(ctx: StageContext) -> None:
             # Effective number of maps: 1/sum(w^2) for L1-normalised w (= C when uniform).
             metrics[layer] = {
                 "maps": int(w.size),
-                "effective_maps": round(float(1.0 / np.sum(w**2)), 3),
-                "max_weight": round(float(w.max()), 6),
+                "effective_maps": io.json_number(1.0 / np.sum(w**2), 3),
+                "max_weight": io.json_number(w.max(), 6),
             }
         io.write_json(metrics, "metrics/weights.json")
         for layer, values in metrics.items():

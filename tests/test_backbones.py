@@ -95,8 +95,10 @@ def test_layer_order_and_unknown_layers():
 
 
 def test_unknown_backbone_lists_the_supported():
-    with pytest.raises(ParamsError, match=r"base\.backbone.*alexnet.*vgg16.*vgg16_random"):
+    with pytest.raises(ParamsError, match=r"^backbone must be one of.*alexnet.*vgg16.*vgg16_random"):
         backbones.backbone_spec("resnet50")
+    with pytest.raises(ParamsError, match=r"^atlas\.backbones\[1\] must be one of"):  # names the caller's key
+        backbones.backbone_spec("resnet50", key="atlas.backbones[1]")
 
 
 def test_truncation_after_the_deepest_layer(vgg, images):
@@ -276,7 +278,7 @@ def test_code_in_a_pickle_is_refused_even_with_the_right_sha256(tmp_path, nested
     path = tmp_path / "evil.ckpt"
     digest = _write(path, pickle.dumps(payload, protocol=4))
     with pytest.raises(WeightsError) as info:
-        backbones.load_checkpoint(path, digest)
+        backbones.load_weights_pickle(path, digest)
     assert "refusing to unpickle" in str(info.value)
     assert "system" in str(info.value)
     assert not marker.exists()
@@ -288,7 +290,7 @@ def test_code_in_a_pickle_with_a_wrong_sha256_is_not_even_unpickled(tmp_path):
     _write(path, pickle.dumps(_Exploit(f"touch {marker}")))
     spec = backbones.backbone_spec("alexnet")
     with pytest.raises(WeightsError, match="sha256"):
-        backbones.load_checkpoint(path, spec.sha256)
+        backbones.load_weights_pickle(path, spec.sha256)
     assert not marker.exists()
 
 
@@ -298,7 +300,7 @@ def test_plain_numpy_pickles_load(tmp_path, protocol):
     path = tmp_path / "ok.ckpt"
     data = pickle.dumps(arrays, protocol=protocol)
     digest = _write(path, data)
-    loaded = backbones.load_checkpoint(path, digest, size_bytes=len(data))
+    loaded = backbones.load_weights_pickle(path, digest, size_bytes=len(data))
     np.testing.assert_array_equal(loaded["a"]["kernel"], arrays["a"]["kernel"])
     assert loaded["a"]["kernel"].dtype == np.float32
     np.testing.assert_array_equal(loaded["a"]["bias"], arrays["a"]["bias"])
@@ -308,4 +310,4 @@ def test_unreadable_pickle_with_the_right_sha256(tmp_path):
     path = tmp_path / "junk.ckpt"
     digest = _write(path, b"not a pickle at all")
     with pytest.raises(WeightsError, match="cannot be read"):
-        backbones.load_checkpoint(path, digest)
+        backbones.load_weights_pickle(path, digest)

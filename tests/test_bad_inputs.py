@@ -523,7 +523,7 @@ def test_restricted_unpickler_refuses_code_even_when_the_checksum_matches(tmp_pa
     path = hostile_pickle(tmp_path / "vgg16.ckpt", marker, payload=payload)
     data = path.read_bytes()
     with pytest.raises(WeightsError, match=r"refusing to unpickle (posix|nt|os|builtins)\.(system|eval)") as info:
-        backbones.load_checkpoint(path, hashlib.sha256(data).hexdigest(), len(data))
+        backbones.load_weights_pickle(path, hashlib.sha256(data).hexdigest(), len(data))
     assert "\n" not in str(info.value)
     assert not marker.exists(), "the pickle's code ran"
 
@@ -532,7 +532,7 @@ def test_restricted_unpickler_still_reads_numpy_arrays(tmp_path: Path) -> None:
     arrays = {"VGG16_0": {"Conv_0": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4), "bias": np.zeros(2)}}}
     path = tmp_path / "arrays.ckpt"
     path.write_bytes(pickle.dumps(arrays, protocol=4))
-    loaded = backbones.load_checkpoint(path, hashlib.sha256(path.read_bytes()).hexdigest())
+    loaded = backbones.load_weights_pickle(path, hashlib.sha256(path.read_bytes()).hexdigest())
     np.testing.assert_array_equal(loaded["VGG16_0"]["Conv_0"]["kernel"], arrays["VGG16_0"]["Conv_0"]["kernel"])
 
 

@@ -63,7 +63,7 @@ def test_physical_mapping_follows_the_geometry():
 
 
 def test_unknown_mapping_lists_the_allowed():
-    with pytest.raises(ParamsError, match=r"stimuli\.frequency_mapping.*paper.*physical"):
+    with pytest.raises(ParamsError, match=r"^frequency_mapping must be one of.*paper.*physical"):
         gratings.cycles_per_pixel(1.0, "retinal")
 
 

@@ -21,6 +21,7 @@ from psychovis.distances import build_distances
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError
 from psychovis.images import read_image
+from psychovis.pipeline import tracking
 from psychovis.pipeline.runner import StageContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -384,11 +385,11 @@ def test_stage_runs_on_a_local_copy(
             logged["artifacts"].append(Path(path).name)
 
     @contextlib.contextmanager
-    def fake_stage_run(stage: str, params: dict, root: Path):
+    def fake_stage_run(stage: str, params: dict, root: Path, run_name=None, extra_tags=None):
         logged["stage"], logged["params"] = stage, params
         yield FakeRun()
 
-    monkeypatch.setattr(stage, "stage_run", fake_stage_run)
+    monkeypatch.setattr(tracking, "stage_run", fake_stage_run)
     (tmp_path / "data/vfss").mkdir(parents=True)
     vfss = pd.DataFrame({"layer": "relu3_2", "channel": np.arange(256), "vfss": np.random.default_rng(0).random(256)})
     vfss.to_parquet(tmp_path / "data/vfss/vfss.parquet")

@@ -15,6 +15,7 @@ from PIL import Image
 from psychovis import images
 from psychovis.errors import DataError, ParamsError
 from psychovis.images import BUNDLED_IMAGES, bundled_images, read_image, read_image_folder
+from psychovis.sr import data as sr_data
 from psychovis.sr.data import TEST_IMAGES, crop_to_multiple, downsample, load_dataset, random_crops, upsample_bicubic
 
 
@@ -77,7 +78,7 @@ def test_bundled_images_match_skimage_and_are_copies(bundled: dict[str, np.ndarr
 def test_split_is_fixed_disjoint_and_extends_in_order() -> None:
     assert TEST_IMAGES == ("chelsea", "coffee", "grace_hopper")
     assert set(TEST_IMAGES) <= set(BUNDLED_IMAGES)
-    assert sorted(images._TEST_ORDER) == sorted(BUNDLED_IMAGES)
+    assert sorted(sr_data._TEST_ORDER) == sorted(BUNDLED_IMAGES)
     train, test = load_dataset(None, 3, 32)
     assert tuple(test) == TEST_IMAGES
     assert set(train).isdisjoint(test) and set(train) | set(test) == set(BUNDLED_IMAGES)

@@ -152,7 +152,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             ) from None
 
 
-def load_checkpoint(path: str | Path, sha256: str, size_bytes: int | None = None) -> dict:
+def load_weights_pickle(path: str | Path, sha256: str, size_bytes: int | None = None) -> dict:
     """Read a checkpoint after checking its size and sha256, with the numpy-only unpickler.
 
     Raises:
@@ -184,7 +184,7 @@ def load_checkpoint(path: str | Path, sha256: str, size_bytes: int | None = None
 @cache
 def _checkpoint(name: str) -> dict:
     spec = backbone_spec(name)
-    return load_checkpoint(weights_dir() / spec.checkpoint, spec.sha256, spec.size_bytes)
+    return load_weights_pickle(weights_dir() / spec.checkpoint, spec.sha256, spec.size_bytes)
 
 
 def _torchvision_features(spec: BackboneSpec, device: str | torch.device = "cpu") -> nn.Sequential:

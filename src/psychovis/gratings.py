@@ -73,7 +73,7 @@ def cycles_per_pixel(
         return frequency * (3.14 * viewing_distance_in * pixels_per_inch / 18000.0) / 100.0
     if mapping == "physical":
         return frequency / pixels_per_degree(viewing_distance_in, pixels_per_inch)
-    raise ParamsError(f"frequency mapping must be one of {list(FREQUENCY_MAPPINGS)}, got {mapping!r}")
+    raise ParamsError(f"frequency_mapping must be one of {list(FREQUENCY_MAPPINGS)}, got {mapping!r}")
 
 
 def stimulus_table(

@@ -1,32 +1,69 @@
-"""Shared entry point of the stage scripts: params, errors as one line, exit codes."""
+"""The stage runner: what every stage script shares (params, device, MLflow run, one-line errors, exit codes).
+
+A stage script is ``main(ctx)`` plus one call::
+
+    def main(ctx: StageContext) -> None:
+        p = ctx.params["vfss"]
+        with ctx.run() as run:       # the MLflow run, logging the sections the stage was given
+            ...
+
+    if __name__ == "__main__":
+        run_stage("vfss", main, sections=["vfss"])
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psychovis.errors import PsychovisError
+
+if TYPE_CHECKING:
+    import torch
 from psychovis.pipeline import params as params_module
 from psychovis.pipeline import tracking
 
 
 @dataclass
 class StageContext:
-    """What a stage script receives: its validated params, parsed arguments and the repo root."""
+    """What a stage script receives: its validated params, parsed arguments and the repo root.
+
+    Attributes:
+        stage: the stage's name (the MLflow run's ``stage`` tag).
+        params: the validated sections the stage was given, by name.
+        args: the parsed command line.
+        root: the repository root (the working directory DVC runs stages in).
+    """
 
     stage: str
     params: dict[str, dict[str, Any]]
     args: argparse.Namespace
     root: Path
 
-    def sections(self, *names: str) -> dict[str, dict[str, Any]]:
-        """The params sections a stage reads (logged to MLflow and hashed)."""
-        return {name: self.params[name] for name in names}
+    @property
+    def logged_params(self) -> dict[str, dict[str, Any]]:
+        """Every section the stage reads: logged to MLflow and hashed into the run's tags."""
+        return dict(self.params)
+
+    @cached_property
+    def device(self) -> torch.device:
+        """``base.device`` resolved (``auto``: CUDA when present, else CPU)."""
+        from psychovis.probe import resolve_device  # torch is imported only by stages that compute
+
+        return resolve_device(self.params["base"]["device"])
+
+    def run(
+        self, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[tracking.StageRun]:
+        """The stage's MLflow run (named ``name``, default the stage), with :attr:`logged_params`."""
+        return tracking.stage_run(self.stage, self.logged_params, self.root, run_name=name, extra_tags=tags)
 
 
 def run_stage(

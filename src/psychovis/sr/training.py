@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError, ParamsError, WeightsError
 from psychovis.io import atomic_path
-from psychovis.pipeline.params import LOSSES
+from psychovis.names import LOSSES
 from psychovis.sr.data import downsample, random_crops
 from psychovis.sr.model import SRResNet
 
@@ -57,16 +57,23 @@ class TrainConfig:
 Criterion = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
-def build_criterion(config: TrainConfig, weights_dir: str | Path = "data/weights") -> Criterion:
+def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) -> Criterion:
     """The objective of ``config.loss``: returns ``{"loss": total, "pixel": ..., "perceptual": ...}``.
 
+    Args:
+        config: the training configuration.
+        weights_dir: the folder of the exported ``<loss>.safetensors`` weights (``vfss``, ``topk``).
+
     Raises:
+        ParamsError: a weighted loss without ``weights_dir``, or layers the weights lack.
         WeightsError: the VFSS/top-k weights were not exported yet.
     """
     perceptual: PsychovisualLoss | None = None
     if config.loss == "vgg":
         perceptual = PsychovisualLoss(layers=config.layers)
     elif config.loss in ("vfss", "topk"):
+        if weights_dir is None:
+            raise ParamsError(f"loss {config.loss!r} needs weights_dir, the folder of the exported weights")
         path = Path(weights_dir) / f"{config.loss}.safetensors"
         try:
             perceptual = PsychovisualLoss(path, layers=config.layers)
@@ -128,7 +135,7 @@ def train(
     config: TrainConfig,
     train_images: Sequence[np.ndarray],
     device: torch.device | str = "cpu",
-    weights_dir: str | Path = "data/weights",
+    weights_dir: str | Path | None = None,
     progress: bool = True,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_path: str | Path | None = None,

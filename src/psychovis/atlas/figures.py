@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from psychovis.atlas import ResponseGrid, csf_curve
+from psychovis.atlas.responses import ResponseGrid
+from psychovis.atlas.sensitivity import csf_curve
 from psychovis.plots import contact_sheet
 
 
