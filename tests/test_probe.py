@@ -9,7 +9,6 @@ import torch
 
 from psychovis import gratings, probe, tuning
 from psychovis.backbones import FeatureExtractor
-from psychovis.errors import ParamsError
 
 LAYERS = ["relu1_1", "relu2_1"]
 
@@ -101,13 +100,3 @@ def test_frame_feeds_the_tuning_curves(stimuli, probed):
     # Mean over the two phases of each of the three frequencies.
     expected = responses.reshape(3, 2, -1).mean(axis=1).T
     np.testing.assert_allclose(curves.responses, expected, rtol=1e-6)
-
-
-def test_resolve_device():
-    assert probe.resolve_device("cpu") == torch.device("cpu")
-    assert probe.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ParamsError, match=r"base\.device.*auto.*cpu.*cuda"):
-        probe.resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ParamsError, match="no CUDA device"):
-            probe.resolve_device("cuda")

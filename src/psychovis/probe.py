@@ -20,19 +20,6 @@ from psychovis.backbones import FeatureExtractor
 RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
-    from psychovis.errors import ParamsError
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("base.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    if device not in ("cpu", "cuda"):
-        raise ParamsError(f"base.device must be one of ['auto', 'cpu', 'cuda'], got {device!r}")
-    return torch.device(device)
-
-
 def _spatial_means(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
     """Spatial mean of every map of every requested layer: ``(N, n_maps)``, layers in network order.
 

@@ -23,7 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from psychovis.errors import PsychovisError
+from psychovis.errors import ParamsError, PsychovisError
+from psychovis.names import DEVICES
 
 if TYPE_CHECKING:
     import torch
@@ -55,8 +56,6 @@ class StageContext:
     @cached_property
     def device(self) -> torch.device:
         """``base.device`` resolved (``auto``: CUDA when present, else CPU)."""
-        from psychovis.probe import resolve_device  # torch is imported only by stages that compute
-
         return resolve_device(self.params["base"]["device"])
 
     def run(
@@ -64,6 +63,19 @@ class StageContext:
     ) -> contextlib.AbstractContextManager[tracking.StageRun]:
         """The stage's MLflow run (named ``name``, default the stage), with :attr:`logged_params`."""
         return tracking.stage_run(self.stage, self.logged_params, self.root, run_name=name, extra_tags=tags)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
+    import torch  # only stages that compute pay for importing torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("base.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if device not in DEVICES:
+        raise ParamsError(f"base.device must be one of {list(DEVICES)}, got {device!r}")
+    return torch.device(device)
 
 
 def run_stage(
