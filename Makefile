@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (Python 3.11 and make):
 #   make repro   set up .venv if needed, then rebuild the pipeline with `dvc repro`
-#   make test    set up .venv if needed, then lint and run the test suite
+#   make test    set up .venv if needed, then lint and run the test suite (`make test-fast`: without e2e)
 SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup repro test lint bench mlflow clean
+.PHONY: setup repro test test-fast lint bench mlflow clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: setup
 	ruff check src stages tests benchmarks
 	pytest -q
 
+test-fast: setup  # the unit tests and the quick stage checks; leaves out the end-to-end `dvc repro` runs
+	ruff check src stages tests benchmarks
+	pytest -q -m "not e2e"
+
 bench: setup
 	python benchmarks/bench.py
 
@@ -41,4 +45,5 @@ mlflow: setup
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
 
 clean:
-	rm -rf data/stimuli data/features data/tuning data/vfss data/weights data/models data/evaluate metrics mlflow.db mlruns
+	rm -rf data/stimuli data/features data/tuning data/vfss data/weights data/models data/curves data/evaluate \
+		data/psychophysics data/human_judgement data/atlas metrics mlflow.db mlruns

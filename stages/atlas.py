@@ -1,6 +1,5 @@
 """Stage `atlas@<backbone>`: fitted tuning of every map, CSF/geometry sensitivity, LPIPS agreement, figures."""
 
-import argparse
 import math
 import time
 
@@ -9,8 +8,7 @@ import numpy as np
 from psychovis import atlas, gratings, io
 from psychovis.atlas import figures as atlas_plots
 from psychovis.backbones import backbone_spec, lpips_heads
-from psychovis.names import BACKBONES
-from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.runner import StageContext, backbone_parser, run_stage
 
 SUMMARY_KEYS = (
     "share_reliable",
@@ -126,6 +124,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="psychovis `atlas` stage")
-    parser.add_argument("--backbone", required=True, choices=BACKBONES, help="backbone whose responses to analyse")
-    run_stage("atlas", main, sections=["atlas"], parser=parser)
+    run_stage("atlas", main, sections=["atlas"], parser=backbone_parser("atlas", "backbone whose responses to analyse"))

@@ -1,13 +1,11 @@
 """Stage `atlas_features@<backbone>`: spatial-mean response of every map to the atlas's oriented gratings."""
 
-import argparse
 import time
 
 from psychovis import io, probe
 from psychovis.atlas import stimuli as atlas_stimuli
 from psychovis.backbones import FeatureExtractor, backbone_spec
-from psychovis.names import BACKBONES
-from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.runner import StageContext, backbone_parser, run_stage
 
 
 def main(ctx: StageContext) -> None:
@@ -28,13 +26,13 @@ def main(ctx: StageContext) -> None:
         )
         run.set_tags({"device": str(device)})
         run.log_metrics(probe.throughput(responses, seconds))
-    print(
-        f"atlas_features@{backbone}: {responses.shape[1]} maps x {responses.shape[0]} stimuli on {device} "
-        f"in {seconds:.1f} s ({responses.shape[0] / seconds:.1f} stimuli/s)"
-    )
+    print(probe.report(f"atlas_features@{backbone}", responses, seconds, device))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="psychovis `atlas_features` stage")
-    parser.add_argument("--backbone", required=True, choices=BACKBONES, help="backbone to probe")
-    run_stage("atlas_features", main, sections=["base", "atlas"], parser=parser)
+    run_stage(
+        "atlas_features",
+        main,
+        sections=["base", "atlas"],
+        parser=backbone_parser("atlas_features", "backbone to probe"),
+    )

@@ -20,10 +20,7 @@ def main(ctx: StageContext) -> None:
         io.write_parquet(table, "data/features/features.parquet")
         run.set_tags({"device": str(device)})
         run.log_metrics(probe.throughput(responses, seconds))
-    print(
-        f"features: {responses.shape[1]} maps x {responses.shape[0]} stimuli on {device} "
-        f"in {seconds:.1f} s ({responses.shape[0] / seconds:.1f} stimuli/s)"
-    )
+    print(probe.report("features", responses, seconds, device))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ from pathlib import Path
 from psychovis import human_judgement as hj
 from psychovis import io
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.distances import build_distances
 from psychovis.human_judgement import figures as plots
 from psychovis.names import DATASETS
-from psychovis.pipeline.inputs import load_vfss_inputs
+from psychovis.pipeline.distance_inputs import load_distances
 from psychovis.pipeline.runner import StageContext, run_stage
 
 OUT = "data/human_judgement"
@@ -59,7 +58,6 @@ def main(ctx: StageContext) -> None:
     datasets = read_datasets(p, ctx.root, base["seed"])  # a wrong path fails here, before any network is built
     device = ctx.device
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="human_judgement.layers")
-    scores, weights = load_vfss_inputs(layers, "human_judgement", "vfss" in p["distances"])
     sizes = ", ".join(f"{name}: {len(frame)}" for name, frame in datasets.items())
     print(f"human_judgement: scoring {sizes} pairs/triplets on {device}")
 
@@ -67,18 +65,9 @@ def main(ctx: StageContext) -> None:
         if done == total or done * 10 // total != (done - p["batch_size"]) * 10 // total:
             print(f"  {name}: {done}/{total} pairs", flush=True)
 
+    distances, scores = load_distances("human_judgement", p, base, layers)
     with ctx.run() as run:
         started = time.perf_counter()
-        distances = build_distances(
-            scores,
-            p["top_k"],
-            layers,
-            base["seed"],
-            p["distances"],
-            weights,
-            backbone=base["backbone"],
-            layers_key="human_judgement.layers",
-        )
         seeds = [base["seed"] + offset for offset in range(p["subset_seeds"])]
         scored, subsets = hj.evaluate(
             datasets,

@@ -13,9 +13,8 @@ import numpy as np
 from psychovis import io
 from psychovis import psychophysics as pp
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.distances import build_distances
 from psychovis.errors import ParamsError
-from psychovis.pipeline.inputs import load_vfss_inputs
+from psychovis.pipeline.distance_inputs import load_distances
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.psychophysics import figures as plots
 
@@ -32,7 +31,6 @@ def main(ctx: StageContext) -> None:
         raise ParamsError("psychophysics.backgrounds must include grey and psychophysics.subset_background")
     if not set(FEATURE_DISTANCES) & set(p["distances"]):
         raise ParamsError(f"psychophysics.distances needs one of {list(FEATURE_DISTANCES)} for the map-subset curve")
-    scores, weights = load_vfss_inputs(layers, "psychophysics", "vfss" in p["distances"])
     spec = pp.StimulusSpec(
         size=p["size"],
         frequencies_cpd=tuple(np.geomspace(p["frequency_min_cpd"], p["frequency_max_cpd"], p["frequencies"])),
@@ -54,18 +52,9 @@ def main(ctx: StageContext) -> None:
         texture_band_cpd=tuple(p["texture_band_cpd"]),
         seed=base["seed"],
     )
+    distances, scores = load_distances("psychophysics", p, base, layers)
     with ctx.run() as run:
         started = time.perf_counter()
-        distances = build_distances(
-            scores,
-            p["top_k"],
-            layers,
-            base["seed"],
-            p["distances"],
-            weights,
-            backbone=base["backbone"],
-            layers_key="psychophysics.layers",
-        )
         grid = pp.distance_grid(distances, backgrounds, spec, p["batch_size"], device)
         thresholds = pp.thresholds_frame(grid)
         scored = pp.score_thresholds(thresholds, csf)

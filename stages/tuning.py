@@ -1,6 +1,7 @@
 """Stage `tuning`: per-map tuning curve summary (preferred frequency, bandwidth, class)."""
 
 from psychovis import io, plots, tuning
+from psychovis.pipeline.inputs import load_probe_results
 from psychovis.pipeline.runner import StageContext, run_stage
 
 OUT = "data/tuning"
@@ -8,12 +9,7 @@ OUT = "data/tuning"
 
 def main(ctx: StageContext) -> None:
     p = ctx.params["tuning"]
-    features = io.read_parquet(
-        "data/features/features.parquet", columns=["layer", "channel", "stimulus_id", "response"]
-    )
-    stimuli = io.read_parquet(
-        "data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"]
-    )
+    features, stimuli = load_probe_results()
     with ctx.run() as run:
         curves = tuning.tuning_curves(features, stimuli)
         summary = tuning.summarize(curves, p["min_response"])

@@ -4,6 +4,7 @@ import pandas as pd
 
 from psychovis import io, plots, tuning
 from psychovis.csf import contrast_sensitivity
+from psychovis.pipeline.inputs import load_probe_results
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.vfss import vfss_scores
 
@@ -12,12 +13,7 @@ OUT = "data/vfss"
 
 def main(ctx: StageContext) -> None:
     csf = ctx.params["vfss"]["csf"]
-    features = io.read_parquet(
-        "data/features/features.parquet", columns=["layer", "channel", "stimulus_id", "response"]
-    )
-    stimuli = io.read_parquet(
-        "data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"]
-    )
+    features, stimuli = load_probe_results()
     with ctx.run() as run:
         curves = tuning.tuning_curves(features, stimuli)
         scores = pd.DataFrame(

@@ -1,11 +1,20 @@
-"""Shared fixtures: real images and the real offline VGG-16, built once per session."""
+"""Shared test fixtures and paths: the repository root, and a real image for the loss and metric tests.
+
+Unit tests mirror ``src/psychovis`` under ``tests/unit/``; ``tests/stages/`` runs stage scripts and
+``dvc repro`` as real subprocesses (``make test-fast`` leaves out the slowest, marked ``e2e``).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from skimage import data
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root (``dvc.yaml``, ``params.yaml``, ``stages/``)."""
 
 
 @pytest.fixture(scope="session")

@@ -101,3 +101,9 @@ def throughput(responses: np.ndarray, seconds: float) -> dict[str, float]:
         "seconds": seconds,
         "stimuli_per_second": responses.shape[0] / seconds,
     }
+
+
+def report(name: str, responses: np.ndarray, seconds: float, device: object) -> str:
+    """One line for the log: how many maps and stimuli were probed where, and how fast."""
+    stimuli, maps = responses.shape
+    return f"{name}: {maps} maps x {stimuli} stimuli on {device} in {seconds:.1f} s ({stimuli / seconds:.1f} stimuli/s)"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "psychovis"
 SCRIPT = re.compile(r"(?<![\w/.-])(stages/[\w/.-]+?\.py)\b")
 

@@ -11,7 +11,7 @@ import torch
 from psychovis.distances.engine import Distance, selection_weights, selections, weighted_errors
 from psychovis.errors import ParamsError
 from psychovis.human_judgement.pairs import pair_distances
-from psychovis.human_judgement.stats import rank_correlations, score_2afc, score_mos, two_afc_agreement
+from psychovis.human_judgement.stats import SCORE_COLUMNS, rank_correlations, score_2afc, score_mos, two_afc_agreement
 from psychovis.io import json_number
 
 SUBSET_COLUMNS: tuple[str, ...] = ("dataset", "metric", "k", "selection", "seed", "value")
@@ -111,33 +111,26 @@ def subset_summary(subsets: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+SCORE_DTYPES: dict[str, str] = dict(
+    zip(SCORE_COLUMNS, ("object", "object", "object", "float64", "float64", "float64", "int64"), strict=True)
+)
+SUBSET_DTYPES: dict[str, str] = dict(
+    zip(SUBSET_COLUMNS, ("object", "object", "int64", "object", "Int64", "float64"), strict=True)
+)
+
+
+def _empty(dtypes: Mapping[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
+
+
 def empty_scores() -> pd.DataFrame:
     """A scores table with the columns and dtypes of :func:`evaluate` and no rows."""
-    return pd.DataFrame(
-        {
-            "dataset": pd.Series(dtype="object"),
-            "distance": pd.Series(dtype="object"),
-            "metric": pd.Series(dtype="object"),
-            "value": pd.Series(dtype="float64"),
-            "ci_low": pd.Series(dtype="float64"),
-            "ci_high": pd.Series(dtype="float64"),
-            "n": pd.Series(dtype="int64"),
-        }
-    )
+    return _empty(SCORE_DTYPES)
 
 
 def empty_subsets() -> pd.DataFrame:
     """A map-subset table with the columns and dtypes of :func:`evaluate` and no rows."""
-    return pd.DataFrame(
-        {
-            "dataset": pd.Series(dtype="object"),
-            "metric": pd.Series(dtype="object"),
-            "k": pd.Series(dtype="int64"),
-            "selection": pd.Series(dtype="object"),
-            "seed": pd.Series(dtype="Int64"),
-            "value": pd.Series(dtype="float64"),
-        }
-    )
+    return _empty(SUBSET_DTYPES)
 
 
 def evaluate(
@@ -184,39 +177,23 @@ def evaluate(
     map_layers = list(layers) if subset_ks else []
     for name, frame in datasets.items():
         report = None if progress is None else (lambda done, total, name=name: progress(name, done, total))
-        if {"ref", "p0", "p1", "judge", "subset"} <= set(frame.columns):
-            pairs = pair_distances(
-                [*frame["ref"], *frame["ref"]],
-                [*frame["p0"], *frame["p1"]],
-                distances,
-                size,
-                batch_size,
-                device,
-                map_layers,
-                backbone,
-                report,
-            )
+        is_2afc = {"ref", "p0", "p1", "judge", "subset"} <= set(frame.columns)
+        if is_2afc:  # each triplet is two pairs: (ref, p0) first, then (ref, p1)
+            references, distorted = [*frame["ref"], *frame["ref"]], [*frame["p0"], *frame["p1"]]
+        elif {"reference", "distorted", "score"} <= set(frame.columns):
+            references, distorted = frame["reference"], frame["distorted"]
+        else:
+            raise ParamsError(f"data set {name!r} has columns {list(frame.columns)}, neither MOS nor 2AFC")
+        pairs = pair_distances(references, distorted, distances, size, batch_size, device, map_layers, backbone, report)
+        if is_2afc:
             n = len(frame)
             d0 = {key: value[:n] for key, value in pairs.values.items()}
             d1 = {key: value[n:] for key, value in pairs.values.items()}
             scores.append(
                 score_2afc(d0, d1, frame["judge"].to_numpy(), frame["subset"].to_numpy(), bootstrap, seed, name)
             )
-        elif {"reference", "distorted", "score"} <= set(frame.columns):
-            pairs = pair_distances(
-                frame["reference"],
-                frame["distorted"],
-                distances,
-                size,
-                batch_size,
-                device,
-                map_layers,
-                backbone,
-                report,
-            )
-            scores.append(score_mos(name, pairs.values, frame["score"].to_numpy(), bootstrap, seed))
         else:
-            raise ParamsError(f"data set {name!r} has columns {list(frame.columns)}, neither MOS nor 2AFC")
+            scores.append(score_mos(name, pairs.values, frame["score"].to_numpy(), bootstrap, seed))
         if subset_ks:
             if vfss_scores is None:
                 raise ParamsError("the map-subset curve needs VFSS scores")

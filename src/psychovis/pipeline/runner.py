@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psychovis.errors import ParamsError, PsychovisError
-from psychovis.names import DEVICES
+from psychovis.names import BACKBONES, DEVICES
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +76,13 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device not in DEVICES:
         raise ParamsError(f"base.device must be one of {list(DEVICES)}, got {device!r}")
     return torch.device(device)
+
+
+def backbone_parser(stage: str, help: str) -> argparse.ArgumentParser:
+    """The command line of a per-backbone stage (a DVC ``matrix`` over backbones): ``--backbone NAME``."""
+    parser = argparse.ArgumentParser(description=f"psychovis `{stage}` stage")
+    parser.add_argument("--backbone", required=True, choices=BACKBONES, help=help)
+    return parser
 
 
 def run_stage(

@@ -73,7 +73,6 @@ from psychovis.psychophysics.summary import summary_metrics
 from psychovis.psychophysics.thresholds import (
     find_thresholds,
     masking_table,
-    measure_thresholds,
     score_thresholds,
     sensitivity_scores,
     thresholds_frame,
@@ -87,7 +86,6 @@ __all__ = [
     "find_thresholds",
     "make_backgrounds",
     "masking_table",
-    "measure_thresholds",
     "render_stimuli",
     "score_thresholds",
     "sensitivity_scores",

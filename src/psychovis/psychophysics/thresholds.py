@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
 from psychovis.csf import contrast_sensitivity
-from psychovis.distances.engine import Distance
-from psychovis.psychophysics.grid import DistanceGrid, distance_grid
-from psychovis.psychophysics.stimuli import StimulusSpec
+from psychovis.psychophysics.grid import DistanceGrid
 
 FLAT_TOLERANCE_DECADES = 1e-3
 """A sensitivity curve whose log10 range is below this is flat: log-correlation 0, no peak."""
@@ -104,28 +100,6 @@ def thresholds_frame(grid: DistanceGrid) -> pd.DataFrame:
             )
         )
     return pd.concat(frames, ignore_index=True)
-
-
-def measure_thresholds(
-    distances: Mapping[str, Distance],
-    backgrounds: Mapping[str, np.ndarray],
-    spec: StimulusSpec,
-    batch_size: int = 32,
-    device: torch.device | str = "cpu",
-) -> pd.DataFrame:
-    """Contrast detection thresholds of each distance: :func:`distance_grid` then :func:`thresholds_frame`.
-
-    Args:
-        distances: name -> distance.
-        backgrounds: name -> ``(size, size)`` grey background in [0, 1].
-        spec: the experiment.
-        batch_size: stimuli per forward pass.
-        device: where to run.
-
-    Returns:
-        The frame of :func:`thresholds_frame`.
-    """
-    return thresholds_frame(distance_grid(distances, backgrounds, spec, batch_size, device))
 
 
 def sensitivity_scores(

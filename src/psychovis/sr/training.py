@@ -1,6 +1,6 @@
 """Train a super-resolution network under one of the compared losses.
 
-Losses (``train.losses`` in ``params.yaml``):
+Losses (:data:`psychovis.names.LOSSES`; the pipeline trains each in its own `train_*` stage):
 
 - ``pixel``: L1 only.
 - ``vgg``: L1 (``pixel_weight``) plus the plain VGG perceptual loss (uniform map weights).
@@ -120,7 +120,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"checkpoint {path} is missing; run `dvc repro train` to train it")
+        raise WeightsError(
+            f"checkpoint {path} is missing; train it first (in the pipeline: `dvc repro train_baseline train_weighted`)"
+        )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:

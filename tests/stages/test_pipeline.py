@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "stimuli": {"size": 64, "frequency_step_cpd": 3.0},
     "features": {"layers": ["relu1_1", "relu2_1", "relu3_2"], "batch_size": 4},

@@ -4,15 +4,15 @@ import copy
 import hashlib
 import json
 import math
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from psychovis.errors import ParamsError
 from psychovis.pipeline import params
 
-PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
+PARAMS_FILE = ROOT / "params.yaml"
 
 
 @pytest.fixture(scope="module")

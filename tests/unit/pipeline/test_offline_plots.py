@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from psychovis.errors import DataError
 from psychovis.pipeline.offline_plots import VEGA_PACKAGES, build_template
 
-ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".venv" / "vega" / "node_modules"
 CHROMIUM_FLAGS = [
     "--headless",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 from scipy.stats import kendalltau, spearmanr
 
@@ -24,7 +25,6 @@ from psychovis.images import read_image
 from psychovis.pipeline import tracking
 from psychovis.pipeline.runner import StageContext
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
 NOISE = (0.02, 0.05, 0.1, 0.2)  # increasing distortion levels 1..4; MOS falls with the level
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TINY: dict[str, dict[str, Any]] = {
     "base": {"device": "cpu"},

@@ -174,7 +174,7 @@ def missing_image_folder(case_dir: Path, project: Path) -> tuple[list[str], dict
     return edit_params(train__image_dir=str(case_dir / "no_such_folder"), train__test_images=1)(case_dir, project)
 
 
-VGG = backbones.BACKBONES["vgg16"]
+VGG = backbones.BACKBONE_SPECS["vgg16"]
 
 
 def _installed() -> Path:

@@ -89,9 +89,8 @@ def test_known_threshold_of_a_synthetic_distance_end_to_end() -> None:
     # The squared horizontal difference of 0.5 c sin(2 pi f x + phase), averaged over a quadrature
     # pair, is exactly 0.5 c^2 sin^2(pi f) per pixel (no window): threshold = c_ref sin(pi f_ref) / sin(pi f).
     spec = tiny_spec(window="none", frequencies_cpd=(1.0, 4.0, 10.0, 25.0), contrasts=np.geomspace(1e-3, 1, 10))
-    thresholds = pp.measure_thresholds(
-        {"difference": horizontal_difference}, {"grey": np.full((32, 32), 0.5)}, spec, batch_size=17
-    )
+    grid = pp.distance_grid({"difference": horizontal_difference}, {"grey": np.full((32, 32), 0.5)}, spec, 17)
+    thresholds = pp.thresholds_frame(grid)
     expected = spec.reference_contrast * np.sin(math.pi * spec.cpp(spec.reference_frequency_cpd))
     expected = expected / np.sin(math.pi * spec.frequency_cpp)
     np.testing.assert_allclose(thresholds["threshold"], expected, rtol=1e-5)
@@ -102,7 +101,7 @@ def test_known_threshold_of_a_synthetic_distance_end_to_end() -> None:
 def test_pixel_mse_csf_is_flat_on_every_background() -> None:
     spec = tiny_spec(frequencies_cpd=(1.0, 3.0, 9.0, 27.0), contrasts=np.geomspace(1e-3, 1, 10))
     backgrounds = pp.make_backgrounds(spec, seed=1)
-    thresholds = pp.measure_thresholds({"pixel_mse": pixel_mse}, backgrounds, spec)
+    thresholds = pp.thresholds_frame(pp.distance_grid({"pixel_mse": pixel_mse}, backgrounds, spec))
     # The window's quadrature-averaged energy c^2 mean(w^2) / 8 does not depend on frequency or
     # (without clipping) on the background: every threshold is the reference contrast.
     np.testing.assert_allclose(thresholds["threshold"], spec.reference_contrast, rtol=1e-5)

@@ -6,20 +6,19 @@ from __future__ import annotations
 import math
 import runpy
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from torch import nn
 
 from psychovis import atlas, gratings
 from psychovis.errors import DataError, ParamsError
 from psychovis.pipeline import params
 
-ROOT = Path(__file__).resolve().parents[1]
 FREQUENCIES = atlas.log_frequencies(0.0125, 0.45, 14)
 
 
