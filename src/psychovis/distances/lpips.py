@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from psychovis.backbones import FeatureExtractor, backbone_spec, lpips_heads
-from psychovis.distances.inputs import RANGE_TOLERANCE
+from psychovis.distances.inputs import RANGE_TOLERANCE, check_image_batches
 from psychovis.errors import ParamsError
 
 LPIPS_EPS = 1e-10
@@ -108,17 +108,7 @@ class LPIPS(nn.Module):
         return super().train(False)
 
     def _check_inputs(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        for name, tensor in (("x", x), ("y", y)):
-            if not isinstance(tensor, torch.Tensor):
-                raise ParamsError(f"LPIPS input {name} must be a torch.Tensor, got {type(tensor).__name__}")
-            if tensor.ndim != 4 or tensor.shape[1] != 3:
-                raise ParamsError(f"LPIPS input {name} must have shape (N, 3, H, W) (RGB), got {tuple(tensor.shape)}")
-            if not tensor.is_floating_point():
-                raise ParamsError(
-                    f"LPIPS input {name} must be a float tensor in [0, 1], got {tensor.dtype}; use .float() / 255"
-                )
-        if x.shape != y.shape:
-            raise ParamsError(f"LPIPS inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+        check_image_batches(x, y, names=("LPIPS input x", "LPIPS input y"))
         if x.shape[0] == 0:
             raise ParamsError("LPIPS inputs are an empty batch")
         if min(x.shape[2:]) < self.min_size:
