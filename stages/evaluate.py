@@ -1,48 +1,61 @@
-"""Stage `evaluate`: every trained model and bicubic on the held-out images (PSNR, SSIM, LPIPS, bands)."""
+"""Stage `evaluate`: bicubic, the warm start and every fine-tuned model on the held-out images, every judge."""
 
 from psychovis import io
+from psychovis.errors import ParamsError
 from psychovis.pipeline.runner import StageContext, run_stage
+from psychovis.pipeline.training import PRETRAINED, model_path
 from psychovis.sr import figures as sr_figures
 from psychovis.sr.data import load_dataset
-from psychovis.sr.evaluation import score, super_resolve_all
+from psychovis.sr.evaluation import score, summary, super_resolve_all
 from psychovis.sr.training import load_checkpoint
 
 OUT = "data/evaluate"
 
 
 def main(ctx: StageContext) -> None:
-    train_params, p = ctx.params["train"], ctx.params["evaluate"]
+    train, p = ctx.params["train"], ctx.params["evaluate"]
     device = ctx.device
-    models = {name: load_checkpoint(f"data/models/{name}.pt", device)[0] for name in p["models"]}
-    _, test_images = load_dataset(train_params["image_dir"], train_params["test_images"], train_params["crop_size"])
+    if p["figure_seed"] not in train["seeds"]:
+        raise ParamsError(f"evaluate.figure_seed {p['figure_seed']} is not one of train.seeds {train['seeds']}")
+    losses = [*train["baseline_losses"], *train["weighted_losses"]]
+    models = {
+        (loss, seed): load_checkpoint(model_path(loss, seed), device)[0] for loss in losses for seed in train["seeds"]
+    }
+    warm_start = {"pretrain": load_checkpoint(PRETRAINED, device)[0]}
+    _, test_images = load_dataset(train["image_dir"], train["test_images"], train["crop_size"])
     with ctx.run() as run:
         run.set_tags({"test_images": ",".join(test_images)})
-        references, outputs = super_resolve_all(models, test_images, train_params["scale"], p["max_size"], device)
-        per_image, per_band = score(references, outputs, p["border"], p["frequency_bands"], device)
+        references, outputs = super_resolve_all(
+            models, test_images, train["scale"], p["max_size"], device, seedless=warm_start
+        )
+        per_image, per_band = score(
+            references, outputs, p["judges"], train["scale"], p["border"], p["frequency_bands"], device
+        )
         io.write_parquet(per_image, f"{OUT}/per_image.parquet")
         io.write_parquet(per_band, f"{OUT}/per_band.parquet")
-        summary = per_image.groupby("method", sort=False)[["psnr_y", "ssim_y", "lpips_vgg"]].mean()
+        means = summary(per_image)
+        # A perfect reconstruction has infinite PSNR: JSON gets null rather than Infinity.
         metrics = {
-            # A perfect reconstruction has infinite PSNR: JSON gets null rather than Infinity.
-            method: {metric: io.json_number(value) for metric, value in row.items()}
-            for method, row in summary.iterrows()
+            method: {judge: io.json_number(value) for judge, value in row.items()} for method, row in means.iterrows()
         }
         io.write_json(metrics, "metrics/evaluate.json")
+        io.write_csv(means.reset_index(), f"{OUT}/summary.csv")
         bands = per_band.groupby(["method", "band"], sort=False, as_index=False).agg(
             low_cpp=("low_cpp", "first"),
             high_cpp=("high_cpp", "first"),
             relative_error_db=("relative_error_db", "mean"),
         )
         io.write_csv(bands, f"{OUT}/bands.csv")
+        shown = {method: images for (method, seed), images in outputs.items() if seed == p["figure_seed"]}
         figures = [
-            io.save_figure(sr_figures.comparison_crops(references, outputs, p["figure_crop"]), f"{OUT}/comparison.png"),
+            io.save_figure(sr_figures.comparison_crops(references, shown, p["figure_crop"]), f"{OUT}/comparison.png"),
             io.save_figure(sr_figures.band_errors(per_band), f"{OUT}/bands.png"),
         ]
         for method, values in metrics.items():
-            run.log_metrics({f"{method}.{metric}": value for metric, value in values.items() if value is not None})
+            run.log_metrics({f"{method}.{judge}": value for judge, value in values.items() if value is not None})
         for figure in figures:
             run.log_artifact(figure, "figures")
-    print(summary.round(4).to_string())
+    print(means.round(4).to_string())
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Stage `vfss`: Visual Frequency Sensitivity Score of every feature map against a human CSF."""
 
+import numpy as np
 import pandas as pd
 
 from psychovis import io, plots, tuning
 from psychovis.csf import contrast_sensitivity
 from psychovis.pipeline.inputs import load_probe_results
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.vfss import vfss_scores
+from psychovis.vfss import gain_correlations, normalised_vfss, vfss_scores
 
 OUT = "data/vfss"
 
@@ -16,11 +17,16 @@ def main(ctx: StageContext) -> None:
     features, stimuli = load_probe_results()
     with ctx.run() as run:
         curves = tuning.tuning_curves(features, stimuli)
+        vfss = vfss_scores(curves.responses, curves.frequency_cpd, csf)
+        mean_response = curves.responses.mean(axis=1)
         scores = pd.DataFrame(
             {
                 "layer": curves.layer.astype(str),
                 "channel": curves.channel.astype("int32"),
-                "vfss": vfss_scores(curves.responses, curves.frequency_cpd, csf),
+                "vfss": vfss,
+                "mean_response": mean_response,
+                "response_range": np.ptp(curves.responses, axis=1),
+                "vfss_normalised": normalised_vfss(vfss, mean_response),
             }
         )
         io.write_parquet(scores, f"{OUT}/vfss.parquet")
@@ -28,6 +34,7 @@ def main(ctx: StageContext) -> None:
         io.write_csv(
             pd.DataFrame({"frequency_cpd": curves.frequency_cpd, "sensitivity": sensitivity}), f"{OUT}/csf.csv"
         )
+        io.write_csv(gain_correlations(scores), f"{OUT}/gain.csv")
         per_layer = scores.groupby("layer", sort=False)["vfss"].agg(["mean", "median", "max"])
         metrics = {layer: {k: io.json_number(v, 6) for k, v in row.items()} for layer, row in per_layer.iterrows()}
         io.write_json(metrics, "metrics/vfss.json")

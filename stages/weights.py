@@ -1,11 +1,16 @@
-"""Stage `weights`: per-map weights from VFSS (L1-normalised, and top-k selected), exported."""
+"""Stage `weights`: per-map loss weights, exported one ``<scheme>.safetensors`` per scheme.
+
+``vfss``: the paper's L1-normalised VFSS; ``topk``: its top-k maps; ``vfss_normalised``: VFSS over
+each map's mean response (the tuning's shape, not its gain); ``lpips_weighted``: the LPIPS linear
+head of each map (learned from human judgements), at ``weights.lpips_layers``.
+"""
 
 import numpy as np
 import pandas as pd
 import torch
 
 from psychovis import io
-from psychovis.backbones import backbone_spec, resolve_layers
+from psychovis.backbones import backbone_spec, lpips_heads, resolve_layers
 from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.pipeline.params import params_hash
@@ -18,22 +23,36 @@ OUT = "data/weights"
 def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["weights"]
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="weights.layers")
-    scores = io.read_parquet("data/vfss/vfss.parquet", columns=["layer", "channel", "vfss"])
+    scores = io.read_parquet("data/vfss/vfss.parquet", columns=["layer", "channel", "vfss", "vfss_normalised"])
+    spec = backbone_spec(base["backbone"])
+    lpips_layers = resolve_layers(spec, p["lpips_layers"], key="weights.lpips_layers")
+    heads = lpips_heads(base["backbone"])
+    no_head = [layer for layer in lpips_layers if layer not in heads]
+    if no_head:
+        raise ParamsError(f"weights.lpips_layers {no_head} have no LPIPS head; choose from {sorted(heads)}")
     missing = sorted(set(layers) - set(scores["layer"]))
     if missing:
         raise ParamsError(f"weights.layers {missing} were not probed; add them to features.layers")
     with ctx.run() as run:
-        rows, exported = [], {"vfss": {}, "topk": {}}
+        rows, exported = [], {"vfss": {}, "topk": {}, "vfss_normalised": {}, "lpips_weighted": {}}
         for layer in layers:
             chosen = scores[scores["layer"] == layer].sort_values("channel")
             vfss = chosen["vfss"].to_numpy()
             exported["vfss"][layer] = l1_weights(vfss)
             exported["topk"][layer] = top_k_mask(vfss, min(p["top_k"], len(vfss)))
+            exported["vfss_normalised"][layer] = l1_weights(chosen["vfss_normalised"].to_numpy())
             rank = np.empty(len(vfss), dtype=np.int32)
             rank[np.argsort(-vfss, kind="stable")] = np.arange(1, len(vfss) + 1)
             rows.append(
-                chosen.assign(weight_vfss=exported["vfss"][layer], weight_topk=exported["topk"][layer], rank=rank)
+                chosen.assign(
+                    weight_vfss=exported["vfss"][layer],
+                    weight_topk=exported["topk"][layer],
+                    weight_vfss_normalised=exported["vfss_normalised"][layer],
+                    rank=rank,
+                )
             )
+        for layer in lpips_layers:
+            exported["lpips_weighted"][layer] = l1_weights(heads[layer].double().numpy())
         table = pd.concat(rows, ignore_index=True)
         io.write_parquet(table, f"{OUT}/weights.parquet")
         metadata = {

@@ -19,11 +19,19 @@ FREQUENCY_MAPPINGS: tuple[str, ...] = ("paper", "physical")
 
 GRATING_KINDS: tuple[str, ...] = ("concentric", "linear")
 
-WEIGHT_SCHEMES: tuple[str, ...] = ("vfss", "topk", "uniform")
-"""How per-map weights were derived: L1-normalised VFSS, a top-k mask, or all equal."""
+WEIGHT_SCHEMES: tuple[str, ...] = ("vfss", "topk", "vfss_normalised", "lpips_weighted", "uniform")
+"""How per-map weights were derived (see :data:`WEIGHTED_LOSSES`), or all equal."""
 
-LOSSES: tuple[str, ...] = ("pixel", "vgg", "vfss", "topk")
-"""Training losses of the SR models: L1, plus the plain, VFSS-weighted or top-k VGG loss."""
+WEIGHTED_LOSSES: tuple[str, ...] = ("vfss", "topk", "vfss_normalised", "lpips_weighted")
+"""Perceptual losses with per-map weights, each read from the `weights` stage's ``<loss>.safetensors``:
+the paper's VFSS weights, its top-k maps, VFSS divided by each map's mean response (shape, not gain),
+and the LPIPS linear head (weights learned from human 2AFC judgements)."""
+
+LOSSES: tuple[str, ...] = ("pixel", "vgg", *WEIGHTED_LOSSES)
+"""Training losses of the SR models: L1 only, L1 plus the plain VGG loss, or L1 plus a weighted one."""
+
+UPSAMPLERS: tuple[str, ...] = ("pixelshuffle", "icnr", "resize_conv")
+"""How the SR network upsamples: sub-pixel convolution (default or ICNR init), or resize + convolution."""
 
 SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
 """Ways of choosing k feature maps by VFSS: highest, lowest, or at random."""
@@ -49,3 +57,17 @@ BAPPS_SUBSETS: tuple[str, ...] = ("traditional", "cnn", "superres", "deblur", "c
 BAPPS_SPLITS: tuple[str, ...] = ("val", "train")
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+JUDGES: tuple[str, ...] = (
+    "psnr_y",
+    "ssim_y",
+    "lpips_vgg",
+    "lpips_alex",
+    "dists",
+    "ms_ssim",
+    "haarpsi",
+    "vif",
+    "gmsd",
+    "artefact_db",
+)
+"""Image-quality judges of the `evaluate` stage, in report order (:data:`psychovis.sr.judges.JUDGES` describes each)."""

@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from psychovis.csf import contrast_sensitivity
 from psychovis.errors import ParamsError
@@ -39,6 +40,26 @@ def vfss_scores(responses: np.ndarray, frequency_cpd: np.ndarray, csf: str = "ma
     sensitivity = contrast_sensitivity(frequency_cpd, csf)
     slope = np.abs(np.gradient(responses, axis=1))
     return np.nan_to_num(slope @ sensitivity, nan=0.0)
+
+
+def normalised_vfss(scores: np.ndarray, mean_response: np.ndarray) -> np.ndarray:
+    """VFSS divided by each map's mean response: the shape of its tuning, not its gain.
+
+    VFSS sums ``|gradient|`` of the raw tuning curve, so it scales with a map's response level: at
+    relu3_2 its ranks follow the response range closely (Spearman ~0.95). Dividing by the mean
+    response makes a map that doubles its output score the same. Maps that never respond get 0.
+
+    Args:
+        scores: VFSS per map, ``(maps,)``.
+        mean_response: each map's mean response over the stimuli, ``(maps,)``.
+
+    Returns:
+        ``scores / mean_response`` (0 where the mean response is not positive).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    mean_response = np.asarray(mean_response, dtype=np.float64)
+    positive = mean_response > 0
+    return np.where(positive, scores / np.where(positive, mean_response, 1.0), 0.0)
 
 
 def l1_weights(scores: np.ndarray) -> np.ndarray:
@@ -90,3 +111,34 @@ def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
         :func:`l1_weights`): the top-k mask of :func:`selection_mask`, normalised.
     """
     return selection_mask(scores, "topk", k, key="weights.top_k") / k
+
+
+def gain_correlations(table: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, how much VFSS is a measure of gain: its rank correlation with response level.
+
+    Args:
+        table: one row per map with ``layer, vfss, mean_response, response_range`` (and optionally
+            ``vfss_normalised``).
+
+    Returns:
+        One row per layer: ``layer, maps, spearman_range, spearman_mean`` (VFSS vs each map's
+        response range and mean response), and ``spearman_normalised_range`` when the table has
+        ``vfss_normalised``. Near 1 means the score mostly ranks maps by how strongly they respond.
+    """
+    rows = []
+    for layer, rows_of_layer in table.groupby("layer", sort=False):
+        row = {"layer": layer, "maps": len(rows_of_layer)}
+        for column, name in (("response_range", "spearman_range"), ("mean_response", "spearman_mean")):
+            row[name] = _spearman(rows_of_layer["vfss"], rows_of_layer[column])
+        if "vfss_normalised" in rows_of_layer:
+            row["spearman_normalised_range"] = _spearman(
+                rows_of_layer["vfss_normalised"], rows_of_layer["response_range"]
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> float:
+    if x.nunique() < 2 or y.nunique() < 2:
+        return float("nan")
+    return float(x.rank().corr(y.rank()))

@@ -28,8 +28,10 @@ TINY: dict[str, dict[str, Any]] = {
     "stimuli": {"size": 32, "frequency_step_cpd": 6.0},
     "features": {"layers": ["relu1_1", "relu3_2"], "batch_size": 8},
     "weights": {"layers": ["relu3_2"], "top_k": 8},
+    "pretrain": {"iterations": 2},
     "train": {
         "layers": ["relu3_2"],
+        "seeds": [0],
         "iterations": 2,
         "batch_size": 2,
         "crop_size": 32,
@@ -39,7 +41,7 @@ TINY: dict[str, dict[str, Any]] = {
         "image_dir": None,
         "test_images": 3,
     },
-    "evaluate": {"max_size": 64, "figure_crop": 32, "frequency_bands": 4},
+    "evaluate": {"judges": ["psnr_y", "gmsd"], "max_size": 64, "figure_crop": 32, "frequency_bands": 4},
 }
 UPSTREAM = ("stimuli", "features", "vfss", "weights")
 # Variables of the caller's shell that would change what a stage does.
@@ -99,14 +101,20 @@ def stage_env(project: Path, tracking_db: Path | None = None, **extra: str) -> d
 
 
 def stage_command(stage: str, *args: str) -> list[str]:
-    script, _, loss = stage.partition("@")
-    return [sys.executable, f"stages/{script}.py", *(["--loss", loss] if loss else []), *args]
+    """``train@vgg-s1`` -> ``stages/train.py --loss vgg --seed 1``; ``atlas@vgg16`` -> ``--backbone vgg16``."""
+    script, _, item = stage.partition("@")
+    if script == "train":
+        loss, _, seed = item.rpartition("-s")
+        item_args = ["--loss", loss, "--seed", seed]
+    else:
+        item_args = ["--backbone", item] if item else []
+    return [sys.executable, f"stages/{script}.py", *item_args, *args]
 
 
 def run(
     project: Path, env: Mapping[str, str], stage: str, *args: str, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``stages/<stage>.py`` (``train@pixel`` -> ``train.py --loss pixel``) in ``project``."""
+    """Run ``stages/<stage>.py`` (``train@pixel-s0`` -> ``train.py --loss pixel --seed 0``) in ``project``."""
     return subprocess.run(
         stage_command(stage, *args), cwd=project, env=dict(env), capture_output=True, text=True, timeout=timeout
     )

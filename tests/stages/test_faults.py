@@ -33,9 +33,16 @@ from psychovis.io import write_parquet
 SEED = 20181201
 KILLS = 3
 FEATURES = "data/features/features.parquet"
-TRAIN_OUTPUTS = ("data/models/pixel.pt", "data/curves/pixel.csv", "data/curves/pixel.png", "metrics/train/pixel.json")
-PARTIAL = "data/models/.pixel.partial.pt"
-TRAIN_OVERRIDES = {"iterations": 30, "log_every": 2}
+# The `pretrain` stage: the L1 training run every fine-tune shares its code with (pipeline.training).
+TRAIN_OUTPUTS = (
+    "data/models/pretrain.pt",
+    "data/curves/pretrain.csv",
+    "data/curves/pretrain.png",
+    "metrics/pretrain.json",
+)
+PARTIAL = "data/models/.pretrain.partial.pt"
+TRAIN_OVERRIDES = {"log_every": 2}
+PRETRAIN_OVERRIDES = {"iterations": 30}
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +173,11 @@ def _complete_train_output(path: Path, reference: dict[str, torch.Tensor]) -> bo
 
 @pytest.mark.e2e
 def test_train_killed_at_random_points_then_resumed_ends_identical(built: Built, tmp_path: Path) -> None:
-    project = copy_sources(tmp_path / "project", {"train": TRAIN_OVERRIDES})
+    project = copy_sources(tmp_path / "project", {"train": TRAIN_OVERRIDES, "pretrain": PRETRAIN_OVERRIDES})
     shutil.copy2(built.tracking_db, tmp_path / "mlflow.db")
     env = stage_env(project)
     started = time.perf_counter()
-    check(run(project, env, "train@pixel"))
+    check(run(project, env, "pretrain"))
     duration = time.perf_counter() - started
     reference = _model_state(project / TRAIN_OUTPUTS[0])
     assert not (project / PARTIAL).exists(), "a finished run must remove its partial checkpoint"
@@ -180,7 +187,7 @@ def test_train_killed_at_random_points_then_resumed_ends_identical(built: Built,
     for attempt in range(KILLS):
         before = _files(project)
         delay = rng.uniform(0.3, 1.0) * duration
-        pid, killed = _kill_at(project, env, "train@pixel", delay)
+        pid, killed = _kill_at(project, env, "pretrain", delay)
         after = _files(project)
         for output in TRAIN_OUTPUTS:
             assert output in after, f"attempt {attempt}: {output} was lost"
@@ -196,17 +203,17 @@ def test_train_killed_at_random_points_then_resumed_ends_identical(built: Built,
     for _ in range(3):
         if (project / PARTIAL).exists():
             break
-        process = start(project, env, "train@pixel")
+        process = start(project, env, "pretrain")
         deadline = time.perf_counter() + 3 * duration
         while not (project / PARTIAL).exists() and process.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.01)
         kill_group(process)
     partial = torch.load(project / PARTIAL, map_location="cpu", weights_only=True)
-    assert 2 <= partial["step"] < TRAIN_OVERRIDES["iterations"]
+    assert 2 <= partial["step"] < PRETRAIN_OVERRIDES["iterations"]
 
-    check(run(project, {**env, "PSYCHOVIS_RESUME": "1"}, "train@pixel"))
+    check(run(project, {**env, "PSYCHOVIS_RESUME": "1"}, "pretrain"))
     _assert_same_weights(_model_state(project / TRAIN_OUTPUTS[0]), reference)
-    curve = pd.read_csv(project / "data/curves/pixel.csv")
+    curve = pd.read_csv(project / "data/curves/pretrain.csv")
     assert curve["step"].tolist() == list(range(2, 31, 2))
     resumed_rows = len(partial["curve"])
     recorded = [row["seconds"] for row in partial["curve"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -18,8 +19,23 @@ TINY = {
     "stimuli": {"size": 64, "frequency_step_cpd": 3.0},
     "features": {"layers": ["relu1_1", "relu2_1", "relu3_2"], "batch_size": 4},
     "weights": {"top_k": 8},
-    "train": {"iterations": 4, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2},
-    "evaluate": {"max_size": 64, "figure_crop": 32, "frequency_bands": 4},
+    "pretrain": {"iterations": 4},
+    "train": {
+        "iterations": 2,
+        "batch_size": 2,
+        "crop_size": 32,
+        "channels": 8,
+        "residual_blocks": 1,
+        "log_every": 2,
+        "seeds": [0, 1],
+        "weighted_losses": ["vfss", "lpips_weighted"],
+    },
+    "evaluate": {
+        "judges": ["psnr_y", "lpips_alex", "gmsd", "artefact_db"],
+        "max_size": 96,
+        "figure_crop": 32,
+        "frequency_bands": 4,
+    },
     "psychophysics": {
         "distances": ["pixel_mse", "vgg", "vfss", "topk", "bottomk", "randomk"],
         "size": 32,
@@ -49,11 +65,13 @@ STAGES = [
     "tuning",
     "vfss",
     "weights",
-    "train@pixel",
-    "train@vgg",
-    "train@vfss",
-    "train@topk",
+    "pretrain",
+    "train@pixel-s0",
+    "train@vgg-s1",
+    "train@vfss-s0",
+    "train@lpips_weighted-s1",
     "evaluate",
+    "compare",
     "psychophysics",
 ]
 
@@ -103,7 +121,8 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
         },
         "data/vfss/vfss.parquet": {"layer", "channel", "vfss"},
         "data/weights/weights.parquet": {"layer", "channel", "vfss", "weight_vfss", "weight_topk", "rank"},
-        "data/evaluate/per_image.parquet": {"method", "image", "psnr_y", "ssim_y", "lpips_vgg"},
+        "data/evaluate/per_image.parquet": {"method", "seed", "image", "judge", "value"},
+        "data/compare/differences.parquet": {"method", "baseline", "judge", "mean", "ci_low", "ci_high", "win_share"},
     }
     for path, columns in expected.items():
         frame = pd.read_parquet(workdir / path)
@@ -116,7 +135,12 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
     assert weights["weight_vfss"].sum() == pytest.approx(1.0)
     assert (weights["weight_topk"] > 0).sum() == 8
     per_image = pd.read_parquet(workdir / "data/evaluate/per_image.parquet")
-    assert set(per_image["method"]) == {"bicubic", "pixel", "vgg", "vfss", "topk"}
+    assert set(per_image["method"]) == {"bicubic", "pretrain", "pixel", "vgg", "vfss", "lpips_weighted"}
+    # every method is scored on every (seed, image) by every judge, so the compare stage can pair them
+    assert per_image.groupby("method").size().nunique() == 1
+    assert set(per_image["seed"]) == {0, 1} and set(per_image["judge"]) == set(TINY["evaluate"]["judges"])
+    compare = json.loads((workdir / "metrics/compare.json").read_text())
+    assert {"vfss_vs_vgg", "lpips_weighted_vs_vgg", "vgg_vs_pixel"} <= set(compare)
     for name in ("comparison.png", "bands.png"):
         assert (workdir / "data/evaluate" / name).stat().st_size > 1000
 
@@ -152,7 +176,25 @@ def test_second_repro_changes_nothing_and_params_rerun_only_dependents(project: 
     assert status.returncode == 0
     changed = set(yaml.safe_load(status.stdout))
     assert "vfss" in changed
-    assert not changed & {"stimuli", "features", "tuning", "train_baseline@pixel", "train_baseline@vgg"}
+    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_baseline@pixel-0", "train_baseline@vgg-1"}
+    assert "train_weighted@vfss-0" in changed
+
+
+@pytest.mark.e2e
+def test_more_seeds_add_runs_without_retraining(project: tuple[Path, dict[str, str]]) -> None:
+    workdir, env = project
+    params_path = workdir / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["train"]["seeds"] = [0, 1, 2]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = _run(["dvc", "status", "--json"], workdir, env)
+    finally:
+        params_path.write_text(original)
+    changed = set(yaml.safe_load(status.stdout))
+    assert {"train_baseline@pixel-2", "train_weighted@vfss-2", "evaluate"} <= changed
+    assert not changed & {"pretrain", "train_baseline@pixel-0", "train_weighted@vfss-1"}
 
 
 @pytest.mark.e2e

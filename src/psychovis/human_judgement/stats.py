@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, rankdata, spearmanr
 
-from psychovis.validation import integer_at_least
+# The generic bootstrap helpers live in psychovis.statistics; CI_LEVEL is re-exported for old imports.
+from psychovis.statistics import CI_LEVEL as CI_LEVEL
+from psychovis.statistics import bootstrap_indices, percentile_ci
 
 SCORE_COLUMNS: tuple[str, ...] = ("dataset", "distance", "metric", "value", "ci_low", "ci_high", "n")
 """Columns of the scores table (one row per data set, distance and metric)."""
-CI_LEVEL = 0.95
 
 
 def rank_correlations(distance: np.ndarray, score: np.ndarray) -> dict[str, float]:
@@ -70,12 +71,6 @@ def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def bootstrap_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
-    """A ``(resamples, n)`` matrix of row indices drawn with replacement (``default_rng(seed)``)."""
-    resamples = integer_at_least("bootstrap resamples", resamples, 0)
-    return np.random.default_rng(seed).integers(0, n, size=(int(resamples), n)) if n else np.zeros((resamples, 0), int)
-
-
 def bootstrap_means(values: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
     """The mean of ``values`` over each bootstrap resample, vectorised: ``(resamples,)``."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -113,17 +108,6 @@ def bootstrap_correlations(
         rho = (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
     tau = np.array([kendalltau(distance[rows], score[rows])[0] for rows in index], dtype=np.float64)
     return {"srcc": rho, "krcc": tau}
-
-
-def percentile_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    """The percentile interval of bootstrap ``samples`` (NaN ignored; NaN when none is finite)."""
-    samples = np.asarray(samples, dtype=np.float64)
-    samples = samples[np.isfinite(samples)]
-    if samples.size == 0:
-        return math.nan, math.nan
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(samples, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 def _record(dataset: str, distance: str, metric: str, value: float, samples: np.ndarray, n: int) -> dict:

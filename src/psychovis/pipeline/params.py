@@ -28,8 +28,10 @@ from psychovis.names import (
     DISTANCES,
     FREQUENCY_MAPPINGS,
     GRATING_KINDS,
-    LOSSES,
+    JUDGES,
     ORIENTATION_POOLINGS,
+    UPSAMPLERS,
+    WEIGHTED_LOSSES,
     WINDOWS,
 )
 from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Validator
@@ -67,8 +69,16 @@ SCHEMA: dict[str, dict[str, Validator]] = {
     "weights": {
         "layers": ListOf(Text()),
         "top_k": Number(1, 4096, integer=True),
+        "lpips_layers": ListOf(Text()),
+    },
+    "pretrain": {  # the L1 warm start every loss fine-tunes from (stage pretrain)
+        "iterations": Number(1, 10_000_000, integer=True),
+        "learning_rate": Number(1e-7, 1.0),
     },
     "train": {
+        "baseline_losses": ListOf(Choice(("pixel", "vgg"))),
+        "weighted_losses": ListOf(Choice(WEIGHTED_LOSSES)),
+        "seeds": ListOf(Number(0, 2**31 - 1, integer=True)),
         "layers": ListOf(Text()),
         "pixel_weight": Number(0.0, 1e6),
         "perceptual_weight": Number(0.0, 1e6),
@@ -79,16 +89,18 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "learning_rate": Number(1e-7, 1.0),
         "channels": Number(4, 1024, integer=True),
         "residual_blocks": Number(1, 256, integer=True),
+        "upsampler": Choice(UPSAMPLERS),
         "image_dir": Nullable(Text()),
         "test_images": Number(1, 1000, integer=True),
         "log_every": Number(1, 1_000_000, integer=True),
     },
     "evaluate": {
-        "models": ListOf(Choice(LOSSES)),
-        "max_size": Number(32, 4096, integer=True),
+        "judges": ListOf(Choice(JUDGES)),
+        "max_size": Nullable(Number(32, 16384, integer=True)),
         "border": Number(0, 64, integer=True),
         "frequency_bands": Number(2, 64, integer=True),
         "figure_crop": Number(16, 1024, integer=True),
+        "figure_seed": Number(0, 2**31 - 1, integer=True),
     },
     "psychophysics": {  # offline grating-detection test of image distances (dvc.yaml stage psychophysics)
         "distances": ListOf(Choice(DISTANCES)),
@@ -155,6 +167,12 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "sensitivity_pixels_per_degree": Nullable(ListOf(Number(1.0, 10_000.0))),
         "top_k": Number(1, 4096, integer=True),
         "example_maps": Number(1, 64, integer=True),
+    },
+    "compare": {  # paired bootstrap differences of the SR methods per judge (stage compare)
+        "baselines": ListOf(Text()),
+        "resamples": Number(1, 1_000_000, integer=True),
+        "level": Number(0.5, 0.999),
+        "cluster": Nullable(Choice(("image",))),
     },
 }
 

@@ -262,3 +262,135 @@ def frequency_band_errors(prediction: np.ndarray, target: np.ndarray, bands: int
             "relative_error_db": relative_db,
         }
     )
+
+
+ARTEFACT_PEAK_RADIUS = 2
+"""Half-side, in FFT bins, of the square window read at each aliasing peak (5x5 bins): a Hann-windowed
+sinusoid spreads over +-1 bin when it falls on a bin and +-2 when it falls between bins."""
+ARTEFACT_RING = (4.0, 8.0)
+"""Inner (exclusive) and outer (inclusive) radius, in FFT bins, of the ring that gives the background."""
+_MEDIAN_TO_MEAN = 1.0 / math.log(2.0)
+"""A noise power spectrum's bins are exponentially distributed, whose median is ``ln 2`` times the mean."""
+
+
+def _aliasing_bins(height: int, width: int, scale: int) -> np.ndarray:
+    """FFT bins ``(row, column)`` of the frequencies ``(k / scale, l / scale)`` within Nyquist, DC excluded.
+
+    Bins are rounded to the nearest integer (exact when the side is a multiple of ``scale``) and
+    only one of each Hermitian pair ``f``, ``-f`` is kept: the spectrum of a real error is symmetric.
+    """
+    steps = np.arange(-(scale // 2), scale // 2 + 1)
+    rows = np.mod(np.rint(steps * height / scale).astype(np.int64), height)
+    columns = np.mod(np.rint(steps * width / scale).astype(np.int64), width)
+    grid = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2)
+    conjugate = np.stack([np.mod(-grid[:, 0], height), np.mod(-grid[:, 1], width)], axis=-1)
+    # Canonical member of each pair (lexicographic minimum), then unique: one bin per distinct frequency.
+    take_conjugate = (conjugate[:, 0] < grid[:, 0]) | ((conjugate[:, 0] == grid[:, 0]) & (conjugate[:, 1] < grid[:, 1]))
+    canonical = np.where(take_conjugate[:, None], conjugate, grid)
+    unique = np.unique(canonical, axis=0)
+    return unique[(unique[:, 0] != 0) | (unique[:, 1] != 0)]
+
+
+def _wrapped_bins(centres: np.ndarray, offsets: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices ``(n_centres, n_offsets)`` of ``centre + offset``, wrapping around the FFT grid."""
+    rows = np.mod(centres[:, None, 0] + offsets[None, :, 0], shape[0])
+    columns = np.mod(centres[:, None, 1] + offsets[None, :, 1], shape[1])
+    return rows, columns
+
+
+def periodic_artefact_min_size(scale: int) -> int:
+    """Smallest image side :func:`periodic_artefact_db` accepts at ``scale``: ``11 * scale`` pixels.
+
+    Neighbouring aliasing peaks lie ``side / scale`` bins apart; at 11 bins or more a peak's ring
+    (radius 8) never reaches another peak's window (half-side 2), so every ring keeps its bins.
+
+    Args:
+        scale: the upsampling factor.
+
+    Returns:
+        The minimum number of pixels per side.
+    """
+    return int(scale) * (math.ceil(ARTEFACT_RING[1]) + ARTEFACT_PEAK_RADIUS + 1)
+
+
+def periodic_artefact_db(prediction: np.ndarray, target: np.ndarray, scale: int) -> float:
+    """How far the error spectrum peaks at the aliasing frequencies of ``scale``x upsampling, in dB.
+
+    Transposed convolutions and sub-pixel (pixel-shuffle) upsampling by ``s`` leave errors that
+    repeat every ``s`` pixels: checkerboards. Their power sits at the frequencies
+    ``(k / s, l / s)`` cycles/pixel (integers ``k``, ``l``, not both 0, ``|k|, |l| <= s / 2``),
+    where a natural image's error spectrum is smooth. The measure:
+
+    1. ``e = Y_pred - Y_target``, the BT.601 luma error (0-255 scale), minus its mean, times a
+       separable 2-D Hann window (so the image border's discontinuity does not leak power along
+       the frequency axes), then ``P = |FFT2(e)|^2``.
+    2. For each aliasing frequency (one of each ``f``, ``-f`` pair, rounded to the nearest FFT bin,
+       indices wrapping around; ``s = 4`` gives 9 positions, ``s = 2`` gives 3): ``peak`` = the mean
+       of ``P`` in the ``(2r + 1)^2`` square of bins around it (``r`` = :data:`ARTEFACT_PEAK_RADIUS`
+       = 2) and ``background`` = the median of ``P`` over the bins at Euclidean distance in
+       ``(4, 8]`` bins (:data:`ARTEFACT_RING`), leaving out bins inside any peak square or the DC
+       square, divided by ``ln 2`` (the median of an exponentially distributed noise spectrum
+       bin is ``ln 2`` times its mean, so a noise-like error scores about 0 dB).
+    3. The result is the mean over positions of ``10 log10(peak / background)``.
+
+    Larger = stronger periodic artefacts; about 0 dB (+-1 dB) when the error has no structure at
+    the period ``s``. Errors whose spectrum falls steeply towards Nyquist (blur) may read a few dB
+    below 0: the Nyquist positions are a minimum of such spectra, below their ring. Compare methods
+    on the same images rather than reading absolute values. A global intensity offset changes nothing:
+    it only moves DC, which is removed. Identical images give 0.0. A small constant
+    (``1e-12`` of the mean power, plus ``1e-30``) keeps the ratio finite when a region of the
+    spectrum is exactly zero.
+
+    Args:
+        prediction: reconstructed image ``(H, W, 3)``, float in [0, 1].
+        target: reference image of the same shape.
+        scale: the upsampling factor (>= 2), i.e. the period in pixels of the artefacts sought.
+
+    Returns:
+        Mean excess of error power at the aliasing frequencies over its surroundings, in dB.
+
+    Raises:
+        ValueError: bad shapes, dtypes or ranges, ``scale`` not an integer >= 2, or an image
+            smaller than :func:`periodic_artefact_min_size` (``11 * scale`` pixels per side).
+
+    References:
+        Odena, Dumoulin, Olah, "Deconvolution and Checkerboard Artifacts", Distill, 2016.
+        Harris, "On the use of windows for harmonic analysis with the discrete Fourier
+        transform", Proc. IEEE 66(1), 1978 (Hann window).
+    """
+    prediction, target = _check_pair(prediction, target)
+    if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 2:
+        raise ParamsError(f"scale must be an integer >= 2 (the upsampling factor), got {scale!r}")
+    scale = int(scale)
+    height, width = target.shape[:2]
+    minimum = periodic_artefact_min_size(scale)
+    if min(height, width) < minimum:
+        raise ParamsError(
+            f"periodic_artefact_db needs images of at least {minimum}x{minimum} pixels at scale {scale}, "
+            f"got {height}x{width}"
+        )
+    error = rgb_to_y(prediction) - rgb_to_y(target)
+    error = (error - error.mean()) * np.outer(np.hanning(height), np.hanning(width))
+    power = np.abs(np.fft.fft2(error)) ** 2
+    floor = 1e-12 * float(power.mean()) + 1e-30
+
+    peaks = _aliasing_bins(height, width, scale)
+    radius = ARTEFACT_PEAK_RADIUS
+    span = np.arange(-radius, radius + 1)
+    window = np.stack(np.meshgrid(span, span, indexing="ij"), axis=-1).reshape(-1, 2)
+    reach = math.ceil(ARTEFACT_RING[1])
+    span = np.arange(-reach, reach + 1)
+    offsets = np.stack(np.meshgrid(span, span, indexing="ij"), axis=-1).reshape(-1, 2)
+    distance = np.hypot(offsets[:, 0], offsets[:, 1])
+    ring = offsets[(distance > ARTEFACT_RING[0]) & (distance <= ARTEFACT_RING[1])]
+
+    # Every peak window (both members of each Hermitian pair) and the DC window are no background.
+    centres = np.concatenate([peaks, np.mod(-peaks, (height, width)), np.zeros((1, 2), dtype=np.int64)])
+    excluded = np.zeros((height, width), dtype=bool)
+    excluded[_wrapped_bins(centres, window, (height, width))] = True
+    peak_values = power[_wrapped_bins(peaks, window, (height, width))]
+    ring_bins = _wrapped_bins(peaks, ring, (height, width))
+    ring_values, ring_excluded = power[ring_bins], excluded[ring_bins]
+    background = np.nanmedian(np.where(ring_excluded, np.nan, ring_values), axis=1) * _MEDIAN_TO_MEAN
+    excess = 10.0 * np.log10((peak_values.mean(axis=1) + floor) / (background + floor))
+    return float(excess.mean())

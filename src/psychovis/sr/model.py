@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from psychovis.names import UPSAMPLERS
 from psychovis.sr.data import upsample_bicubic
 
 SCALES: tuple[int, ...] = (2, 3, 4, 8)
@@ -39,12 +40,44 @@ class ResidualBlock(nn.Module):
         return x + self.res_scale * self.body(x)
 
 
-def _upsampler(scale: int, channels: int) -> nn.Sequential:
-    if scale == 3:
-        return nn.Sequential(nn.Conv2d(channels, 9 * channels, 3, padding=1), nn.PixelShuffle(3))
+def icnr_(conv: nn.Conv2d, factor: int) -> nn.Conv2d:
+    """ICNR initialisation of a sub-pixel convolution, in place: no checkerboard at the start.
+
+    The ``factor**2`` output channels that PixelShuffle interleaves into one output channel start
+    with the same kernel (and a zero bias), so the freshly initialised upsampler is a convolution
+    followed by nearest-neighbour upsampling: its output has no periodic pattern of period ``factor``.
+
+    Args:
+        conv: the convolution before the PixelShuffle, ``channels * factor**2`` output channels.
+        factor: the PixelShuffle factor.
+
+    Returns:
+        ``conv``, initialised.
+
+    References:
+        Aitken et al., "Checkerboard artifact free sub-pixel convolution", arXiv:1707.02937, 2017.
+    """
+    weight = conv.weight
+    base = torch.empty(weight.shape[0] // factor**2, *weight.shape[1:], dtype=weight.dtype)
+    nn.init.kaiming_normal_(base, nonlinearity="relu")
+    with torch.no_grad():
+        weight.copy_(base.repeat_interleave(factor**2, dim=0))
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return conv
+
+
+def _upsampler(scale: int, channels: int, kind: str = "pixelshuffle") -> nn.Sequential:
+    factors = [3] if scale == 3 else [2] * (scale.bit_length() - 1)
     stages: list[nn.Module] = []
-    for _ in range(scale.bit_length() - 1):
-        stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
+    for factor in factors:
+        if kind == "resize_conv":  # nearest-neighbour resize, then a convolution (Odena et al. 2016)
+            stages += [nn.Upsample(scale_factor=factor, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1)]
+            continue
+        conv = nn.Conv2d(channels, factor**2 * channels, 3, padding=1)
+        if kind == "icnr":
+            icnr_(conv, factor)
+        stages += [conv, nn.PixelShuffle(factor)]
     return nn.Sequential(*stages)
 
 
@@ -53,8 +86,8 @@ class SRResNet(nn.Module):
 
     Layout: head conv3x3 (3 -> channels); ``residual_blocks`` residual blocks (conv-ReLU-conv,
     residual scaling 0.1, no batch norm) and a body conv3x3, wrapped by a long skip from the head;
-    an upsampler of sub-pixel convolutions (PixelShuffle x2 stages for 2, 4 and 8, one x3 stage
-    for 3); a tail conv3x3 (channels -> 3). The output is the tail's output plus the bicubic
+    an upsampler of x2 stages for 2, 4 and 8, one x3 stage for 3 (sub-pixel convolutions, or
+    resize + convolution); a tail conv3x3 (channels -> 3). The output is the tail's output plus the bicubic
     upsampling of the input. The tail starts at zero weights and bias, so at initialisation the
     output equals :func:`psychovis.sr.data.upsample_bicubic` of the input.
 
@@ -62,6 +95,9 @@ class SRResNet(nn.Module):
         scale: the upscaling factor, one of :data:`SCALES`.
         channels: feature channels throughout (EDSR baseline: 64; 32 trains quickly on a CPU).
         residual_blocks: number of residual blocks (EDSR baseline: 16).
+        upsampler: ``pixelshuffle`` (sub-pixel convolutions, default init: EDSR), ``icnr`` (the same,
+            ICNR-initialised: no checkerboard at the start, :func:`icnr_`) or ``resize_conv``
+            (nearest-neighbour resize + convolution: no checkerboard by construction).
 
     Raises:
         ValueError: ``scale`` is not supported, or ``channels`` / ``residual_blocks`` is below 1 / 0.
@@ -73,9 +109,12 @@ class SRResNet(nn.Module):
         Adversarial Network", CVPR 2017 (SRResNet).
         Shi et al., "Real-Time Single Image and Video Super-Resolution Using an Efficient
         Sub-Pixel Convolutional Neural Network", CVPR 2016 (PixelShuffle).
+        Odena, Dumoulin, Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016 (resize + conv).
     """
 
-    def __init__(self, scale: int = 4, channels: int = 32, residual_blocks: int = 4) -> None:
+    def __init__(
+        self, scale: int = 4, channels: int = 32, residual_blocks: int = 4, upsampler: str = "pixelshuffle"
+    ) -> None:
         super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
@@ -83,13 +122,15 @@ class SRResNet(nn.Module):
             raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
         if isinstance(residual_blocks, bool) or not isinstance(residual_blocks, int) or residual_blocks < 0:
             raise ValueError(f"residual_blocks must be an integer >= 0, got {residual_blocks!r}")
+        if upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler must be one of {list(UPSAMPLERS)}, got {upsampler!r}")
         self.scale = scale
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.body = nn.Sequential(
             *(ResidualBlock(channels) for _ in range(residual_blocks)),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
-        self.upsampler = _upsampler(scale, channels)
+        self.upsampler = _upsampler(scale, channels, upsampler)
         self.tail = nn.Conv2d(channels, 3, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)

@@ -1,19 +1,29 @@
 """Train a super-resolution network under one of the compared losses.
 
-Losses (:data:`psychovis.names.LOSSES`; the pipeline trains each in its own `train_*` stage):
+The recipe is SRGAN/ESRGAN's: a PSNR-oriented L1 warm start (`pretrain`), then every loss
+fine-tunes from that same checkpoint for the same number of steps, so the comparison is paired
+and the pixel model continued with L1 is the fair baseline. Losses (:data:`psychovis.names.LOSSES`):
 
 - ``pixel``: L1 only.
 - ``vgg``: L1 (``pixel_weight``) plus the plain VGG perceptual loss (uniform map weights).
 - ``vfss``: L1 plus the perceptual loss with the paper's VFSS weights.
 - ``topk``: L1 plus the perceptual loss on the top-k VFSS maps only.
+- ``vfss_normalised``: L1 plus the loss weighted by VFSS / mean response (the score's shape, not gain).
+- ``lpips_weighted``: L1 plus the loss weighted by the LPIPS linear head (learned from people); on
+  the layers of its weights file, since LPIPS heads exist only at relu1_2, 2_2, 3_3, 4_3 and 5_3.
+
+References:
+    Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial
+    Network", CVPR 2017; Wang et al., "ESRGAN", ECCV Workshops 2018 (PSNR-oriented pre-training).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +34,7 @@ from tqdm.auto import tqdm
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError, ParamsError, WeightsError
 from psychovis.io import atomic_path
-from psychovis.names import LOSSES
+from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
 from psychovis.sr.data import downsample, random_crops
 from psychovis.sr.model import SRResNet
 
@@ -46,10 +56,21 @@ class TrainConfig:
     residual_blocks: int = 4
     log_every: int = 10
     seed: int = 0
+    upsampler: str = "pixelshuffle"
+
+    @classmethod
+    def from_params(cls, train: Mapping[str, Any], loss: str, seed: int, **overrides: Any) -> TrainConfig:
+        """The config of one run from the ``train`` section of ``params.yaml`` (``overrides`` win)."""
+        keys = [field.name for field in fields(cls) if field.name not in ("loss", "seed")]
+        values: dict[str, Any] = {key: train[key] for key in keys} | {"loss": loss, "seed": seed} | overrides
+        values["layers"] = tuple(values["layers"])
+        return cls(**values)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ParamsError(f"train loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ParamsError(f"train.upsampler must be one of {list(UPSAMPLERS)}, got {self.upsampler!r}")
         if self.crop_size % self.scale:
             raise ParamsError(f"train.crop_size ({self.crop_size}) must be a multiple of train.scale ({self.scale})")
 
@@ -62,21 +83,23 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
 
     Args:
         config: the training configuration.
-        weights_dir: the folder of the exported ``<loss>.safetensors`` weights (``vfss``, ``topk``).
+        weights_dir: the folder of the exported ``<loss>.safetensors`` weights (the weighted losses).
 
     Raises:
         ParamsError: a weighted loss without ``weights_dir``, or layers the weights lack.
-        WeightsError: the VFSS/top-k weights were not exported yet.
+        WeightsError: the weights of a weighted loss were not exported yet.
     """
     perceptual: PsychovisualLoss | None = None
     if config.loss == "vgg":
         perceptual = PsychovisualLoss(layers=config.layers)
-    elif config.loss in ("vfss", "topk"):
+    elif config.loss in WEIGHTED_LOSSES:
         if weights_dir is None:
             raise ParamsError(f"loss {config.loss!r} needs weights_dir, the folder of the exported weights")
         path = Path(weights_dir) / f"{config.loss}.safetensors"
+        # LPIPS heads live on their own layers: that loss uses the layers its file has.
+        layers = None if config.loss == "lpips_weighted" else config.layers
         try:
-            perceptual = PsychovisualLoss(path, layers=config.layers)
+            perceptual = PsychovisualLoss(path, layers=layers)
         except ValueError as exc:
             raise ParamsError(f"train.layers: {exc}; add the layers to weights.layers") from None
     pixel_weight = 1.0 if config.loss == "pixel" else config.pixel_weight
@@ -128,9 +151,34 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     except Exception as exc:
         raise WeightsError(f"checkpoint {path} cannot be read safely ({exc}); retrain it with `dvc repro`") from None
     config = TrainConfig(**{**state["config"], "layers": tuple(state["config"]["layers"])})
-    model = SRResNet(config.scale, config.channels, config.residual_blocks)
+    model = build_model(config)
     model.load_state_dict(state["model"], strict=True)
     return model.to(device).eval(), config, state
+
+
+def build_model(config: TrainConfig) -> SRResNet:
+    """A fresh :class:`SRResNet` of ``config``'s architecture (initialised from the global torch seed)."""
+    return SRResNet(config.scale, config.channels, config.residual_blocks, config.upsampler)
+
+
+ARCHITECTURE = ("scale", "channels", "residual_blocks", "upsampler")
+"""The :class:`TrainConfig` fields a fine-tune must share with its warm start."""
+
+
+def warm_start(model: SRResNet, config: TrainConfig, path: str | Path) -> None:
+    """Load the weights of a warm-start checkpoint (e.g. the L1 `pretrain`) into ``model``.
+
+    Raises:
+        WeightsError: the checkpoint is missing, unreadable, or of another architecture.
+    """
+    _, pretrained, state = load_checkpoint(path)
+    different = [name for name in ARCHITECTURE if getattr(pretrained, name) != getattr(config, name)]
+    if different:
+        raise WeightsError(
+            f"warm start {path} has another architecture ({', '.join(different)} differ); "
+            "rerun `dvc repro pretrain` after changing the train section"
+        )
+    model.load_state_dict(state["model"], strict=True)
 
 
 def train(
@@ -142,6 +190,7 @@ def train(
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
+    init_from: str | Path | None = None,
 ) -> tuple[SRResNet, pd.DataFrame]:
     """Train an SRResNet on random crops of ``train_images`` under ``config.loss``.
 
@@ -159,6 +208,7 @@ def train(
             ``log_every`` steps (``None``: no checkpoints).
         resume: continue from ``checkpoint_path`` when it exists and was written with the same
             config.
+        init_from: a checkpoint to fine-tune from (same architecture); None starts from scratch.
 
     Returns:
         The trained model (eval mode) and the loss curve (one row per logged step).
@@ -168,7 +218,10 @@ def train(
     device = torch.device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = SRResNet(config.scale, config.channels, config.residual_blocks).to(device)
+    model = build_model(config)
+    if init_from is not None:
+        warm_start(model, config, init_from)
+    model = model.to(device)
     criterion = build_criterion(config, weights_dir)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.iterations)

@@ -110,3 +110,27 @@ def test_bad_configuration_and_input() -> None:
         model(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(N, 3, h, w\)"):
         model.super_resolve(torch.rand(2, 8, 8))
+
+
+def test_icnr_starts_without_a_sub_pixel_pattern() -> None:
+    torch.manual_seed(0)
+    model = SRResNet(scale=4, channels=8, residual_blocks=1, upsampler="icnr")
+    # The four sub-pixels PixelShuffle interleaves start equal: each 2x2 block of a x2 stage is constant.
+    first = model.upsampler[:2](torch.rand(1, 8, 6, 6))
+    assert torch.allclose(first[..., 0::2, 0::2], first[..., 1::2, 1::2])
+    assert model.upsampler(torch.rand(1, 8, 6, 6)).shape == (1, 8, 24, 24)
+
+
+def test_resize_conv_has_no_sub_pixel_convolution() -> None:
+    model = SRResNet(scale=4, channels=8, residual_blocks=1, upsampler="resize_conv")
+    kinds = [type(module).__name__ for module in model.upsampler]
+    assert kinds == ["Upsample", "Conv2d", "Upsample", "Conv2d"]
+    assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
+
+
+def test_default_sub_pixel_init_has_a_pattern_and_bad_upsampler_is_refused() -> None:
+    torch.manual_seed(0)
+    first = SRResNet(scale=4, channels=8, residual_blocks=1).upsampler[:2](torch.rand(1, 8, 6, 6))
+    assert not torch.allclose(first[..., 0::2, 0::2], first[..., 1::2, 1::2])
+    with pytest.raises(ValueError, match="upsampler must be one of"):
+        SRResNet(upsampler="deconv")

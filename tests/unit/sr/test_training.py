@@ -11,6 +11,7 @@ import torch
 from psychovis.errors import ParamsError, WeightsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.images import bundled_images
+from psychovis.names import LOSSES
 from psychovis.sr.model import SRResNet
 from psychovis.sr.training import TrainConfig, build_criterion, load_checkpoint, save_checkpoint, train
 
@@ -30,6 +31,13 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mask = torch.zeros(256)
     mask[-16:] = 1 / 16
     FeatureWeights("vgg16", "topk", {"relu3_2": mask}).save(folder / "topk.safetensors")
+    FeatureWeights("vgg16", "vfss_normalised", {"relu3_2": scores.flip(0) / scores.sum()}).save(
+        folder / "vfss_normalised.safetensors"
+    )
+    head = torch.linspace(0.5, 1.5, 256)  # a head at relu3_3, where LPIPS has one
+    FeatureWeights("vgg16", "lpips_weighted", {"relu3_3": head / head.sum()}).save(
+        folder / "lpips_weighted.safetensors"
+    )
     return folder
 
 
@@ -52,7 +60,7 @@ def test_training_is_seeded_and_logs_a_curve(images: list[np.ndarray]) -> None:
     assert not torch.equal(other.state_dict()["head.weight"], first.state_dict()["head.weight"])
 
 
-@pytest.mark.parametrize("loss", ["pixel", "vgg", "vfss", "topk"])
+@pytest.mark.parametrize("loss", LOSSES)
 def test_each_loss_builds_and_has_its_terms(loss: str, weights_dir: Path) -> None:
     criterion = build_criterion(TrainConfig(loss=loss, **TINY), weights_dir)
     target = torch.rand(2, 3, 32, 32)
@@ -110,3 +118,34 @@ def test_equal_models_give_identical_checkpoint_bytes(tmp_path: Path) -> None:
     model = SRResNet(config.scale, config.channels, config.residual_blocks)
     first = save_checkpoint(model, config, 0, tmp_path / "a.pt").read_bytes()
     assert save_checkpoint(model, config, 0, tmp_path / "b.pt").read_bytes() == first
+
+
+def test_from_params_takes_the_train_section_and_overrides() -> None:
+    section = {**TINY, "layers": ["relu3_2"], "pixel_weight": 1.0, "perceptual_weight": 0.02, "scale": 4}
+    section |= {"learning_rate": 1e-4, "upsampler": "icnr", "seeds": [0, 1], "image_dir": None}
+    config = TrainConfig.from_params(section, "vgg", 7, iterations=5)
+    assert (config.loss, config.seed, config.iterations, config.upsampler) == ("vgg", 7, 5, "icnr")
+    assert config.layers == ("relu3_2",) and config.perceptual_weight == 0.02
+
+
+def test_fine_tune_starts_from_the_warm_start(images: list[np.ndarray], tmp_path: Path, weights_dir: Path) -> None:
+    warm = TrainConfig(loss="pixel", **TINY)
+    model, _ = train(warm, images, progress=False)
+    path = save_checkpoint(model, warm, warm.iterations, tmp_path / "pretrain.pt")
+    tuned, _ = train(
+        TrainConfig(loss="vfss", **{**TINY, "iterations": 1, "learning_rate": 1e-12}),
+        images,
+        progress=False,
+        weights_dir=weights_dir,
+        init_from=path,
+    )
+    for (name, a), (_, b) in zip(model.state_dict().items(), tuned.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)  # a negligible step from the warm start
+    with pytest.raises(WeightsError, match=r"another architecture.*channels"):
+        train(TrainConfig(loss="pixel", **{**TINY, "channels": 4}), images, progress=False, init_from=path)
+
+
+def test_lpips_weighted_uses_the_layers_of_its_weights(weights_dir: Path) -> None:
+    criterion = build_criterion(TrainConfig(loss="lpips_weighted", **TINY), weights_dir)
+    target = torch.rand(1, 3, 32, 32)
+    assert set(criterion(target.clone(), target)) == {"pixel", "loss", "perceptual"}
