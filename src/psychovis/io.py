@@ -175,3 +175,10 @@ def json_number(value: float, digits: int = 5) -> float | None:
     """``value`` rounded to ``digits`` decimals for a metrics file; None (JSON null) if not finite."""
     value = float(value)
     return round(value, digits) if math.isfinite(value) else None
+
+
+def write_text(text: str, path: PathLike) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (generated pages such as docs/results.md)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
