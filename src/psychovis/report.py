@@ -47,7 +47,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def means_table(evaluate: Mapping[str, Mapping[str, float | None]], judges: Sequence[str]) -> str:
     """Mean score per method (rows) and judge (columns), from ``metrics/evaluate.json``."""
     digits = {"psnr_y": 2, "artefact_db": 2}
-    rows = [[method] + [number(scores.get(judge), digits.get(judge, 4)) for judge in judges] for method, scores in evaluate.items()]
+    rows = [
+        [method] + [number(scores.get(judge), digits.get(judge, 4)) for judge in judges]
+        for method, scores in evaluate.items()
+    ]
     return markdown_table(["method", *(JUDGE_LABELS.get(judge, judge) for judge in judges)], rows)
 
 
@@ -66,7 +69,11 @@ def differences_table(differences: pd.DataFrame, baseline: str, methods: Sequenc
         cells = [method]
         for judge in judges:
             key = (method, judge)
-            cells.append(verdict_cell(chosen.loc[key], 3 if judge not in ("psnr_y", "artefact_db") else 2) if key in chosen.index else "—")
+            cells.append(
+                verdict_cell(chosen.loc[key], 3 if judge not in ("psnr_y", "artefact_db") else 2)
+                if key in chosen.index
+                else "—"
+            )
         rows.append(cells)
     return markdown_table([f"vs {baseline}", *(JUDGE_LABELS.get(judge, judge) for judge in judges)], rows)
 
@@ -74,7 +81,10 @@ def differences_table(differences: pd.DataFrame, baseline: str, methods: Sequenc
 def verdict_sentence(differences: pd.DataFrame, method: str, baseline: str) -> str:
     """One sentence: on which judges ``method`` is better than, worse than, or indistinguishable from ``baseline``."""
     rows = differences[(differences["method"] == method) & (differences["baseline"] == baseline)]
-    groups = {verdict: [JUDGE_LABELS.get(j, j).rstrip(" *") for j in rows.loc[rows["verdict"] == verdict, "judge"]] for verdict in ("better", "worse", "no detectable difference")}
+    groups = {
+        verdict: [JUDGE_LABELS.get(j, j).rstrip(" *") for j in rows.loc[rows["verdict"] == verdict, "judge"]]
+        for verdict in ("better", "worse", "no detectable difference")
+    }
     parts = []
     if groups["better"]:
         parts.append("better on " + ", ".join(groups["better"]))
@@ -90,3 +100,107 @@ def beats(differences: pd.DataFrame, method: str, baseline: str, judges: Sequenc
     rows = differences[(differences["method"] == method) & (differences["baseline"] == baseline)]
     verdicts = rows.set_index("judge")["verdict"]
     return all(verdicts.get(judge) == "better" for judge in judges)
+
+
+PERCEPTUAL_JUDGES = ("lpips_alex", "dists")
+"""The judges the perceptual models must beat bicubic on (independent of the loss's weighting)."""
+REFERENCES = ("bicubic", "pretrain", "pixel")
+"""Methods that are references, not perceptual losses."""
+
+
+def perceptual_losses(evaluate: Mapping[str, Any]) -> list[str]:
+    """The perceptual-loss methods of a run, in its order (``vgg`` first when present)."""
+    return [method for method in evaluate if method not in REFERENCES]
+
+
+def sr_section(
+    title: str,
+    evaluate: Mapping[str, Mapping[str, float | None]],
+    differences: pd.DataFrame,
+    facts: str,
+    judges: Sequence[str],
+) -> list[str]:
+    """The super-resolution results of one run: means, verdict sentences, difference tables."""
+    losses = perceptual_losses(evaluate)
+    weighted = [method for method in losses if method != "vgg"]
+    lines = [
+        f"## {title}",
+        "",
+        facts,
+        "",
+        "Mean of each judge over seeds and images (* built on the loss's own VGG-16):",
+        "",
+    ]
+    lines += [means_table(evaluate, judges), "", "Paired differences (positive = better) with 95 % bootstrap CIs:", ""]
+    lines += [f"- {verdict_sentence(differences, method, 'vgg')}" for method in weighted]
+    lines += [f"- {verdict_sentence(differences, 'vgg', 'pixel')}"]
+    if "bicubic" in set(differences["baseline"]):
+        beaten = [method for method in losses if beats(differences, method, "bicubic", PERCEPTUAL_JUDGES)]
+        lines += [
+            f"- Better than bicubic on both LPIPS-Alex and DISTS: {', '.join(beaten) or 'none'} (of {len(losses)})."
+        ]
+    lines += ["", differences_table(differences, "vgg", weighted, judges), ""]
+    lines += [differences_table(differences, "pixel", ["vgg", *weighted], judges), ""]
+    return lines
+
+
+def tuning_section(tuning: Sequence[Mapping[str, Any]]) -> list[str]:
+    """How the recipe was chosen: each upsampler's perceptual-weight sweep on the validation image."""
+    lines = [
+        "## How the recipe was chosen",
+        "",
+        "`benchmarks/tune_perceptual_weight.py`, once per upsampler: an L1 warm start on the training images "
+        "less one validation image, then the plain VGG loss at each perceptual weight; the weight with the "
+        "lowest mean rank of LPIPS-Alex and DISTS within 1 dB PSNR-Y of the warm start is chosen. Tuned on the "
+        "baseline loss, so the proposed losses get no advantage from it.",
+        "",
+    ]
+    for sweep in tuning:
+        table = sweep["table"]
+        judges = list(next(iter(table.values())))
+        rows = [[method] + [number(values[judge], 3) for judge in judges] for method, values in table.items()]
+        lines += [
+            f"**{sweep['upsampler']}** (validation: {', '.join(sweep['validation'])}; "
+            f"chosen weight {sweep['chosen']}):",
+            "",
+            markdown_table(["method", *(JUDGE_LABELS.get(judge, judge) for judge in judges)], rows),
+            "",
+        ]
+    return lines
+
+
+def render_results(
+    evaluate: Mapping[str, Mapping[str, float | None]],
+    differences: pd.DataFrame,
+    facts: str,
+    judges: Sequence[str],
+    study: tuple[Mapping[str, Any], pd.DataFrame, str] | None = None,
+    tuning: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The whole ``docs/results.md``: the default run, the study preset if given, and the tuning."""
+    lines = [
+        "# Results",
+        "",
+        "_Generated by the `report` stage (`dvc repro report`) from the metrics of the same run._",
+        "",
+    ]
+    lines += sr_section(
+        "Does the psychovisual loss make better reconstructions? (default run)", evaluate, differences, facts, judges
+    )
+    if study is not None:
+        lines += sr_section("The study preset: more seeds, longer fine-tunes", *study, judges)
+    if tuning:
+        lines += tuning_section(tuning)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_summary(evaluate: Mapping[str, Any], differences: pd.DataFrame) -> str:
+    """The README's few sentences, from the same files as :func:`render_results`."""
+    losses = perceptual_losses(evaluate)
+    beaten = [method for method in losses if beats(differences, method, "bicubic", PERCEPTUAL_JUDGES)]
+    lines = [
+        f"- Better than bicubic on both LPIPS-Alex and DISTS: {len(beaten)} of {len(losses)} perceptual-loss models.",
+        f"- {verdict_sentence(differences, 'vgg', 'pixel')}",
+    ]
+    lines += [f"- {verdict_sentence(differences, method, 'vgg')}" for method in losses if method != "vgg"]
+    return "\n".join(lines) + "\n"

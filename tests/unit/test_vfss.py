@@ -1,6 +1,7 @@
 """Tests of psychovis.vfss: VFSS scores, L1 weights and top-k selection."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from psychovis import vfss
@@ -106,3 +107,25 @@ def test_top_k_all_is_uniform():
 def test_top_k_rejects_bad_k(k):
     with pytest.raises(ParamsError, match=r"weights\.top_k.*\[1, 5\]"):
         vfss.top_k_mask(np.arange(5.0), k)
+
+
+def test_normalised_vfss_divides_out_the_gain() -> None:
+    scores, mean_response = np.array([2.0, 4.0, 1.0, 3.0]), np.array([1.0, 2.0, 0.0, -1.0])
+    np.testing.assert_allclose(vfss.normalised_vfss(scores, mean_response), [2.0, 2.0, 0.0, 0.0])
+
+
+def test_gain_correlations_measure_how_much_vfss_ranks_gain() -> None:
+    rng = np.random.default_rng(0)
+    gain = rng.uniform(0.1, 10.0, 50)
+    table = pd.DataFrame(
+        {
+            "layer": "relu3_2",
+            "vfss": gain * 3.0,
+            "mean_response": gain,
+            "response_range": 2 * gain + rng.normal(0, 1e-3, 50),
+        }
+    )
+    table["vfss_normalised"] = vfss.normalised_vfss(table["vfss"], table["mean_response"]) + rng.normal(0, 1e-6, 50)
+    row = vfss.gain_correlations(table).iloc[0]
+    assert row["maps"] == 50 and row["spearman_mean"] == pytest.approx(1.0)
+    assert row["spearman_range"] > 0.99 and abs(row["spearman_normalised_range"]) < 0.5
