@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,13 +54,14 @@ def main() -> None:
         section, "pixel", seed, iterations=pretrain["iterations"], learning_rate=pretrain["learning_rate"]
     )
     model, _ = train(warm, list(images.values()), progress=False)
-    warm_path = save_checkpoint(model, warm, warm.iterations, ROOT / "data/models/.tune_pretrain.pt")
+    scratch = Path(tempfile.mkdtemp(prefix="psychovis-tune-"))  # not data/models: a stage's dependency
+    warm_path = save_checkpoint(model, warm, warm.iterations, scratch / "pretrain.pt")
     models = {("pretrain", 0): model}
     for weight in args.weights:
         config = TrainConfig.from_params(section, "vgg", seed, perceptual_weight=weight)
         models[(f"vgg@{weight:g}", 0)], _ = train(config, list(images.values()), progress=False, init_from=warm_path)
         print(f"  fine-tuned perceptual_weight={weight:g} ({time.perf_counter() - started:.0f} s)")
-    warm_path.unlink()
+    shutil.rmtree(scratch)
     references, outputs = super_resolve_all(models, validation, section["scale"])
     per_image, _ = score(references, outputs, JUDGES, section["scale"], section["scale"], 4, progress=False)
     table = per_image.pivot_table(index="method", columns="judge", values="value", sort=False)[JUDGES]

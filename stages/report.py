@@ -54,8 +54,9 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
         )
     tuning = [read_json(path) for path in sorted((root / TUNING).glob("*.json"))]
     judges = params["evaluate"]["judges"]
-    results = report.render_results(evaluate, differences, facts(params, differences), judges, study, tuning)
-    return results, report.render_summary(evaluate, differences)
+    run = facts(params, differences)
+    results = report.render_results(evaluate, differences, run, judges, study, tuning)
+    return results, report.render_summary(evaluate, differences, run)
 
 
 def with_summary(readme: str, summary: str) -> str:

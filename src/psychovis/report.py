@@ -28,6 +28,10 @@ JUDGE_LABELS: dict[str, str] = {
     "artefact_db": "artefact (dB)",
 }
 """Column headers; * marks the judges built on the loss's own VGG-16 conv weights."""
+PERCEPTUAL_JUDGES = ("lpips_alex", "dists")
+"""The judges the perceptual models must beat bicubic on (independent of the loss's weighting)."""
+REFERENCES = ("bicubic", "pretrain", "pixel")
+"""Methods that are references, not perceptual losses."""
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -44,17 +48,27 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+DIGITS: dict[str, int] = {"psnr_y": 3, "artefact_db": 3}
+"""Decimals shown per judge (4 for the rest: MS-SSIM and GMSD differ in the fourth)."""
+
+
+def ordered(methods: Sequence[str]) -> list[str]:
+    """References first (bicubic, the warm start, pixel), then the plain VGG loss, then the rest in order."""
+    first = [method for method in (*REFERENCES, "vgg") if method in methods]
+    return first + [method for method in methods if method not in first]
+
+
 def means_table(evaluate: Mapping[str, Mapping[str, float | None]], judges: Sequence[str]) -> str:
     """Mean score per method (rows) and judge (columns), from ``metrics/evaluate.json``."""
-    digits = {"psnr_y": 2, "artefact_db": 2}
+    evaluate = {method: evaluate[method] for method in ordered(list(evaluate))}
     rows = [
-        [method] + [number(scores.get(judge), digits.get(judge, 4)) for judge in judges]
+        [method] + [number(scores.get(judge), DIGITS.get(judge, 4)) for judge in judges]
         for method, scores in evaluate.items()
     ]
     return markdown_table(["method", *(JUDGE_LABELS.get(judge, judge) for judge in judges)], rows)
 
 
-def verdict_cell(row: Mapping[str, Any], digits: int = 3) -> str:
+def verdict_cell(row: Mapping[str, Any], digits: int = 4) -> str:
     """``+0.012 [+0.004, +0.020]`` with a word for its verdict (better / worse / no detectable difference)."""
     mark = {"better": "better", "worse": "worse"}.get(str(row["verdict"]), "n.d.")
     interval = f"[{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
@@ -102,15 +116,22 @@ def beats(differences: pd.DataFrame, method: str, baseline: str, judges: Sequenc
     return all(verdicts.get(judge) == "better" for judge in judges)
 
 
-PERCEPTUAL_JUDGES = ("lpips_alex", "dists")
-"""The judges the perceptual models must beat bicubic on (independent of the loss's weighting)."""
-REFERENCES = ("bicubic", "pretrain", "pixel")
-"""Methods that are references, not perceptual losses."""
+def artefact_sentence(evaluate: Mapping[str, Mapping[str, float | None]]) -> str | None:
+    """How far each perceptual model's periodic-artefact measure is from the pixel model's (the checkerboard check)."""
+    if "pixel" not in evaluate or evaluate["pixel"].get("artefact_db") is None:
+        return None
+    pixel = float(evaluate["pixel"]["artefact_db"])
+    gaps = {method: float(evaluate[method]["artefact_db"]) - pixel for method in perceptual_losses(evaluate)}
+    worst = max(gaps, key=lambda method: abs(gaps[method]))
+    return (
+        f"- Periodic (checkerboard) artefacts: every perceptual model within {abs(gaps[worst]):.2f} dB of the "
+        f"pixel model ({worst} the farthest; bicubic {number(evaluate.get('bicubic', {}).get('artefact_db'), 2)} dB)."
+    )
 
 
 def perceptual_losses(evaluate: Mapping[str, Any]) -> list[str]:
-    """The perceptual-loss methods of a run, in its order (``vgg`` first when present)."""
-    return [method for method in evaluate if method not in REFERENCES]
+    """The perceptual-loss methods of a run (``vgg`` first when present)."""
+    return [method for method in ordered(list(evaluate)) if method not in REFERENCES]
 
 
 def sr_section(
@@ -131,7 +152,12 @@ def sr_section(
         "Mean of each judge over seeds and images (* built on the loss's own VGG-16):",
         "",
     ]
-    lines += [means_table(evaluate, judges), "", "Paired differences (positive = better) with 95 % bootstrap CIs:", ""]
+    lines += [means_table(evaluate, judges), ""]
+    lines += [
+        "Paired differences (positive = better) with 95 % bootstrap CIs. Seeds move these models little, so "
+        "even very small differences are detectable: read each verdict next to its size in the tables.",
+        "",
+    ]
     lines += [f"- {verdict_sentence(differences, method, 'vgg')}" for method in weighted]
     lines += [f"- {verdict_sentence(differences, 'vgg', 'pixel')}"]
     if "bicubic" in set(differences["baseline"]):
@@ -139,6 +165,8 @@ def sr_section(
         lines += [
             f"- Better than bicubic on both LPIPS-Alex and DISTS: {', '.join(beaten) or 'none'} (of {len(losses)})."
         ]
+    artefacts = artefact_sentence(evaluate)
+    lines += [artefacts] if artefacts else []
     lines += ["", differences_table(differences, "vgg", weighted, judges), ""]
     lines += [differences_table(differences, "pixel", ["vgg", *weighted], judges), ""]
     return lines
@@ -194,13 +222,17 @@ def render_results(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_summary(evaluate: Mapping[str, Any], differences: pd.DataFrame) -> str:
+def render_summary(evaluate: Mapping[str, Any], differences: pd.DataFrame, facts: str) -> str:
     """The README's few sentences, from the same files as :func:`render_results`."""
     losses = perceptual_losses(evaluate)
     beaten = [method for method in losses if beats(differences, method, "bicubic", PERCEPTUAL_JUDGES)]
     lines = [
+        facts,
+        "",
         f"- Better than bicubic on both LPIPS-Alex and DISTS: {len(beaten)} of {len(losses)} perceptual-loss models.",
         f"- {verdict_sentence(differences, 'vgg', 'pixel')}",
     ]
+    artefacts = artefact_sentence(evaluate)
+    lines += [artefacts] if artefacts else []
     lines += [f"- {verdict_sentence(differences, method, 'vgg')}" for method in losses if method != "vgg"]
     return "\n".join(lines) + "\n"
