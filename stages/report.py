@@ -69,8 +69,10 @@ def with_summary(readme: str, summary: str) -> str:
 
 def main(ctx: StageContext) -> None:
     results, summary = pages(ctx.root, ctx.params)
-    io.write_text(results, RESULTS)
-    io.write_text(with_summary(README.read_text(), summary), README)
+    readme = with_summary(README.read_text(), summary)  # checked before anything is written
+    with ctx.run() as run:
+        run.log_artifact(io.write_text(results, RESULTS), "report")
+        io.write_text(readme, README)
     print(f"report: wrote {RESULTS} and the summary in {README}")
 
 
