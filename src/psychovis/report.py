@@ -83,11 +83,7 @@ def differences_table(differences: pd.DataFrame, baseline: str, methods: Sequenc
         cells = [method]
         for judge in judges:
             key = (method, judge)
-            cells.append(
-                verdict_cell(chosen.loc[key], 3 if judge not in ("psnr_y", "artefact_db") else 2)
-                if key in chosen.index
-                else "—"
-            )
+            cells.append(verdict_cell(chosen.loc[key], DIGITS.get(judge, 4)) if key in chosen.index else "—")
         rows.append(cells)
     return markdown_table([f"vs {baseline}", *(JUDGE_LABELS.get(judge, judge) for judge in judges)], rows)
 

@@ -37,7 +37,7 @@ def test_sentences_follow_the_intervals() -> None:
 
 def test_tables_show_verdict_mean_and_interval() -> None:
     table = report.differences_table(_differences(), "vgg", ["vfss"], ["lpips_alex", "dists"])
-    assert "better +0.010 [+0.004, +0.020]" in table and "n.d. +0.001 [-0.002, +0.004]" in table
+    assert "better +0.0100 [+0.0040, +0.0200]" in table and "n.d. +0.0010 [-0.0020, +0.0040]" in table
     assert report.number(float("nan")) == "—" and report.number(None) == "—" and report.number(0.12345, 2) == "0.12"
 
 
