@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import BAD_IMAGE_PAIRS
 from scipy import ndimage
 from skimage import data
 
@@ -137,21 +138,7 @@ def test_dists_gradients_reach_inputs_not_backbone(metric: DISTS) -> None:
     assert not metric.training and not metric.body.training
 
 
-@pytest.mark.parametrize(
-    ("x", "y", "message"),
-    [
-        (torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32), r"x values span .* expected \[0, 1\]"),
-        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32) * 255, r"y values span"),
-        (torch.rand(3, 32, 32), torch.rand(3, 32, 32), r"shape \(N, 3, H, W\)"),
-        (torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), r"shape \(N, 3, H, W\)"),
-        (torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32), "shapes differ"),
-        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating-point"),
-        (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), "at least 16x16"),
-        (torch.rand(0, 3, 32, 32), torch.rand(0, 3, 32, 32), "empty batch"),
-        (np.zeros((1, 3, 32, 32)), torch.rand(1, 3, 32, 32), "torch.Tensor"),
-        (torch.full((1, 3, 32, 32), float("nan")), torch.rand(1, 3, 32, 32), "NaN"),
-    ],
-)
+@pytest.mark.parametrize(("x", "y", "message"), BAD_IMAGE_PAIRS)
 def test_dists_rejects_bad_input(metric: DISTS, x, y, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         metric(x, y)
