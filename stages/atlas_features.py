@@ -5,6 +5,7 @@ import time
 from psychovis import io, probe
 from psychovis.atlas import stimuli as atlas_stimuli
 from psychovis.backbones import FeatureExtractor, backbone_spec
+from psychovis.pipeline import resources
 from psychovis.pipeline.runner import StageContext, backbone_parser, run_stage
 
 
@@ -16,6 +17,9 @@ def main(ctx: StageContext) -> None:
     layers = atlas_stimuli.layers_for(list(backbone_spec(backbone).layers), p["layers"])
     extractor = FeatureExtractor(backbone, layers, seed=base["seed"])
     stimuli = atlas_stimuli.stimuli_from_params(p)
+    resources.check_probe(
+        extractor, p["size"], p["batch_size"], len(stimuli), ("atlas.size", "atlas.batch_size"), device
+    )
     with ctx.run(f"atlas_features@{backbone}", tags={"backbone": backbone}) as run:
         started = time.perf_counter()
         responses, columns = probe.map_responses(extractor, stimuli, p["batch_size"], device)

@@ -4,6 +4,8 @@ import time
 
 from psychovis import io, probe
 from psychovis.backbones import FeatureExtractor
+from psychovis.pipeline import resources
+from psychovis.pipeline.inputs import STIMULI_TABLE, read_input
 from psychovis.pipeline.runner import StageContext, run_stage
 
 
@@ -11,7 +13,9 @@ def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["features"]
     device = ctx.device
     extractor = FeatureExtractor(base["backbone"], p["layers"], seed=base["seed"])
-    stimuli = io.read_parquet("data/stimuli/stimuli.parquet", columns=["stimulus_id", "frequency_cpp", "size"])
+    stimuli = read_input(STIMULI_TABLE, columns=["stimulus_id", "frequency_cpp", "size"])
+    size, keys = int(stimuli["size"].max()), ("stimuli.size", "features.batch_size")
+    resources.check_probe(extractor, size, p["batch_size"], len(stimuli), keys, device)  # before allocating
     with ctx.run() as run:
         started = time.perf_counter()
         responses, columns = probe.map_responses(extractor, stimuli, p["batch_size"], device)

@@ -1,6 +1,7 @@
 """Stage `stimuli`: the grating table (Parquet) and a contact sheet of the stimuli."""
 
 from psychovis import gratings, io, plots
+from psychovis.pipeline import resources
 from psychovis.pipeline.runner import StageContext, run_stage
 
 OUT = "data/stimuli"
@@ -21,6 +22,7 @@ def main(ctx: StageContext) -> None:
         phases_rad=p["phases_rad"],
         contrasts=p["contrasts"],
     )
+    resources.check_stimuli(table["frequency_cpd"].nunique(), p["size"])  # the contact sheet: one per frequency
     with ctx.run() as run:
         io.write_parquet(table, f"{OUT}/stimuli.parquet")
         # One thumbnail per frequency (first orientation/phase/contrast) keeps the sheet readable.

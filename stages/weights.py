@@ -13,7 +13,7 @@ from psychovis import io
 from psychovis.backbones import backbone_spec, lpips_heads, resolve_layers
 from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
-from psychovis.pipeline.inputs import VFSS_TABLE
+from psychovis.pipeline.inputs import VFSS_TABLE, read_input
 from psychovis.pipeline.params import params_hash
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.vfss import l1_weights, top_k_mask
@@ -24,7 +24,7 @@ OUT = "data/weights"
 def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["weights"]
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="weights.layers")
-    scores = io.read_parquet(VFSS_TABLE, columns=["layer", "channel", "vfss", "vfss_normalised"])
+    scores = read_input(VFSS_TABLE, columns=["layer", "channel", "vfss", "vfss_normalised"])
     spec = backbone_spec(base["backbone"])
     lpips_layers = resolve_layers(spec, p["lpips_layers"], key="weights.lpips_layers")
     heads = lpips_heads(base["backbone"])

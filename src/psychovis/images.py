@@ -59,6 +59,20 @@ _FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "TIFF"})  # MPO: the JPEG var
 _GRAY_MODES = frozenset({"1", "L", "I", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "La", "RGBa", "PA"})
 DEFAULT_MIN_SIZE = 32
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Default cap on decoded pixels per image (40 MP, 480 MB as float32 RGB), checked before decoding.
+
+PIL's own bomb check only refuses images above ~179 MP, so a 10000x10000 photograph (100 MP, 1.2 GB
+as float32) would otherwise be decoded. Stages set the cap from ``params.yaml: images.max_pixels``
+(through ``$PSYCHOVIS_MAX_PIXELS``); library callers pass ``max_pixels``.
+"""
+MAX_PIXELS_ENV = "PSYCHOVIS_MAX_PIXELS"
+
+
+def max_pixels_default() -> int:
+    """The cap in force: ``$PSYCHOVIS_MAX_PIXELS`` (set by the stage runner) or :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
 
 
 def _bundled_path(name: str) -> Path:
@@ -90,14 +104,23 @@ def _bit_depth_16(image: Image.Image) -> bool:
     return False
 
 
-def _read_uint8(path: Path, min_size: int) -> np.ndarray:
+def _read_uint8(path: Path, min_size: int, max_pixels: int | None = None) -> np.ndarray:
     """Decode ``path`` into an HxWx3 uint8 array, refusing anything but 8-bit RGB (or an opaque palette)."""
+    if path.is_symlink() and not path.exists():
+        raise DataError(f"{path} is a dangling or looping symbolic link; fix the link or remove it from the folder")
     if not path.exists():
         raise DataError(f"{path} does not exist; check the path (and params.yaml's image folder)")
     if not path.is_file():
         raise DataError(f"{path} is not a file; point at an image file")
+    limit = max_pixels_default() if max_pixels is None else max_pixels
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > limit:
+                raise DataError(
+                    f"{path} is {width}x{height} px ({width * height:,} pixels), more than the cap of {limit:,} "
+                    "(images.max_pixels); downscale or tile it, or raise images.max_pixels in params.yaml"
+                )
             fmt = image.format
             if fmt not in _FORMATS:
                 raise DataError(f"{path} is a {fmt} image; only JPEG, PNG, BMP and TIFF are read: convert it to PNG")
@@ -128,6 +151,10 @@ def _read_uint8(path: Path, min_size: int) -> np.ndarray:
         raise
     except UnidentifiedImageError as exc:
         raise DataError(f"{path} is not an image PIL can read; check it is a JPEG, PNG, BMP or TIFF file") from exc
+    except PermissionError as exc:
+        raise DataError(f"{path} cannot be read (permission denied); fix its permissions or remove it") from exc
+    except MemoryError as exc:
+        raise DataError(f"{path} is too large to decode in the memory available; downscale it") from exc
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path} is too large to decode safely ({exc}); downscale or tile it first") from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -151,7 +178,7 @@ def _to_float(array: np.ndarray) -> np.ndarray:
 
 @cache
 def _bundled_uint8(name: str) -> np.ndarray:
-    array = _read_uint8(_bundled_path(name), min_size=1)
+    array = _read_uint8(_bundled_path(name), min_size=1, max_pixels=DEFAULT_MAX_PIXELS)
     array.setflags(write=False)
     return array
 
@@ -179,49 +206,64 @@ def bundled_images(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     return {name: _to_float(_bundled_uint8(name)) for name in names}
 
 
-def read_image(path: PathLike, min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
+def read_image(path: PathLike, min_size: int = DEFAULT_MIN_SIZE, max_pixels: int | None = None) -> np.ndarray:
     """Read an 8-bit RGB JPEG, PNG, BMP or TIFF file (EXIF orientation applied).
 
     Args:
         path: the image file.
         min_size: the smallest accepted height and width in pixels.
+        max_pixels: the most pixels (width x height) decoded, checked from the header before
+            decoding; None: :func:`max_pixels_default`.
 
     Returns:
         An HxWx3 float32 RGB array in [0, 1], C-contiguous.
 
     Raises:
         DataError: the file is missing, not an image, corrupt, of another format, grayscale, has an
-            alpha channel, has 16 bits per sample, or is smaller than ``min_size``; the one-line
-            message names the file and the fix.
+            alpha channel, has 16 bits per sample, is smaller than ``min_size`` or larger than
+            ``max_pixels``, is unreadable or a dangling link; the one-line message names the file and the fix.
     """
-    return _to_float(_read_uint8(Path(path), min_size))
+    return _to_float(_read_uint8(Path(path), min_size, max_pixels))
 
 
 def image_files(folder: PathLike) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name.
 
     Files with an extension in :data:`IMAGE_EXTENSIONS` (any case) count; hidden files (names
-    starting with a dot, e.g. macOS ``._x.png`` sidecars) and sub-folders do not.
+    starting with a dot, e.g. macOS ``._x.png`` sidecars) and sub-folders do not. An image name
+    that is a dangling or looping symbolic link, or a file that cannot be opened, is an error, not
+    skipped: a data set that silently loses images changes results without a trace.
 
     Raises:
-        DataError: ``folder`` is missing or not a folder.
+        DataError: ``folder`` is missing, not a folder or unreadable, or an image entry is a
+            broken link or unreadable.
     """
     folder = Path(folder)
     if not folder.exists():
         raise DataError(f"image folder {folder} does not exist; check the path in params.yaml")
     if not folder.is_dir():
         raise DataError(f"image folder {folder} is not a folder; point at the folder that holds the images")
-    return sorted(
-        (
-            path
-            for path in folder.iterdir()
-            if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
-        ),
-        key=lambda path: path.name,
-    )
+    try:
+        entries = sorted(folder.iterdir(), key=lambda path: path.name)
+    except OSError as exc:
+        raise DataError(f"image folder {folder} cannot be listed ({exc.strerror or exc}); fix its permissions") from exc
+    paths = []
+    for path in entries:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or path.name.startswith("."):
+            continue
+        if path.is_symlink() and not path.exists():
+            raise DataError(f"{path} is a dangling or looping symbolic link; fix the link or remove it from the folder")
+        if not path.is_file():
+            continue  # a sub-folder named like an image
+        if not os.access(path, os.R_OK):
+            raise DataError(f"{path} cannot be read (permission denied); fix its permissions or remove it")
+        paths.append(path)
+    return sorted(paths, key=lambda path: path.name)
 
 
-def read_image_folder(folder: PathLike, min_size: int = DEFAULT_MIN_SIZE) -> dict[str, np.ndarray]:
+def read_image_folder(
+    folder: PathLike, min_size: int = DEFAULT_MIN_SIZE, max_pixels: int | None = None
+) -> dict[str, np.ndarray]:
     """Read every image directly inside ``folder`` (see :func:`image_files`), sorted by file name.
 
     A file with an image extension that cannot be read is an error, not skipped: a data set that
@@ -230,6 +272,7 @@ def read_image_folder(folder: PathLike, min_size: int = DEFAULT_MIN_SIZE) -> dic
     Args:
         folder: the folder, e.g. DIV2K's ``DIV2K_train_HR``.
         min_size: the smallest accepted height and width in pixels.
+        max_pixels: the most pixels per image (see :func:`read_image`).
 
     Returns:
         File name (with extension) -> HxWx3 float32 RGB array in [0, 1], in sorted name order.
@@ -243,4 +286,4 @@ def read_image_folder(folder: PathLike, min_size: int = DEFAULT_MIN_SIZE) -> dic
             f"image folder {folder} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
             "put the images directly inside it"
         )
-    return {path.name: read_image(path, min_size) for path in paths}
+    return {path.name: read_image(path, min_size, max_pixels) for path in paths}

@@ -1,13 +1,21 @@
-"""Atomic file output and schema-checked Parquet input.
+"""Atomic file output, stage transactions and schema-checked Parquet input.
 
 Every output goes through :func:`atomic_path`: it is written to a temporary file in the
 destination folder and renamed into place, so a stage killed at any point leaves the previous
 file or none, never a half-written one.
+
+Inside :func:`stage_transaction` (the stage runner opens one around every stage) the whole stage
+is one unit: before an output is first replaced, its previous version is kept as a hidden
+hard link; when the stage fails, every output it wrote is put back byte for byte (or removed if
+it did not exist), and when it succeeds the kept versions are deleted. Outputs are renamed into
+place as they are written rather than at the end, so the stage can read back (and log to MLflow)
+what it just wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import glob
 import json
 import math
@@ -17,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,6 +72,92 @@ def _remove_stale_temporaries(final: Path) -> None:
             candidate.unlink(missing_ok=True)
 
 
+class StageTransaction:
+    """The outputs a stage replaced so far, with their previous versions (see :func:`stage_transaction`)."""
+
+    def __init__(self) -> None:
+        # final path -> hidden hard link to its previous version, or None when it did not exist
+        self.previous: dict[Path, Path | None] = {}
+
+    def before_replace(self, final: Path) -> None:
+        """Keep ``final``'s current version (once per stage) before it is replaced for the first time."""
+        final = final.absolute()
+        if final in self.previous:
+            return
+        if not (final.exists() or final.is_symlink()):
+            self.previous[final] = None
+            return
+        fd, keep_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        keep = Path(keep_name)
+        keep.unlink()
+        try:
+            os.link(final, keep, follow_symlinks=False)
+        except OSError:  # a file system without hard links: a copy keeps the same bytes
+            import shutil
+
+            shutil.copy2(final, keep, follow_symlinks=False)
+        self.previous[final] = keep
+
+    def rollback(self) -> None:
+        """Put every replaced output back as it was, remove outputs that did not exist before."""
+        for final, keep in reversed(list(self.previous.items())):
+            with contextlib.suppress(OSError):
+                if keep is None:
+                    final.unlink(missing_ok=True)
+                else:
+                    os.replace(keep, final)
+        self.previous.clear()
+
+    def commit(self) -> None:
+        """Forget the previous versions: the stage succeeded."""
+        for keep in self.previous.values():
+            if keep is not None:
+                with contextlib.suppress(OSError):
+                    keep.unlink(missing_ok=True)
+        self.previous.clear()
+
+    @property
+    def written(self) -> list[Path]:
+        """The outputs replaced or created so far, in order."""
+        return list(self.previous)
+
+
+_TRANSACTION: contextvars.ContextVar[StageTransaction | None] = contextvars.ContextVar(
+    "psychovis_stage_transaction", default=None
+)
+
+
+@contextlib.contextmanager
+def stage_transaction() -> Iterator[StageTransaction]:
+    """Make every :func:`atomic_path` write inside the block part of one all-or-nothing unit.
+
+    When the block raises (any exception, KeyboardInterrupt included), every output written in it
+    is restored to its previous bytes, or removed if it is new; when it ends normally, all stay.
+    Hidden files (names starting with a dot, e.g. a training run's resumable
+    ``.<name>.partial.pt``) are state, not outputs, and are left as written. A process killed
+    with SIGKILL cannot roll back: each file is still whole (previous or new), and the kept
+    versions are hidden ``.<name>.<pid>.*.tmp`` files that the next write of that output deletes.
+
+    Yields:
+        The transaction (its :attr:`StageTransaction.written` lists the outputs so far).
+    """
+    if _TRANSACTION.get() is not None:  # nested: the outer transaction decides
+        yield _TRANSACTION.get()  # type: ignore[misc]
+        return
+    transaction = StageTransaction()
+    token = _TRANSACTION.set(transaction)
+    try:
+        yield transaction
+    except BaseException:
+        transaction.rollback()
+        raise
+    else:
+        transaction.commit()
+    finally:
+        _TRANSACTION.reset(token)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
@@ -99,6 +194,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, _FILE_MODE)
+        transaction = _TRANSACTION.get()
+        if transaction is not None and not final.name.startswith("."):
+            transaction.before_replace(final)
         os.replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -112,31 +210,43 @@ def write_parquet(frame: pd.DataFrame, path: PathLike) -> Path:
     """Write ``frame`` to ``path`` atomically, without the pandas index.
 
     Written with a fixed writer configuration (no creation timestamps) so that equal frames
-    give byte-identical files.
+    give byte-identical files, and with page checksums (CRC32) that :func:`read_parquet` verifies.
     """
     table = pa.Table.from_pandas(frame, preserve_index=False)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        # Page checksums: a flipped byte in the data is refused on reading, not read as another number.
+        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
     return Path(path)
 
 
-def read_parquet(path: PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read a Parquet table and check it has the expected columns.
+def read_parquet(
+    path: PathLike,
+    columns: Sequence[str] | None = None,
+    finite: Sequence[str] = (),
+    nonnegative: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Read a Parquet table and check it has the expected columns (and finite numbers where asked).
 
     Args:
         path: the Parquet file, usually an earlier stage's output.
         columns: columns that must be present.
+        finite: columns that must hold real numbers, none NaN or infinite (checked in float64).
+        nonnegative: columns (among ``finite``) that must also be >= 0.
 
     Raises:
-        DataError: the file is missing, unreadable, or lacks a required column.
+        DataError: the file is missing, unreadable, lacks a required column, or a ``finite``
+            column holds text, NaN or infinity; the one-line message names the file and column.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist; run the stage that writes it (`dvc repro`)")
     try:
-        frame = pd.read_parquet(path)
+        frame = pq.read_table(path, page_checksum_verification=True).to_pandas()
+    except MemoryError:
+        raise DataError(f"{path} is too large to read into memory; check it is the file the stage wrote") from None
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise DataError(f"{path} is not a readable Parquet file ({exc}); delete it and run `dvc repro`") from exc
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataError(f"{path} is not a readable Parquet file ({detail}); delete it and run `dvc repro`") from exc
     if columns is not None:
         missing = [column for column in columns if column not in frame.columns]
         if missing:
@@ -144,7 +254,36 @@ def read_parquet(path: PathLike, columns: Sequence[str] | None = None) -> pd.Dat
                 f"{path} lacks column(s) {missing} (has {list(frame.columns)}); it was written "
                 "by another version: delete it and run `dvc repro`"
             )
+    for column in finite:
+        check_finite_column(frame, column, path, nonnegative=column in nonnegative)
     return frame
+
+
+def check_finite_column(frame: pd.DataFrame, column: str, source: PathLike, nonnegative: bool = False) -> None:
+    """Refuse a column that is not all real, finite numbers (and >= 0 if ``nonnegative``).
+
+    Raises:
+        DataError: naming ``source``, the column, the first bad row and the fix.
+    """
+    values = frame[column]
+    fix = "it is corrupt or was written by another tool: delete it and run `dvc repro`"
+    if values.dtype.kind not in "iuf":  # text, bool, objects: not what a stage wrote
+        kind = (
+            "true/false" if values.dtype.kind == "b" else "text" if values.dtype.kind in "OSUT" else str(values.dtype)
+        )
+        sample = next((value for value in values if not isinstance(value, int | float)), None)
+        example = f" (e.g. {sample!r})" if sample is not None else ""
+        raise DataError(f"{source}: column {column!r} holds {kind} values{example}, not numbers; {fix}")
+    numbers = values.to_numpy(dtype="float64")
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: column {column!r} holds {int(bad.sum())} non-finite value(s) (row {row}: {numbers[row]}); {fix}"
+        )
+    if nonnegative and (numbers < 0).any():
+        row = int(np.flatnonzero(numbers < 0)[0])
+        raise DataError(f"{source}: column {column!r} holds negative value(s) (row {row}: {numbers[row]}); {fix}")
 
 
 def write_json(data: Any, path: PathLike) -> Path:

@@ -31,6 +31,14 @@ class Choice:
         return value
 
 
+def _parses_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Number:
     """An int (``integer=True``) or float within ``[minimum, maximum]``."""
@@ -42,7 +50,10 @@ class Number:
     def __call__(self, key: str, value: Any) -> int | float:
         kind = "an integer" if self.integer else "a number"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParamsError(f"{key} must be {kind}, got {value!r}")
+            hint = ""
+            if isinstance(value, str) and _parses_as_number(value):
+                hint = " (a quoted string: write the number without quotes)"
+            raise ParamsError(f"{key} must be {kind}, got {value!r}{hint}")
         if self.integer and not isinstance(value, int):
             raise ParamsError(f"{key} must be an integer, got {value!r}")
         if not math.isfinite(value):

@@ -169,3 +169,43 @@ def test_read_image_folder_missing_or_empty(tmp_path: Path) -> None:
         read_image_folder(tmp_path, 32)
     with pytest.raises(DataError, match="not a folder"):
         read_image_folder(tmp_path / "notes.txt", 32)
+
+
+def _rgb_file(path: Path, size: int = 64) -> Path:
+    Image.fromarray((np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dangling", "looping"])
+def test_broken_links_in_an_image_folder_are_errors_not_skipped(tmp_path: Path, kind: str) -> None:
+    _rgb_file(tmp_path / "a.png")
+    link = tmp_path / "b.png"
+    link.symlink_to(tmp_path / "gone.png" if kind == "dangling" else link.name)
+    with pytest.raises(DataError, match=r"b\.png is a dangling or looping symbolic link; fix the link or remove it"):
+        images.image_files(tmp_path)
+    with pytest.raises(DataError, match="dangling or looping"):
+        read_image(link)
+
+
+def test_a_link_to_a_real_image_is_read(tmp_path: Path) -> None:
+    target = _rgb_file(tmp_path / "real.png")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "linked.png").symlink_to(target)
+    _rgb_file(folder / "plain.png")
+    assert list(read_image_folder(folder)) == ["linked.png", "plain.png"]
+
+
+def test_max_pixels_caps_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _rgb_file(tmp_path / "a.png", size=100)
+    monkeypatch.delenv(images.MAX_PIXELS_ENV, raising=False)
+    assert read_image(path).shape == (100, 100, 3)
+    with pytest.raises(
+        DataError,
+        match=r"a\.png is 100x100 px \(10,000 pixels\), more than the cap of 5,000 \(images\.max_pixels\); downscale",
+    ):
+        read_image(path, max_pixels=5_000)
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "5000")
+    with pytest.raises(DataError, match=r"images\.max_pixels"):
+        read_image_folder(tmp_path)
+    assert read_image(path, max_pixels=10_000).shape == (100, 100, 3)

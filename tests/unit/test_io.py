@@ -177,3 +177,81 @@ def test_save_figure(tmp_path):
     path = io.save_figure(figure, tmp_path / "fig.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(figure.number)
+
+
+# ------------------------------------------------------------------------------------ stage transactions
+
+
+def test_stage_transaction_puts_every_output_back_when_the_stage_fails(tmp_path):
+    old = io.write_json({"version": 1}, tmp_path / "metrics" / "a.json")
+    before = old.read_bytes()
+    with pytest.raises(RuntimeError, match="later step"), io.stage_transaction() as transaction:
+        io.write_json({"version": 2}, old)
+        io.write_json({"version": 2}, old)  # written twice: the first previous version is the one kept
+        io.write_csv(pd.DataFrame({"x": [1]}), tmp_path / "new" / "b.csv")
+        assert json.loads(old.read_text()) == {"version": 2}  # read-after-write inside the stage
+        assert len(transaction.written) == 2
+        raise RuntimeError("later step")
+    assert old.read_bytes() == before
+    assert not (tmp_path / "new" / "b.csv").exists()
+    assert _leftovers(tmp_path) == []
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["a.json"]
+
+
+def test_stage_transaction_keeps_outputs_and_removes_kept_versions_on_success(tmp_path):
+    path = io.write_json({"version": 1}, tmp_path / "a.json")
+    with io.stage_transaction():
+        io.write_json({"version": 2}, path)
+    assert json.loads(path.read_text()) == {"version": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_stage_transaction_rolls_back_on_keyboard_interrupt_and_spares_hidden_state(tmp_path):
+    path = io.write_json({"version": 1}, tmp_path / "a.json")
+    with pytest.raises(KeyboardInterrupt), io.stage_transaction():
+        io.write_json({"version": 2}, path)
+        io.write_json({"step": 10}, tmp_path / ".run.partial.json")  # resumable state: not rolled back
+        raise KeyboardInterrupt
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert json.loads((tmp_path / ".run.partial.json").read_text()) == {"step": 10}
+
+
+def test_nested_stage_transactions_are_one(tmp_path):
+    path = io.write_json({"version": 1}, tmp_path / "a.json")
+    with pytest.raises(ValueError), io.stage_transaction() as outer:
+        with io.stage_transaction() as inner:
+            assert inner is outer
+            io.write_json({"version": 2}, path)
+        raise ValueError("after the inner block")
+    assert json.loads(path.read_text()) == {"version": 1}
+
+
+# ------------------------------------------------------------------------------------ finite input checks
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([1.0, float("nan")], r"t\.parquet: column 'x' holds 1 non-finite value\(s\) \(row 1: nan\)"),
+        ([float("inf"), 1.0], r"column 'x' holds 1 non-finite value\(s\) \(row 0: inf\)"),
+        (["1.0", "two"], r"column 'x' holds text values \(e\.g\. '1\.0'\), not numbers"),
+        ([True, False], r"column 'x' holds true/false values"),
+        ([1.0, -2.0], r"column 'x' holds negative value\(s\) \(row 1: -2\.0\)"),
+    ],
+)
+def test_read_parquet_refuses_non_finite_text_and_negative_values(tmp_path, values, message):
+    path = io.write_parquet(pd.DataFrame({"x": values, "y": [1, 2]}), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=message) as info:
+        io.read_parquet(path, ["x"], finite=["x"], nonnegative=["x"])
+    assert "\n" not in str(info.value) and "dvc repro" in str(info.value)
+
+
+def test_read_parquet_detects_a_flipped_byte_in_a_data_page(tmp_path):
+    frame = pd.DataFrame({"x": np.linspace(0.0, 1.0, 512)})
+    path = io.write_parquet(frame, tmp_path / "t.parquet")
+    data = bytearray(path.read_bytes())
+    pages = bytes(data).index(b"PAR1") + 4
+    data[pages + 200] ^= 0x10  # inside the (compressed) column chunk
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"not a readable Parquet file"):
+        io.read_parquet(path)

@@ -7,6 +7,8 @@ clear :class:`~psychovis.errors.DataError`, not a missing-file traceback halfway
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +51,31 @@ def _child(folder: Path, name: str, what: str, layout: str, kind: str = "file") 
     raise DataError(f"{what}: {kind} {exact} is missing; expected the public layout {layout}")
 
 
+def _text(path: Path, what: str) -> str:
+    """The file's text as UTF-8 (a leading BOM dropped); another encoding is an error naming the byte."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{what}: {path} is not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} on line {line}); "
+            "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"{what}: {path} cannot be read ({exc.strerror or exc})") from None
+
+
+def _score(text: str, where: str, name: str) -> float:
+    """A finite number from ``text``; NaN, infinity or text is an error naming ``where``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where} has a non-numeric {name} {text!r}; fix that line") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where} has a non-finite {name} {text!r}; fix or remove that line")
+    return value
+
+
 def _index(folder: Path) -> dict[str, Path]:
     """Lower-cased file name -> path of every file directly in ``folder``."""
     return {path.name.lower(): path for path in folder.iterdir() if path.is_file()}
@@ -88,18 +115,19 @@ def read_tid2013(root: PathLike) -> pd.DataFrame:
             reference_by_number[int(match.group(1))] = path
     distorted_by_name = _index(distorted)
     rows = []
-    for number, line in enumerate(mos_file.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
+    for number, line in enumerate(_text(mos_file, "TID2013").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         try:
             if len(fields) != 2:
                 raise ValueError
-            mos = float(fields[0])
+            float(fields[0])
         except ValueError:
             raise DataError(
                 f"{mos_file}:{number} is not '<mos> <distorted file name>': {line.strip()[:60]!r}"
             ) from None
+        mos = _score(fields[0], f"{mos_file}:{number}", "MOS")
         name = fields[1]
         match = _TID_DISTORTED.match(name)
         if match is None:
@@ -149,7 +177,7 @@ def read_kadid10k(root: PathLike) -> pd.DataFrame:
     table = _child(root, "dmos.csv", "KADID-10k", KADID10K_LAYOUT)
     images = _child(root, "images", "KADID-10k", KADID10K_LAYOUT, "folder")
     by_name = _index(images)
-    with table.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(_text(table, "KADID-10k"), newline="") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in reader.fieldnames or []]
         needed = ["dist_img", "ref_img", "dmos"]
@@ -158,10 +186,7 @@ def read_kadid10k(root: PathLike) -> pd.DataFrame:
         rows = []
         for number, record in enumerate(reader, 2):
             record = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
-            try:
-                dmos = float(record["dmos"])
-            except ValueError:
-                raise DataError(f"{table}:{number} has a non-numeric dmos {record['dmos']!r}") from None
+            dmos = _score(record["dmos"], f"{table}:{number}", "dmos")
             paths = []
             for column in ("ref_img", "dist_img"):
                 path = by_name.get(record[column].lower())

@@ -15,8 +15,7 @@ import numpy as np
 from psychovis.distances import Distance, build_distances
 from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
-from psychovis.io import read_parquet
-from psychovis.pipeline.inputs import VFSS_TABLE, VFSS_WEIGHTS
+from psychovis.pipeline.inputs import VFSS_TABLE, VFSS_WEIGHTS, read_input
 
 
 def load_vfss_inputs(
@@ -38,7 +37,7 @@ def load_vfss_inputs(
     Raises:
         ParamsError: a layer was not probed, or has no exported weights.
     """
-    table = read_parquet(vfss_path, columns=["layer", "channel", "vfss"])
+    table = read_input(vfss_path, columns=["layer", "channel", "vfss"])
     scores = {
         layer: rows.sort_values("channel")["vfss"].to_numpy() for layer, rows in table.groupby("layer", sort=False)
     }

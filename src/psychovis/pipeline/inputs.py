@@ -6,11 +6,13 @@ arrays, frames and paths.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from psychovis.io import read_parquet
+from psychovis.errors import DataError
+from psychovis.io import PathLike, read_parquet
 
 STIMULI_TABLE = Path("data/stimuli/stimuli.parquet")
 """The `stimuli` stage's table: one row per grating."""
@@ -23,8 +25,90 @@ WEIGHTS_DIR = Path("data/weights")
 VFSS_WEIGHTS = WEIGHTS_DIR / "vfss.safetensors"
 
 
+_RESPONSES = frozenset({"channel", "stimulus_id", "response"})
+NUMERIC_COLUMNS: dict[str, frozenset[str]] = {
+    "stimuli.parquet": frozenset(
+        {"stimulus_id", "frequency_cpd", "frequency_cpp", "orientation_deg", "phase_rad", "contrast", "size"}
+    ),
+    "features.parquet": _RESPONSES,
+    "responses.parquet": _RESPONSES,
+    "vfss.parquet": frozenset({"channel", "vfss", "mean_response", "response_range", "vfss_normalised"}),
+}
+"""Inter-stage table (by file name) -> columns that must hold finite numbers when read."""
+NONNEGATIVE_COLUMNS: dict[str, frozenset[str]] = {
+    "stimuli.parquet": frozenset({"frequency_cpd", "frequency_cpp", "contrast", "size"}),
+    "features.parquet": frozenset({"response"}),  # spatial means of post-ReLU maps
+    "responses.parquet": frozenset({"response"}),
+    "vfss.parquet": frozenset({"vfss", "response_range"}),  # VFSS sums CSF x |gradient|
+}
+"""Inter-stage table (by file name) -> numeric columns that must also be >= 0."""
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "stimuli.parquet": ("stimulus_id",),
+    "features.parquet": ("layer", "channel", "stimulus_id"),
+    "responses.parquet": ("layer", "channel", "stimulus_id"),
+    "vfss.parquet": ("layer", "channel"),
+}
+"""Inter-stage table (by file name) -> columns that identify a row (a repeated row is corrupt)."""
+
+
+def read_input(path: PathLike, columns: Sequence[str]) -> pd.DataFrame:
+    """Read an upstream stage's table, checking its columns and that numbers are finite (and signs right).
+
+    A NaN, an infinity, a negative response or a column of text in a table passed between stages
+    would otherwise flow into the results silently (e.g. NaN responses gave an all-zero VFSS).
+
+    Args:
+        path: the table, e.g. :data:`FEATURES_TABLE`.
+        columns: the columns the caller needs; those listed in :data:`NUMERIC_COLUMNS` for this
+            file name are checked.
+
+    Raises:
+        DataError: the file is missing, corrupt or empty, lacks a column, repeats a row, or a numeric
+            column holds text, NaN, infinity or a negative value where none is possible; one line
+            naming file and column.
+    """
+    name = Path(path).name
+    numeric = [column for column in columns if column in NUMERIC_COLUMNS.get(name, ())]
+    frame = read_parquet(path, columns, finite=numeric, nonnegative=sorted(NONNEGATIVE_COLUMNS.get(name, ())))
+    if frame.empty:
+        raise DataError(f"{path} holds no rows; delete it and run `dvc repro` to rebuild it")
+    key = [column for column in KEY_COLUMNS.get(name, ()) if column in frame.columns]
+    if key and len(key) == len(KEY_COLUMNS[name]):
+        repeated = frame.duplicated(key)
+        if repeated.any():
+            row = frame.loc[repeated, key].iloc[0].to_dict()
+            raise DataError(
+                f"{path} repeats {int(repeated.sum())} row(s) of ({', '.join(key)}), e.g. {row}; "
+                "it is corrupt: delete it and run `dvc repro`"
+            )
+    return frame
+
+
 def load_probe_results() -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(features, stimuli)``: the `features` stage's responses and the gratings they answer."""
-    features = read_parquet(FEATURES_TABLE, columns=["layer", "channel", "stimulus_id", "response"])
-    stimuli = read_parquet(STIMULI_TABLE, columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"])
+    features = read_input(FEATURES_TABLE, columns=["layer", "channel", "stimulus_id", "response"])
+    stimuli = read_input(STIMULI_TABLE, columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"])
+    check_responses_cover(features, stimuli, FEATURES_TABLE, STIMULI_TABLE)
     return features, stimuli
+
+
+def check_responses_cover(features: pd.DataFrame, stimuli: pd.DataFrame, source: PathLike, table: PathLike) -> None:
+    """Every map must answer every stimulus of the table, once (else its curve would have holes).
+
+    Raises:
+        DataError: ``source`` answers stimuli that ``table`` lacks, or lacks responses.
+    """
+    expected = set(stimuli["stimulus_id"].tolist())
+    present = set(features["stimulus_id"].unique().tolist())
+    if present != expected:
+        extra, missing = sorted(present - expected)[:3], sorted(expected - present)[:3]
+        raise DataError(
+            f"{source} and {table} disagree on the stimuli (in {Path(source).name} only: {extra}, in "
+            f"{Path(table).name} only: {missing}); rerun the stage that writes {source} (`dvc repro`)"
+        )
+    maps = features.groupby(["layer", "channel"], sort=False).ngroups
+    if len(features) != maps * len(expected):
+        raise DataError(
+            f"{source} holds {len(features)} responses, but its {maps} maps x {len(expected)} stimuli need "
+            f"{maps * len(expected)}; it is incomplete: delete it and run `dvc repro`"
+        )

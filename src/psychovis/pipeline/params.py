@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ from psychovis.names import (
 from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Validator
 
 SCHEMA: dict[str, dict[str, Validator]] = {
+    "images": {  # safety limits of every stage that decodes images; not part of any result
+        "max_pixels": Number(1_024, 1_000_000_000, integer=True),
+    },
     "base": {
         "seed": Number(0, 2**31 - 1, integer=True),
         "device": Choice(DEVICES),
@@ -224,20 +228,74 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
     return validated
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus: a duplicate key is an error, and ``1e-4`` is a number.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-4``), so ``1e-4`` would be read as
+    the string ``'1e-4'``; DVC (ruamel, YAML 1.2) reads it as a number, and so do we. A key given
+    twice in a mapping silently keeps the last value in PyYAML; DVC refuses it, and so do we, so a
+    direct ``python stages/x.py`` run sees the same file DVC does.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ParamsError(
+                    f"duplicate key {key!r} at line {mark.line + 1} (first at line {seen[key] + 1}); keep one of them"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse params YAML: safe, duplicate keys refused, ``1e-4`` read as a number (see :class:`_StrictLoader`).
+
+    Raises:
+        ParamsError: a duplicate key (with its line).
+        yaml.YAMLError: the syntax is invalid.
+    """
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def load(path: str | Path = "params.yaml", sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read and validate ``params.yaml``.
 
     Raises:
-        ParamsError: the file is missing, is not YAML, or a value is invalid.
+        ParamsError: the file is missing, is not YAML, has a duplicate key, or a value is invalid.
     """
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found; run the stage from the repository root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {_yaml_problem(exc)}; fix the syntax there") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ParamsError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#x} on line {line}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
         raise ParamsError(f"{path} cannot be read ({exc}); pass a readable UTF-8 YAML file") from None
     try:
         return validate(raw or {}, sections)

@@ -1,5 +1,9 @@
 """The stage runner: what every stage script shares (params, device, MLflow run, one-line errors, exit codes).
 
+A stage is one transaction (:func:`psychovis.io.stage_transaction`): if it fails, its outputs keep
+their previous bytes. Whatever goes wrong, the user sees one line and exit code 2 (130 for
+Ctrl-C); ``--debug`` or ``PSYCHOVIS_DEBUG=1`` shows the traceback.
+
 A stage script is ``main(ctx)`` plus one call::
 
     def main(ctx: StageContext) -> None:
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psychovis import io
 from psychovis.errors import ParamsError, PsychovisError
 from psychovis.names import BACKBONES, DEVICES
 
@@ -85,6 +91,89 @@ def backbone_parser(stage: str, help: str) -> argparse.ArgumentParser:
     return parser
 
 
+# What a stage's memory depends on, named in the line printed when it runs out of memory.
+_MEMORY_KEYS: dict[str, str] = {
+    "stimuli": "stimuli.size or the number of frequencies (stimuli.frequency_step_cpd)",
+    "features": "features.batch_size or stimuli.size",
+    "atlas_features": "atlas.batch_size or atlas.size",
+    "atlas": "atlas.frequencies, atlas.orientations or atlas.phases",
+    "psychophysics": "psychophysics.batch_size, psychophysics.size or psychophysics.frequencies",
+    "human_judgement": "human_judgement.batch_size or human_judgement.size",
+    "pretrain": "train.batch_size, train.crop_size or train.channels",
+    "train": "train.batch_size, train.crop_size or train.channels",
+    "evaluate": "evaluate.max_size",
+}
+_TRACKING_MODULES = ("mlflow", "sqlalchemy", "sqlite3", "alembic")
+_MAX_LINE = 500
+DEBUG_ENV = "PSYCHOVIS_DEBUG"
+MAX_PIXELS_ENV = "PSYCHOVIS_MAX_PIXELS"
+"""How the runner hands ``images.max_pixels`` to :mod:`psychovis.images` (read there as the default cap)."""
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, at most :data:`_MAX_LINE` characters (a message may quote a multi-line error)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    # torch's allocators raise RuntimeError (CPU) or torch.OutOfMemoryError (CUDA, a RuntimeError)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError"
+    )
+
+
+def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) -> str:
+    """The one line a stage prints for ``exc``: what went wrong, where, and what to check.
+
+    Args:
+        exc: the exception that ended the stage.
+        stage: the stage's name.
+        sections: the params sections the stage reads (named in the advice).
+
+    Returns:
+        One line without the ``psychovis <stage>: error:`` prefix.
+    """
+    if isinstance(exc, PsychovisError):
+        return _one_line(str(exc))
+    detail = _one_line(str(exc)) or "(no message)"
+    kind = type(exc).__name__
+    if _is_out_of_memory(exc):
+        keys = _MEMORY_KEYS.get(stage, "the sizes and batch sizes in params.yaml")
+        return _one_line(
+            f"out of memory ({kind}: {detail[:200]}); reduce {keys} in params.yaml, or free memory and run again"
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        return _one_line(
+            f"a text file is not UTF-8 ({exc.reason} at byte {exc.start}: {exc.object[exc.start : exc.end]!r}); "
+            f"save the input files of stage {stage} as UTF-8"
+        )
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return _one_line(f"the disk is full{where}; free space and run again (the previous outputs were kept)")
+        return _one_line(f"{exc.strerror or detail}{where}; check the file exists, is readable and its folder writable")
+    module = type(exc).__module__.split(".", 1)[0]
+    if module in _TRACKING_MODULES:
+        return _one_line(
+            f"the MLflow tracking store failed ({kind}: {detail[:250]}); check MLFLOW_TRACKING_URI, or move a damaged "
+            "mlflow.db aside so a new one is created"
+        )
+    if module == "pyarrow":
+        return _one_line(
+            f"a Parquet file could not be read or written ({kind}: {detail[:250]}); rerun the stages "
+            "that write its inputs (`dvc repro`)"
+        )
+    named = ", ".join(f"params.yaml: {section}" for section in sections) or "params.yaml"
+    return _one_line(
+        f"unexpected {kind}: {detail[:300]}; check {named} and the upstream outputs under data/ "
+        f"(rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
+    )
+
+
 def run_stage(
     stage: str,
     main: Callable[[StageContext], None],
@@ -92,28 +181,37 @@ def run_stage(
     parser: argparse.ArgumentParser | None = None,
     argv: Sequence[str] | None = None,
 ) -> None:
-    """Validate params, then run ``main``; a :class:`PsychovisError` becomes one line and exit 2.
+    """Validate params, then run ``main`` as one transaction; any failure is one line and exit 2.
 
-    Pass ``--debug`` (or set ``PSYCHOVIS_DEBUG=1``) to see the full traceback instead.
+    Every output written through :func:`psychovis.io.atomic_path` during ``main`` is restored to
+    its previous bytes (or removed when new) if the stage fails, so a failed stage never leaves
+    some outputs new and others old. Any exception becomes one line on stderr (the problem, and
+    what to check) and exit code 2; Ctrl-C is one line and exit 130. Pass ``--debug`` (or set
+    ``PSYCHOVIS_DEBUG=1``) to see the full traceback instead.
     """
     parser = parser or argparse.ArgumentParser(description=f"psychovis `{stage}` stage")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    debug = args.debug or os.environ.get("PSYCHOVIS_DEBUG", "") not in ("", "0")
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        validated = params_module.load(args.params, list(sections))
-        # A shared tracking server that is down is reported now, not after minutes of work.
+        validated = params_module.load(args.params, list(dict.fromkeys([*sections, "images"])))
+        limits = validated["images"] if "images" in sections else validated.pop("images")
+        os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
+        # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
         tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
-        main(StageContext(stage, validated, args, Path.cwd()))
-    except PsychovisError as exc:
+        with io.stage_transaction():
+            main(StageContext(stage, validated, args, Path.cwd()))
+    except KeyboardInterrupt:
         if debug:
             raise
-        print(f"psychovis {stage}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
         print(
-            f"psychovis {stage}: interrupted; outputs are written atomically, nothing half-written was left",
+            f"psychovis {stage}: interrupted; the outputs written so far were put back to their previous versions",
             file=sys.stderr,
         )
         sys.exit(130)
+    except Exception as exc:  # the last resort: no traceback reaches the user without --debug
+        if debug:
+            raise
+        print(f"psychovis {stage}: error: {describe_failure(exc, stage, sections)}", file=sys.stderr)
+        sys.exit(2)

@@ -18,6 +18,7 @@ from typing import Any
 
 from psychovis.errors import TrackingError
 from psychovis.pipeline.params import params_hash
+from psychovis.pipeline.tracking_uri import check_tracking_uri
 
 EXPERIMENT = "psychovis"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -45,6 +46,7 @@ def git_commit(root: str | Path = ".") -> str:
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, before heavy work, when an HTTP tracking server does not answer."""
+    check_tracking_uri(uri, timeout_s)  # scheme, store file, server identity: one line each
     if not uri.startswith(("http://", "https://")):
         return
     try:

@@ -1,0 +1,162 @@
+"""Check ``MLFLOW_TRACKING_URI`` before a stage uses it: scheme, syntax, store file, server identity.
+
+MLflow's own errors for a bad URI come late (after the stage's work) and span many lines: an
+unknown scheme (``htp://``) is an ``UnsupportedModelRegistryStoreURIException``, a port that answers
+another protocol a ``ConnectionError`` retried for minutes, an HTTP server that is not MLflow a JSON
+decoding error, a damaged ``mlflow.db`` a SQLAlchemy ``DatabaseError``. :func:`check_tracking_uri`
+turns each into one :class:`~psychovis.errors.TrackingError` line that says what is wrong and how
+to fix it (fix the URI, start ``mlflow server``, or unset it to log to ``sqlite:///mlflow.db``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import sqlite3
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from psychovis.errors import TrackingError
+
+SCHEMES: frozenset[str] = frozenset(
+    {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc"}
+)
+"""URI schemes MLflow accepts as a tracking store (``postgresql+psycopg2`` counts as ``postgresql``)."""
+PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
+"""The MLflow REST call used to tell an MLflow server from any other HTTP server."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_FIX = "fix MLFLOW_TRACKING_URI, or unset it to log to sqlite:///mlflow.db"
+
+
+def _fail(uri: str, problem: str, fix: str = _FIX) -> TrackingError:
+    return TrackingError(f"MLFLOW_TRACKING_URI {uri} {problem}; {fix}")
+
+
+def _unreachable(uri: str, reason: str) -> TrackingError:
+    return TrackingError(
+        f"MLflow tracking server {uri} is unreachable ({reason}); start it (`mlflow server --host 127.0.0.1 "
+        "--port <port>`), fix MLFLOW_TRACKING_URI, or unset it to log to sqlite:///mlflow.db"
+    )
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Refuse a tracking URI that MLflow could not use, with one line saying why and what to do.
+
+    Args:
+        uri: the tracking URI (``$MLFLOW_TRACKING_URI`` or the default ``sqlite:///.../mlflow.db``).
+        timeout_s: how long an HTTP server may take to answer the probe.
+
+    Raises:
+        TrackingError: an unknown scheme or malformed URI; an SQLite store that is not an SQLite
+            file (or whose folder is missing); a ``file:`` store that is a file; an HTTP(S) address
+            that is unreachable, answers another protocol, or is not an MLflow server.
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError as exc:
+        raise _fail(uri, f"is malformed ({exc})") from None
+    scheme = parts.scheme.lower()
+    base = scheme.split("+", 1)[0]
+    if len(scheme) == 1:  # a Windows drive letter: a plain path, as MLflow reads it
+        base = ""
+    if base not in SCHEMES:
+        raise _fail(
+            uri,
+            f"has an unknown scheme {scheme + '://'!r}",
+            "use http(s)://host:port, sqlite:///path/mlflow.db, file:///path or databricks, "
+            "or unset it to log to sqlite:///mlflow.db",
+        )
+    if base == "sqlite":
+        _check_sqlite(uri)
+    elif base in ("", "file"):
+        path = Path(urllib.parse.unquote(parts.path) if base == "file" else uri)
+        if path.exists() and not path.is_dir():
+            raise _fail(uri, f"points at {path}, a file, not a folder", "point it at a folder, or unset it")
+    elif base in ("http", "https"):
+        _check_server(uri, parts, timeout_s)
+
+
+def _check_sqlite(uri: str) -> None:
+    """The store file, if present, must be an SQLite database; its folder must exist."""
+    if not uri.lower().startswith("sqlite:///"):
+        if uri.lower().rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://"):
+            return  # in-memory
+        raise _fail(uri, "is malformed", "write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    path = Path(urllib.parse.unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
+    if not path.parent.is_dir():
+        raise _fail(uri, f"names a store in {path.parent}, which does not exist", "create the folder or fix the path")
+    if path.is_dir():
+        raise _fail(uri, f"points at {path}, a folder, not an SQLite file", "fix the path")
+    if not path.exists() or path.stat().st_size == 0:
+        return  # MLflow creates it
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise _fail(uri, f"cannot be read ({exc.strerror or exc})", "fix the file's permissions") from None
+    problem = None if header == SQLITE_MAGIC else "is not an SQLite database (damaged or overwritten)"
+    if problem is None:
+        try:  # a valid header over damaged pages: what MLflow would fail on, read-only and quick
+            with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            problem = f"is a damaged SQLite database ({exc})"
+    if problem is not None:
+        raise TrackingError(
+            f"the MLflow store {path} {problem}; move it aside (`mv {path} {path}.broken`) so a new store "
+            "is created, or point MLFLOW_TRACKING_URI elsewhere"
+        )
+
+
+def _check_server(uri: str, parts: urllib.parse.SplitResult, timeout_s: float) -> None:
+    """The address must answer HTTP(S), and answer the MLflow REST probe as MLflow does."""
+    try:
+        port = parts.port
+    except ValueError:
+        raise _fail(uri, "has an invalid port") from None
+    if not parts.hostname:
+        raise _fail(uri, "names no host", "write it as http://host:port")
+    del port
+    url = uri.rstrip("/") + PROBE
+    server = "start it (`mlflow server --host 127.0.0.1 --port <port>`), " + _FIX
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status, body, kind = response.status, response.read(65536), response.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        status, body, kind = exc.code, exc.read(65536) if exc.fp else b"", exc.headers.get_content_type()
+    except (http.client.HTTPException, ConnectionResetError) as exc:
+        raise _fail(
+            uri, f"answers, but not with HTTP ({type(exc).__name__}): it looks like another service's port", server
+        ) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLError):
+            problem = (
+                f"failed the TLS handshake ({reason.reason or reason}): the server may speak http://, not https://"
+            )
+            raise _fail(uri, problem) from None
+        if isinstance(reason, TimeoutError):
+            raise _unreachable(uri, f"no answer within {timeout_s:g} s") from None
+        raise _unreachable(uri, str(reason)) from None
+    except TimeoutError:
+        raise _unreachable(uri, f"no answer within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise _unreachable(uri, str(exc.strerror or exc)) from None
+    if status in (401, 403):
+        return  # an MLflow server with authentication: the MLflow client sends the credentials
+    try:
+        answer = json.loads(body or b"null")
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not ({"experiments", "error_code"} & set(answer) or answer == {}):
+        raise _fail(
+            uri,
+            f"answers HTTP {status} ({kind}) but is not an MLflow tracking server (GET {PROBE.split('?')[0]})",
+            "point it at `mlflow server`, or unset it to log to sqlite:///mlflow.db",
+        )
+    if status >= 500:
+        raise _fail(uri, f"is an MLflow server that answered HTTP {status}", "check the server's log")
