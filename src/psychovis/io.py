@@ -240,6 +240,8 @@ def read_parquet(
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist; run the stage that writes it (`dvc repro`)")
+    if not path.is_file():
+        raise DataError(f"{path} is a folder, not a readable Parquet file; delete it and run `dvc repro`")
     try:
         frame = pq.read_table(path, page_checksum_verification=True).to_pandas()
     except MemoryError:

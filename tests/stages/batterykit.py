@@ -46,8 +46,13 @@ def changes(outcome: Outcome) -> tuple[list[str], list[str], list[str]]:
 
 
 def classify(case: Case, outcome: Outcome) -> str:
-    """``ok`` or the first of ``traceback``, ``silent``, ``crash``, ``half-updated``, ``unclear`` that applies."""
+    """``ok`` or the first of ``traceback``, ``silent``, ``crash``, ``half-updated``, ``unclear`` that applies.
+
+    ``not-applicable``: the case's setup failed (measuring old code that lacks, e.g., ``images.max_pixels``).
+    """
     lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+    if outcome.returncode == -1:
+        return "not-applicable"
     if "Traceback" in outcome.stderr:
         return "traceback"
     if outcome.returncode == 0:
@@ -94,9 +99,16 @@ def run_selected(
         if item.module is request.module and "name" in getattr(getattr(item, "callspec", None), "params", {})
     ]
     root = factory.mktemp(request.module.__name__.rpartition(".")[2])
+
+    def guarded(built: Built, case: Case, case_dir: Path) -> Outcome:
+        try:
+            return run_case(built, case, case_dir)
+        except Exception as exc:  # a setup that cannot apply (e.g. a params key the code does not know)
+            return Outcome(-1, f"case setup failed: {type(exc).__name__}: {exc}", 0.0, {}, {}, case_dir)
+
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = {
-            name: pool.submit(run_case, built, cases[name], root / name)
+            name: pool.submit(guarded, built, cases[name], root / name)
             for name in dict.fromkeys(selected)
             if name in cases
         }

@@ -173,7 +173,7 @@ def test_yaml_1_1_numbers_and_duplicates_in_a_direct_load(tmp_path: Path) -> Non
 
     values = tiny_params()
     path = write_params(tmp_path / "params.yaml", values)
-    text = path.read_text().replace("learning_rate: 0.0002", "learning_rate: 2e-4")
+    text = re.sub(r"(pretrain:\n(?:  .*\n)*?  learning_rate: )\S+", r"\g<1>2e-4", path.read_text(), count=1)
     assert "2e-4" in text
     path.write_text(text)
     loaded = params.load(path, ["pretrain", "train"])
