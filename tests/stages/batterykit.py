@@ -31,6 +31,18 @@ from test_bad_inputs import Case, Outcome, _run_case, edit_params
 WORKERS = 3  # each case is its own process, mostly importing: 3 at a time keep 2 cores busy
 
 
+_PROGRESS_BAR = re.compile(r"\d+%\|")
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """The non-empty lines of a stage's stderr, less tqdm progress-bar frames.
+
+    The stages' progress bars go to stderr; until tqdm honours ``TQDM_DISABLE`` (another change of
+    issue 14) they are not what a failing stage says, so they are not counted as its lines.
+    """
+    return [line for line in stderr.splitlines() if line.strip() and not _PROGRESS_BAR.search(line)]
+
+
 def stage_name(stage: str) -> str:
     return stage.partition("@")[0]
 
@@ -50,7 +62,7 @@ def classify(case: Case, outcome: Outcome) -> str:
 
     ``not-applicable``: the case's setup failed (measuring old code that lacks, e.g., ``images.max_pixels``).
     """
-    lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(outcome.stderr)
     if outcome.returncode == -1:
         return "not-applicable"
     if "Traceback" in outcome.stderr:
@@ -80,7 +92,7 @@ def _report(module: str, results: Mapping[str, tuple[Case, Outcome]]) -> None:
                 "case": name,
                 "class": classify(case, outcome),
                 "exit": outcome.returncode,
-                "line": outcome.stderr.strip().splitlines()[-1][:300] if outcome.stderr.strip() else "",
+                "line": (stderr_lines(outcome.stderr) or [""])[-1][:300],
             }
             handle.write(json.dumps(record) + "\n")
 
@@ -123,7 +135,7 @@ def assert_one_line_and_unchanged(case: Case, outcome: Outcome) -> str:
     """Exit 2, one ``psychovis <stage>: error:`` line matching ``case.expect``, every file unchanged."""
     assert outcome.returncode == 2, f"exit {outcome.returncode}, stderr:\n{outcome.stderr[-3000:]}"
     assert "Traceback" not in outcome.stderr, outcome.stderr[-3000:]
-    lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(outcome.stderr)
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{outcome.stderr[-3000:]}"
     line = lines[0]
     assert line.startswith(f"psychovis {stage_name(case.stage)}: error: "), line

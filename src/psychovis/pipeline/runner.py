@@ -21,7 +21,9 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -110,9 +112,40 @@ MAX_PIXELS_ENV = "PSYCHOVIS_MAX_PIXELS"
 """How the runner hands ``images.max_pixels`` to :mod:`psychovis.images` (read there as the default cap)."""
 
 
+_TORCH_BOILERPLATE = re.compile(
+    r"Weights only load failed\.(?: This file can still be loaded[^.]*\.)?"
+    r"|In PyTorch \d+\.\d+, we changed the default value of the `weights_only` argument.*?`True`\."
+    r"|Re-running `torch\.load` with `weights_only` set to `False`.*?trusted source\."
+    r"|\(\d\) Alternatively,[^.]*\."
+    r"|Please file an issue with the following so that we can make `weights_only=True` compatible with your use case:"
+    r"|WeightsUnpickler error:"
+    r"|Check the documentation of torch\.load to learn more.*?torch\.load\.html\.?",
+    re.DOTALL,
+)
+
+
+def _drop_unsafe_torch_advice(text: str) -> str:
+    """Keep only what torch's safe loader refused from its "Weights only load failed ..." message.
+
+    That message advises retrying with ``weights_only=False``, which runs the file's code: a stage
+    must never suggest loading an untrusted file that way.
+    """
+    if "Weights only load failed" not in text:
+        return text
+    start = text.find("Weights only load failed")
+    marker = text.find("torch.load.html", start)
+    end = len(text) if marker < 0 else marker + len("torch.load.html.")
+    detail = " ".join(_TORCH_BOILERPLATE.sub(" ", text[start:end]).split()).strip(" .")
+    return text[:start] + "refused by the safe loader" + (f": {detail}" if detail else "") + text[end:]
+
+
 def _one_line(text: str) -> str:
-    """``text`` on one line, at most :data:`_MAX_LINE` characters (a message may quote a multi-line error)."""
-    line = " ".join(str(text).split())
+    """``text`` on one line, at most :data:`_MAX_LINE` characters (a message may quote a multi-line error).
+
+    torch's advice to retry ``torch.load`` with ``weights_only=False`` (which runs the file's code) is
+    cut from any message: a stage must never suggest loading an untrusted file unsafely.
+    """
+    line = " ".join(_drop_unsafe_torch_advice(str(text)).split())
     return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
 
 
@@ -200,8 +233,12 @@ def run_stage(
         os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
         # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
         tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
-        with io.stage_transaction():
+        # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the
+        # one line says what went wrong; --debug shows everything as it happens).
+        with warnings.catch_warnings(record=not debug) as held, io.stage_transaction():
             main(StageContext(stage, validated, args, Path.cwd()))
+        for warning in held or ():
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except KeyboardInterrupt:
         if debug:
             raise

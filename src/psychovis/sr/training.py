@@ -150,9 +150,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
         raise WeightsError(f"checkpoint {path} cannot be read safely ({exc}); retrain it with `dvc repro`") from None
-    config = TrainConfig(**{**state["config"], "layers": tuple(state["config"]["layers"])})
-    model = build_model(config)
-    model.load_state_dict(state["model"], strict=True)
+    try:  # a file of another shape or from another tool: one line naming it, not a KeyError
+        config = TrainConfig(**{**state["config"], "layers": tuple(state["config"]["layers"])})
+        model = build_model(config)
+        model.load_state_dict(state["model"], strict=True)
+    except (TypeError, KeyError, ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise WeightsError(
+            f"checkpoint {path} is not a model this code wrote ({detail}); retrain it with `dvc repro`"
+        ) from None
+    if not all(bool(torch.isfinite(value).all()) for value in model.state_dict().values()):
+        raise WeightsError(f"checkpoint {path} holds non-finite (NaN or infinite) weights; retrain it with `dvc repro`")
     return model.to(device).eval(), config, state
 
 
