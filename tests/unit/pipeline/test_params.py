@@ -236,3 +236,33 @@ def test_params_hash_is_stable_across_runs():
     # A fixed input gives a fixed digest (sha256 of the sorted JSON), not one salted per process.
     expected = hashlib.sha256(json.dumps({"a": {"b": 1}}, sort_keys=True).encode()).hexdigest()[:16]
     assert params.params_hash({"a": {"b": 1}}) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lr: 1e-4", 1e-4),
+        ("lr: 2E+3", 2000.0),
+        ("lr: -3e-2", -0.03),
+        ("lr: 1.0e-4", 1e-4),
+        ("lr: .5", 0.5),
+        ("lr: 7", 7),
+        ("lr: '1e-4'", "1e-4"),  # quoted: still a string (the validator then says so)
+    ],
+)
+def test_yaml_numbers_are_read_as_dvc_reads_them(text, expected):
+    assert params.parse_yaml(text) == {"lr": expected}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: 1\na: 2\n", "s:\n  k: 1\n  k: 2\n", "s:\n  k: 1\nt: {}\ns:\n  k: 3\n"],
+)
+def test_duplicate_keys_are_refused_with_both_lines(text):
+    with pytest.raises(ParamsError, match=r"duplicate key '\w' at line \d+ \(first at line \d+\); keep one of them"):
+        params.parse_yaml(text)
+
+
+def test_a_quoted_number_gets_a_hint():
+    with pytest.raises(ParamsError, match=r"got '1e-4' \(a quoted string: write the number without quotes\)"):
+        params.validate({"pretrain": {"iterations": 2, "learning_rate": "1e-4"}}, ["pretrain"])
