@@ -93,6 +93,9 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "image_dir": Nullable(Text()),
         "test_images": Number(1, 1000, integer=True),
         "log_every": Number(1, 1_000_000, integer=True),
+        "processes": Number(1, 1024, integer=True),  # torchrun ranks of the training stages
+        "channels_last": Choice((False, True)),
+        "autocast": Choice((False, True)),
     },
     "evaluate": {
         "judges": ListOf(Choice(JUDGES)),

@@ -116,6 +116,7 @@ def stage_run(
         "stage": stage,
         "git_commit": git_commit(root),
         "params_hash": params_hash(params),
+        "dvc.experiment": os.environ.get("DVC_EXP_NAME") or "workspace",  # set by `dvc exp run`
         **(extra_tags or {}),
     }
     with mlflow.start_run(run_name=run_name or stage, tags=tags):
