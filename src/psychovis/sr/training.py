@@ -248,7 +248,8 @@ def read_resume_checkpoint(path: str | Path, config: TrainConfig, fingerprint: M
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # torch's first sentence says what is wrong; the rest is generic advice
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
         raise WeightsError(f"resume checkpoint {path} is unreadable or truncated ({reason}); {advice}") from None
     missing = [key for key in RESUME_KEYS if key not in state] if isinstance(state, dict) else list(RESUME_KEYS)
     if missing:
