@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from dvckit import command, tiny_repo
 
@@ -50,6 +51,9 @@ def _wait_for_queue(project: Path, env: dict[str, str]) -> str:
 @pytest.mark.e2e
 def test_a_queued_grid_runs_two_at_a_time_and_shows_with_params_metrics_and_mlflow_runs(tmp_path: Path) -> None:
     project, env = tiny_repo(tmp_path / "project", ["pretrain"])
+    # The shared store exists before two experiments start at once: two processes creating a fresh
+    # SQLite store together race on its tables (MLflow's migration is not safe to run concurrently).
+    mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()
     grid = list(itertools.product(SEEDS, RATES))
     for seed, rate in grid:
         command(["dvc", "exp", "run", "--queue", "-S", f"base.seed={seed}", "-S", f"pretrain.learning_rate={rate}"],
@@ -60,7 +64,9 @@ def test_a_queued_grid_runs_two_at_a_time_and_shows_with_params_metrics_and_mlfl
     finally:
         with contextlib.suppress(AssertionError):
             command(["dvc", "queue", "stop"], project, env, timeout=120)
-    assert "Failed" not in status, status  # `dvc queue logs <name>` shows a failed experiment's output
+    failed = [line.split()[1] for line in status.splitlines() if "Failed" in line]
+    logs = [command(["dvc", "queue", "logs", name], project, env).stdout[-2000:] for name in failed]
+    assert not failed, status + "\n".join(logs)
 
     shown = json.loads(command(["dvc", "exp", "show", "--json"], project, env).stdout)
     runs: dict[str, tuple[int, float, float]] = {}
