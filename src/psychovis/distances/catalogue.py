@@ -1,7 +1,7 @@
 """The catalogue of image distances the experiments compare, built by name.
 
 ``pixel_mse``, the plain VGG loss (``vgg``), the VFSS-weighted loss (``vfss``), the top-,
-bottom- and random-k VFSS map selections, and LPIPS-VGG: the names of
+bottom- and random-k VFSS map selections, LPIPS-VGG, LPIPS-Alex and DISTS: the names of
 :data:`psychovis.names.DISTANCES`. The psychophysical test and the human-judgement scorer build
 their distances here and evaluate them with one shared forward pass
 (:mod:`psychovis.distances.engine`).
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from psychovis.backbones import backbone_spec, resolve_layers
+from psychovis.distances.dists import DISTS
 from psychovis.distances.engine import Distance
 from psychovis.distances.inputs import validate_images
 from psychovis.distances.loss import PsychovisualLoss
@@ -65,8 +66,9 @@ def build_distances(
         include: which of :data:`DISTANCES` to build, in the order wanted:
             ``pixel_mse`` (:func:`pixel_mse`); ``vgg`` (plain :class:`~psychovis.distances.loss.PsychovisualLoss`,
             uniform weights); ``vfss`` (VFSS-weighted); ``topk``, ``bottomk``, ``randomk`` (binary
-            masks of k maps, as :class:`FeatureWeights` with scheme ``topk``); ``lpips_vgg``
-            (:class:`psychovis.distances.lpips.LPIPS` on VGG-16).
+            masks of k maps, as :class:`FeatureWeights` with scheme ``topk``); ``lpips_vgg`` and
+            ``lpips_alex`` (:class:`psychovis.distances.lpips.LPIPS` on VGG-16, AlexNet); ``dists``
+            (:class:`psychovis.distances.dists.DISTS`). The last two are the SR evaluation's judges.
         weights: the VFSS weights for ``vfss``: a :class:`FeatureWeights`, or the path of one
             exported by the `weights` stage (``data/weights/vfss.safetensors``); None derives them
             from ``vfss_scores`` with :func:`psychovis.vfss.l1_weights` (what that stage exports).
@@ -126,6 +128,10 @@ def build_distances(
             distances[name] = PsychovisualLoss(chosen, layers=layers, reduction="none")
         elif name in SELECTIONS:
             distances[name] = PsychovisualLoss(masks(name), layers=layers, reduction="none")
-        else:
+        elif name == "lpips_vgg":
             distances[name] = LPIPS("vgg16")
+        elif name == "lpips_alex":
+            distances[name] = LPIPS("alexnet")
+        else:
+            distances[name] = DISTS()
     return distances
