@@ -104,9 +104,7 @@ class PsychovisualLoss(nn.Module):
             layers = list(weights.layers) if layers is None else list(layers)
             missing = [layer for layer in layers if layer not in weights.weights]
             if missing:
-                raise InvalidWeightsError(
-                    f"{weights.source} has no weights for layers {missing}; it has {weights.layers}"
-                )
+                raise ParamsError(f"{weights.source} has no weights for layers {missing}; it has {weights.layers}")
         backbone = backbone or DEFAULT_BACKBONE
         spec = backbone_spec(backbone)
         self.layers = resolve_layers(spec, list(layers or DEFAULT_LAYERS), key="layers")
