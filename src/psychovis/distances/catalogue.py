@@ -54,13 +54,15 @@ def build_distances(
     weights: FeatureWeights | str | Path | None = None,
     backbone: str = "vgg16",
     layers_key: str = "layers",
+    k_key: str = "k",
 ) -> dict[str, Distance]:
     """Build the image distances the psychophysical test compares.
 
     Args:
         vfss_scores: layer -> VFSS of each of its maps (in channel order); needed for ``topk``,
             ``bottomk``, ``randomk``, and for ``vfss`` when ``weights`` is None.
-        k: maps kept per layer by the selections (``min(k, maps)`` in a smaller layer).
+        k: maps kept per layer by the selections; at most the size of every layer (a larger ``k``
+            would silently become "all maps" and mislabel the distance).
         layers: the feature layers of the VGG-based distances (LPIPS uses its own five).
         seed: seed of the ``randomk`` selection.
         include: which of :data:`DISTANCES` to build, in the order wanted:
@@ -74,6 +76,7 @@ def build_distances(
             from ``vfss_scores`` with :func:`psychovis.vfss.l1_weights` (what that stage exports).
         backbone: backbone of the VGG-based distances when ``weights`` does not fix it.
         layers_key: the parameter that named ``layers``, for error messages.
+        k_key: the parameter that named ``k``, for error messages.
 
     Returns:
         Name -> distance, each callable as ``distance(reference, distorted)`` on ``(N, 3, H, W)``
@@ -91,7 +94,7 @@ def build_distances(
     unknown = [name for name in include if name not in DISTANCES]
     if unknown or not include:
         raise ParamsError(f"distances must be a non-empty list from {list(DISTANCES)}, got unknown {unknown}")
-    k = integer_at_least("k", k)
+    k = integer_at_least(k_key, k)
     if isinstance(weights, str | Path):
         weights = FeatureWeights.load(weights)
     if weights is not None:
@@ -107,7 +110,7 @@ def build_distances(
         per_layer = {}
         for layer in layers:
             scores = np.asarray(vfss_scores[layer], dtype=np.float64)
-            per_layer[layer] = torch.from_numpy(selection_mask(scores, selection, min(int(k), scores.size), seed))
+            per_layer[layer] = torch.from_numpy(selection_mask(scores, selection, int(k), seed, key=k_key))
         metadata = {"selection": selection, "k": str(k), "seed": str(seed)}
         return FeatureWeights(backbone, "topk", {layer: w.float() for layer, w in per_layer.items()}, metadata)
 
