@@ -10,7 +10,9 @@ same global batch, in a fresh process (one plain process for N = 1, ``torchrun -
 logged one divided by their wall-clock time (start-up, imports and the first steps are left out).
 Under torchrun every rank gets one thread (torchrun's default OMP_NUM_THREADS=1); the plain process
 uses torch's default thread count, and is also run with one thread (``N = 1, 1 thread``) for
-reference. Figures are measured in this run; on a machine shared with other jobs, rerun to judge noise.
+reference. The configurations are run in interleaved rounds (``--rounds``, default 3) and each figure
+is the median over rounds, with the range, so that load from other work on the machine shows and
+partly cancels; the load average at the start and end is printed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +91,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--autocast", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -97,14 +101,22 @@ def main() -> None:
         f"pixel loss, global batch {args.batch_size} x {args.crop_size}px, {args.channels} channels, "
         f"{args.residual_blocks} blocks, {args.steps} steps on {args.device}; load {os.getloadavg()[0]:.1f}"
     )
-    rows = [("N = 1, 1 thread", measure(1, args, threads=1))] if args.device == "cpu" else []
-    rows += [(f"N = {n}", measure(n, args)) for n in args.processes]
-    base = next(figures["steps_per_s"] for name, figures in rows if name == "N = 1")
-    print(f"{'':18} {'steps/s':>8} {'crops/s':>8} {'vs N=1':>7} {'threads/rank':>12} {'wall s':>7}")
-    for name, figures in rows:
+    configurations = [("N = 1, 1 thread", 1, 1)] if args.device == "cpu" else []
+    configurations += [(f"N = {n}", n, None) for n in args.processes]
+    paces: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
+    threads: dict[str, int] = {}
+    for _ in range(args.rounds):
+        for name, processes, thread_count in configurations:
+            figures = measure(processes, args, thread_count)
+            paces[name].append(figures["steps_per_s"])
+            threads[name] = int(figures["threads"])
+    medians = {name: statistics.median(values) for name, values in paces.items()}
+    base = medians.get("N = 1") or next(iter(medians.values()))
+    print(f"{'':18} {'steps/s':>8} {'range':>13} {'crops/s':>8} {'vs N=1':>7} {'threads/rank':>12}")
+    for name, pace in medians.items():
+        spread = f"{min(paces[name]):.2f}-{max(paces[name]):.2f}"
         print(
-            f"{name:18} {figures['steps_per_s']:8.2f} {figures['crops_per_s']:8.1f} "
-            f"{figures['steps_per_s'] / base:7.2f} {figures['threads']:12d} {figures['wall_s']:7.1f}"
+            f"{name:18} {pace:8.2f} {spread:>13} {pace * args.batch_size:8.1f} {pace / base:7.2f} {threads[name]:12d}"
         )
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 

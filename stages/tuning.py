@@ -24,6 +24,9 @@ def main(ctx: StageContext) -> None:
             }
             for _, row in per_layer.iterrows()
         }
+        metrics["classes"] = {name: int((summary["tuning_class"] == name).sum()) for name in tuning.TUNING_CLASSES}
+        edge = tuning.nyquist_edge(summary)
+        metrics["nyquist_edge"] = {key: io.json_number(value, 4) for key, value in edge.items()}
         io.write_json(metrics, "metrics/tuning.json")
         figures = [
             io.save_figure(plots.tuning_examples(curves, summary, p["example_maps"]), f"{OUT}/examples.png"),
@@ -37,6 +40,8 @@ def main(ctx: StageContext) -> None:
             ),
         ]
         for layer, values in metrics.items():
+            if layer in ("nyquist_edge", "classes"):
+                continue
             run.log_metrics({f"{layer}.{key}": value for key, value in values.items() if key != "maps"})
         run.log_metrics({"share_band_pass": float((summary["tuning_class"] == "band-pass").mean())})
         for figure in figures:

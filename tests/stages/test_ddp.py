@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from dvckit import command, tiny_repo
 from stagekit import check, copy_sources, one_line, run, stage_env, temporaries, write_params
 
 # Four crops per step shared by the ranks, a checkpoint every 2 steps.
@@ -58,6 +59,20 @@ def test_two_ranks_match_one_process(single: tuple[dict[str, torch.Tensor], pd.D
     assert list(curve["step"]) == list(reference_curve["step"]) == [2, 4, 6]
     np.testing.assert_allclose(curve["loss"], reference_curve["loss"], rtol=LOSS_RTOL)
     assert not (project / PARTIAL).exists() and not temporaries(project)
+
+
+@pytest.mark.e2e
+def test_dvc_exp_run_with_two_processes_gives_the_one_process_result(
+    single: tuple[dict[str, torch.Tensor], pd.DataFrame], tmp_path: Path
+) -> None:
+    project, env = tiny_repo(tmp_path / "project", ["pretrain"], PRETRAIN)
+    result = command(["dvc", "exp", "run", "-S", "train.processes=2"], project, env)
+    assert "stages/pretrain.py --processes 2" in result.stdout  # the param reaches the command line
+    weights, reference = _weights(project), single[0]
+    assert max(float((weights[name] - reference[name]).abs().max()) for name in reference) < WEIGHTS_ATOL
+    np.testing.assert_allclose(
+        pd.read_csv(project / "data/curves/pretrain.csv")["loss"], single[1]["loss"], rtol=LOSS_RTOL
+    )
 
 
 @pytest.mark.e2e
