@@ -81,12 +81,15 @@ def test_a_dying_rank_fails_the_stage_with_one_line_and_no_outputs(
 ) -> None:
     project = copy_sources(tmp_path / "project", PRETRAIN)
     _set_processes(project, 2)
-    env = stage_env(project, PSYCHOVIS_FAULT_KILL_RANK="1:3")  # rank 1 SIGKILLs itself at step 3
+    # rank 1 SIGKILLs itself at step 3 (as the out-of-memory killer would); logs go to this test's folder
+    env = stage_env(project, PSYCHOVIS_FAULT_KILL_RANK="1:3", TMPDIR=str(tmp_path))
     result = run(project, env, "pretrain")
     assert result.returncode == 2, result.stderr[-3000:]
     line = one_line(result.stderr)
     assert line.startswith("psychovis pretrain: error: rank 1 of 2 died (killed by SIGKILL)"), line
     assert "no outputs were written" in line and "PSYCHOVIS_RESUME=1" in line
+    logs = next(tmp_path.glob("psychovis-pretrain-ranks-*"))
+    assert str(logs) in line and len(list(logs.glob("*/attempt_0/*/stderr.log"))) == 2
     assert not [name for name in OUTPUTS if (project / name).exists()]
     assert not temporaries(project)
     # The checkpoint of step 2 survives, whole; resuming on two ranks ends like the uninterrupted run.
