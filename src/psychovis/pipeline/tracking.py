@@ -5,8 +5,9 @@ the repository root (``$DVC_ROOT`` when DVC runs the stage, so queued experiment
 temporary copy log to the repository's store) with artifacts under ``mlruns/``. Browse it with
 ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
 
-Layout of the ``psychovis`` experiment (tagged ``mlflow.experimentKind = custom_model_development``,
-so MLflow 3 opens it on the runs table):
+Layout of the ``psychovis`` experiment (tagged ``mlflow.experimentKind = custom_model_development``
+for the UIs that open an experiment by its kind; MLflow 3.17's UI keeps a GenAI/model-training
+switch per browser instead, so the README links the experiment with ``?workflowType=machine_learning``):
 
 - a **parent run per pipeline execution**, named after the DVC experiment (``$DVC_EXP_NAME``, which
   ``dvc exp run`` exports to every stage) or ``workspace`` for ``dvc repro`` and stages run by hand.
@@ -49,8 +50,7 @@ from psychovis.pipeline.params import params_hash
 
 EXPERIMENT = "psychovis"
 EXPERIMENT_KIND = "custom_model_development"
-"""``mlflow.experimentKind`` of classic model training in MLflow 3 (the UI then opens the runs table,
-not the GenAI traces page)."""
+"""``mlflow.experimentKind`` of classic model training in MLflow 3 (the runs table, not the GenAI traces page)."""
 WORKSPACE = "workspace"
 """The parent run's name (and ``dvc.experiment``) outside ``dvc exp run``."""
 TAG_EXPERIMENT = "dvc.experiment"
@@ -290,11 +290,13 @@ class StageRun:
         """The MLflow run's id."""
         return self._mlflow.active_run().info.run_id
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
+        """Log metrics; None and NaN values (undefined results) are left out."""
         clean = {key: float(value) for key, value in metrics.items() if value is not None and value == value}  # no NaN
         self._mlflow.log_metrics(clean, step=step)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        """Log a file under the run's artifact folder ``folder``."""
         self._mlflow.log_artifact(str(path), artifact_path=folder)
 
     def log_figure(self, figure: Any, path: str | Path, folder: str = "figures") -> Path:
@@ -310,6 +312,7 @@ class StageRun:
         return saved
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set tags on the run."""
         self._mlflow.set_tags(dict(tags))
 
     def log_table_input(self, path: str | Path, name: str | None = None, context: str = "input") -> None:
@@ -332,7 +335,7 @@ class StageRun:
     def log_image_dataset(
         self, images: Sequence[Any], name: str = "train_images", source: str | None = None, context: str = "training"
     ) -> None:
-        """Log an image set (HxWx3 arrays) as an MLflow dataset: one row per image, its size and md5.
+        """Log an image set (HxWx3 arrays) as an MLflow dataset: one row per image, its size and md5 (rank 0 only).
 
         Args:
             images: the images, in the order they were used.
@@ -341,6 +344,8 @@ class StageRun:
                 ``bundled`` (the images shipped with psychovis) when it is unset.
             context: the dataset's role in the run.
         """
+        if not _rank_zero():
+            return
         if source is None:
             image_dir = self._params.get("train.image_dir", "None")
             source = "bundled" if image_dir == "None" else image_dir
@@ -365,11 +370,9 @@ class StageRun:
         """Log a trained torch model with ``mlflow.pytorch.log_model`` (rank 0 only under DDP).
 
         A ``DistributedDataParallel`` wrapper is unwrapped. The model is pickled: loading it needs
-        ``psychovis`` importable (``mlflow.pytorch.load_model(f"runs:/{run_id}/{name}")``).
+        ``psychovis`` importable (``mlflow.pytorch.load_model("models:/<model id>")``).
         """
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        if not _rank_zero():
             return
         import mlflow.pytorch
         import torch
@@ -394,6 +397,13 @@ class StageRun:
         with self._mlflow.start_run(run_name=name, nested=True, tags=child_tags):
             self._mlflow.log_params(self._params)
             yield StageRun(self._mlflow, self._params, child_tags)
+
+
+def _rank_zero() -> bool:
+    """False only in a ``torch.distributed`` process of rank > 0 (DDP: one process logs)."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
 @contextlib.contextmanager
@@ -459,7 +469,8 @@ def parent_run(client: Any, experiment_id: str, execution: Execution) -> str:
         client.log_batch(
             created.info.run_id, params=[Param(key, flat[key][:6000]) for key in names[start : start + 100]]
         )
-    winner = _parents(client, experiment_id, execution.key)[0].info.run_id
+    found = _parents(client, experiment_id, execution.key)
+    winner = found[0].info.run_id if found else created.info.run_id
     if winner != created.info.run_id:
         client.delete_run(created.info.run_id)
     return winner
