@@ -53,16 +53,10 @@ def plateau_change(losses: np.ndarray, window: float = 0.1) -> float:
 
 
 class _QuietRun:
-    """The MLflow run of ranks other than 0: they log nothing."""
+    """The MLflow run of ranks other than 0: every logging call (any :class:`StageRun` method) does nothing."""
 
-    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
-        pass
-
-    def log_artifact(self, path: Any, folder: str | None = None) -> None:
-        pass
-
-    def set_tags(self, tags: Any) -> None:
-        pass
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -141,6 +135,7 @@ def run_training(
     """
     switches = train_params or {}
     partial = MODELS_DIR / f".{name}.partial.pt"
+    run.log_image_dataset(list(images.values()))
     model, curve = train(
         config,
         images,
@@ -157,6 +152,7 @@ def run_training(
     if not world.is_main:
         return None
     save_checkpoint(model, config, config.iterations, MODELS_DIR / f"{name}.pt")
+    run.log_model(model, name)
     partial.unlink(missing_ok=True)
     io.write_csv(curve, CURVES_DIR / f"{name}.csv")
     final = curve.iloc[-1]
@@ -168,6 +164,7 @@ def run_training(
     }
     if "perceptual" in curve:
         summary["perceptual"] = io.json_number(final["perceptual"], 6)
-    run.log_metrics({**{k: v for k, v in summary.items() if v is not None}, "seconds": float(final["seconds"])})
+    # The final loss terms are already the last train_* points: log only what the curve lacks.
+    run.log_metrics({k: summary[k] for k in ("plateau_change", "parameters")} | {"seconds": float(final["seconds"])})
     run.log_artifact(io.save_figure(figures.loss_curve(curve, name), CURVES_DIR / f"{name}.png"), "figures")
     return summary
