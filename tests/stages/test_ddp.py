@@ -8,6 +8,7 @@ rounding (the batch is split into two forward passes and the gradients are summe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -106,9 +107,10 @@ def test_a_dying_rank_fails_the_stage_with_one_line_and_no_outputs(
 def test_a_batch_the_ranks_cannot_share_is_refused(tmp_path: Path) -> None:
     project = copy_sources(tmp_path / "project", {**PRETRAIN, "train": {"batch_size": 3, "log_every": 2}})
     _set_processes(project, 2)
-    result = run(project, stage_env(project), "pretrain")
+    result = run(project, stage_env(project, TMPDIR=str(tmp_path)), "pretrain")  # the kept rank logs go there
     assert result.returncode == 2
     line = one_line(result.stderr)
+    assert re.match(r"psychovis pretrain: error: rank [01] of 2: ", line), line  # whichever rank got there first
     assert "train.batch_size (3) must be a multiple of train.processes (2)" in line, line
     assert not [name for name in OUTPUTS if (project / name).exists()]
 
