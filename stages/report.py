@@ -1,6 +1,6 @@
 """Stage `report`: render docs/results.md and the README's summary from this run's metrics files.
 
-Inputs are the git-tracked files of the run (``metrics/evaluate.json``, ``data/compare/differences.csv``)
+Inputs are the git-tracked files of the run (``data/evaluate/scores.json``, ``data/compare/differences.csv``)
 plus, when present, the study preset's copies under ``docs/study/`` and the recipe sweeps under
 ``docs/tuning/``; a test renders the same files again and checks both pages match.
 """
@@ -42,7 +42,7 @@ def facts(params: dict[str, dict[str, Any]], differences: pd.DataFrame) -> str:
 
 def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """``(docs/results.md, the README summary)`` rendered from the files under ``root``."""
-    evaluate = read_json(root / "metrics/evaluate.json")
+    evaluate = read_json(root / "data/evaluate/scores.json")
     differences = pd.read_csv(root / "data/compare/differences.csv")
     study = None
     if (root / STUDY / "evaluate.json").is_file():

@@ -16,15 +16,14 @@ def main(ctx: StageContext) -> None:
         per_layer = tuning.layer_summary(summary)
         io.write_parquet(summary, f"{OUT}/tuning.parquet")
         io.write_csv(per_layer, f"{OUT}/layers.csv")
-        metrics = {
-            row["layer"]: {
-                "maps": int(row["maps"]),
-                "share_band_pass": io.json_number(row["share_band_pass"], 4),
-                "median_preferred_frequency_cpd": io.json_number(row["median_preferred_frequency_cpd"], 4),
-            }
-            for _, row in per_layer.iterrows()
+        # Headline for `dvc exp show`; the per-layer detail is data/tuning/layers.csv (a plot, not a metric).
+        band_pass = summary[summary["tuning_class"] == "band-pass"]
+        headline = {
+            "maps": len(summary),
+            "share_band_pass": float((summary["tuning_class"] == "band-pass").mean()),
+            "median_preferred_cpd": float(band_pass["preferred_frequency_cpd"].median()) if len(band_pass) else None,
         }
-        io.write_json(metrics, "metrics/tuning.json")
+        io.write_headline(headline, "metrics/tuning.json")
         figures = [
             io.save_figure(plots.tuning_examples(curves, summary, p["example_maps"]), f"{OUT}/examples.png"),
             io.save_figure(
@@ -36,9 +35,15 @@ def main(ctx: StageContext) -> None:
                 f"{OUT}/layers.png",
             ),
         ]
-        for layer, values in metrics.items():
-            run.log_metrics({f"{layer}.{key}": value for key, value in values.items() if key != "maps"})
-        run.log_metrics({"share_band_pass": float((summary["tuning_class"] == "band-pass").mean())})
+        for _, row in per_layer.iterrows():
+            run.log_metrics(
+                {
+                    f"{row['layer']}.{key}": float(row[key])
+                    for key in ("share_band_pass", "median_preferred_frequency_cpd")
+                    if row[key] == row[key]  # NaN (no band-pass map) is left out
+                }
+            )
+        run.log_metrics({key: value for key, value in headline.items() if value is not None})
         for figure in figures:
             run.log_artifact(figure, "figures")
 

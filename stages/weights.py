@@ -14,7 +14,6 @@ from psychovis.backbones import backbone_spec, lpips_heads, resolve_layers
 from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.pipeline.inputs import VFSS_TABLE
-from psychovis.pipeline.params import params_hash
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.vfss import l1_weights, top_k_mask
 
@@ -56,11 +55,16 @@ def main(ctx: StageContext) -> None:
             exported["lpips_weighted"][layer] = l1_weights(heads[layer].double().numpy())
         table = pd.concat(rows, ignore_index=True)
         io.write_parquet(table, f"{OUT}/weights.parquet")
-        metadata = {
-            "params_hash": params_hash(ctx.logged_params),
-            "csf": ctx.params["vfss"]["csf"],
+        # Each file names only the params that shaped it (not a hash of the whole section), so that
+        # `-S weights.top_k=32` rewrites topk.safetensors alone and the other losses are not retrained.
+        shaped_by = {
+            "vfss": {"csf": ctx.params["vfss"]["csf"]},
+            "topk": {"csf": ctx.params["vfss"]["csf"], "top_k": str(p["top_k"])},
+            "vfss_normalised": {"csf": ctx.params["vfss"]["csf"]},
+            "lpips_weighted": {},
         }
         for scheme, per_layer in exported.items():
+            metadata = shaped_by[scheme]
             artifact = FeatureWeights(
                 base["backbone"],
                 scheme,
@@ -77,7 +81,11 @@ def main(ctx: StageContext) -> None:
                 "effective_maps": io.json_number(1.0 / np.sum(w**2), 3),
                 "max_weight": io.json_number(w.max(), 6),
             }
-        io.write_json(metrics, "metrics/weights.json")
+        # Headline: the first layer's numbers flat (the default derives weights at one layer), the rest by layer.
+        first, *others = layers
+        headline = {key: value for key, value in metrics[first].items() if key != "maps"}
+        headline.update({layer: {"effective_maps": metrics[layer]["effective_maps"]} for layer in others})
+        io.write_headline(headline, "metrics/weights.json", digits=6)
         for layer, values in metrics.items():
             run.log_metrics({f"{layer}.{key}": value for key, value in values.items()})
 

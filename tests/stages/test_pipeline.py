@@ -178,7 +178,7 @@ def test_second_repro_changes_nothing_and_params_rerun_only_dependents(project: 
     assert status.returncode == 0
     changed = set(yaml.safe_load(status.stdout))
     assert "vfss" in changed
-    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_baseline@pixel-0", "train_baseline@vgg-1"}
+    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_pixel@0", "train_baseline@vgg-1"}
 
 
 @pytest.mark.e2e
@@ -194,8 +194,8 @@ def test_more_seeds_add_runs_without_retraining(project: tuple[Path, dict[str, s
     finally:
         params_path.write_text(original)
     changed = set(yaml.safe_load(status.stdout))
-    assert {"train_baseline@pixel-2", "train_weighted@vfss-2", "evaluate"} <= changed
-    assert not changed & {"pretrain", "train_baseline@pixel-0", "train_weighted@vfss-1"}
+    assert {"train_pixel@2", "train_weighted@vfss-2", "evaluate"} <= changed
+    assert not changed & {"pretrain", "train_pixel@0", "train_weighted@vfss-1"}
 
 
 @pytest.mark.e2e
