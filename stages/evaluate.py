@@ -50,7 +50,7 @@ def main(ctx: StageContext) -> None:
             method: {judge: io.json_number(value) for judge, value in row.items()} for method, row in means.iterrows()
         }
         io.write_json(metrics, f"{OUT}/scores.json")  # every judge; the headline below is the DVC metric
-        io.write_headline(headline(metrics, p["judges"]), "metrics/evaluate.json")
+        io.write_headline(headline(metrics, p["judges"]), "metrics/evaluate.json", limit=2 * len(metrics))
         io.write_csv(means.reset_index(), f"{OUT}/summary.csv")
         bands = per_band.groupby(["method", "band"], sort=False, as_index=False).agg(
             low_cpp=("low_cpp", "first"),

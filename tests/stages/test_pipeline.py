@@ -141,8 +141,10 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
     # every method is scored on every (seed, image) by every judge, so the compare stage can pair them
     assert per_image.groupby("method").size().nunique() == 1
     assert set(per_image["seed"]) == {0, 1} and set(per_image["judge"]) == set(TINY["evaluate"]["judges"])
-    compare = json.loads((workdir / "metrics/compare.json").read_text())
+    compare = json.loads((workdir / "data/compare/summary.json").read_text())
     assert {"vfss_vs_vgg", "lpips_weighted_vs_vgg", "vgg_vs_pixel"} <= set(compare)
+    headline = json.loads((workdir / "metrics/compare.json").read_text())
+    assert set(headline["vs_vgg"]) == {"bicubic", "pretrain", "pixel", "vfss", "lpips_weighted"}
     for name in ("comparison.png", "bands.png"):
         assert (workdir / "data/evaluate" / name).stat().st_size > 1000
 

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -242,6 +243,7 @@ def train(
             generator.set_state(state["generator"])
             rows = list(state["curve"])
             first_step = state["step"] + 1
+            print(f"train[{config.loss}]: resumed from step {state['step']} ({checkpoint_path})", file=sys.stderr)
     running: dict[str, float] = {}
     started = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
     model.train()
