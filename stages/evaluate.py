@@ -63,8 +63,10 @@ def main(ctx: StageContext) -> None:
             io.save_figure(sr_figures.comparison_crops(references, shown, p["figure_crop"]), f"{OUT}/comparison.png"),
             io.save_figure(sr_figures.band_errors(per_band), f"{OUT}/bands.png"),
         ]
+        # One nested run per method, its judges as metrics: the MLflow UI compares methods as runs.
         for method, values in metrics.items():
-            run.log_metrics({f"{method}.{judge}": value for judge, value in values.items() if value is not None})
+            with run.child(f"evaluate@{method}", tags={"method": method}) as method_run:
+                method_run.log_metrics({judge: value for judge, value in values.items() if value is not None})
         for figure in figures:
             run.log_artifact(figure, "figures")
     print(means.round(4).to_string())

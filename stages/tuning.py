@@ -16,7 +16,19 @@ def main(ctx: StageContext) -> None:
         per_layer = tuning.layer_summary(summary)
         io.write_parquet(summary, f"{OUT}/tuning.parquet")
         io.write_csv(per_layer, f"{OUT}/layers.csv")
-        # Headline for `dvc exp show`; the per-layer detail is data/tuning/layers.csv (a plot, not a metric).
+        metrics = {
+            row["layer"]: {
+                "maps": int(row["maps"]),
+                "share_band_pass": io.json_number(row["share_band_pass"], 4),
+                "median_preferred_frequency_cpd": io.json_number(row["median_preferred_frequency_cpd"], 4),
+            }
+            for _, row in per_layer.iterrows()
+        }
+        metrics["classes"] = {name: int((summary["tuning_class"] == name).sum()) for name in tuning.TUNING_CLASSES}
+        edge = tuning.nyquist_edge(summary)
+        metrics["nyquist_edge"] = {key: io.json_number(value, 4) for key, value in edge.items()}
+        io.write_json(metrics, f"{OUT}/summary.json")  # per layer, classes, Nyquist edge (the report reads it)
+        # Headline for `dvc exp show`; the detail above and data/tuning/layers.csv are plain outputs.
         band_pass = summary[summary["tuning_class"] == "band-pass"]
         headline = {
             "maps": len(summary),
@@ -35,14 +47,10 @@ def main(ctx: StageContext) -> None:
                 f"{OUT}/layers.png",
             ),
         ]
-        for _, row in per_layer.iterrows():
-            run.log_metrics(
-                {
-                    f"{row['layer']}.{key}": float(row[key])
-                    for key in ("share_band_pass", "median_preferred_frequency_cpd")
-                    if row[key] == row[key]  # NaN (no band-pass map) is left out
-                }
-            )
+        for layer, values in metrics.items():
+            if layer in ("nyquist_edge", "classes"):
+                continue
+            run.log_metrics({f"{layer}.{key}": value for key, value in values.items() if key != "maps"})
         run.log_metrics({key: value for key, value in headline.items() if value is not None})
         for figure in figures:
             run.log_artifact(figure, "figures")

@@ -12,7 +12,7 @@ import torch
 from psychovis import io
 from psychovis.backbones import backbone_spec, lpips_heads, resolve_layers
 from psychovis.errors import ParamsError
-from psychovis.feature_weights import FeatureWeights
+from psychovis.feature_weights import FeatureWeights, shaping_params
 from psychovis.pipeline.inputs import VFSS_TABLE
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.vfss import l1_weights, top_k_mask
@@ -33,13 +33,17 @@ def main(ctx: StageContext) -> None:
     missing = sorted(set(layers) - set(scores["layer"]))
     if missing:
         raise ParamsError(f"weights.layers {missing} were not probed; add them to features.layers")
+    small = [layer for layer in layers if (scores["layer"] == layer).sum() < p["top_k"]]
+    if small:
+        size = int((scores["layer"] == small[0]).sum())
+        raise ParamsError(f"weights.top_k is {p['top_k']} but {small[0]} has {size} maps; choose at most {size}")
     with ctx.run() as run:
         rows, exported = [], {"vfss": {}, "topk": {}, "vfss_normalised": {}, "lpips_weighted": {}}
         for layer in layers:
             chosen = scores[scores["layer"] == layer].sort_values("channel")
             vfss = chosen["vfss"].to_numpy()
             exported["vfss"][layer] = l1_weights(vfss)
-            exported["topk"][layer] = top_k_mask(vfss, min(p["top_k"], len(vfss)))
+            exported["topk"][layer] = top_k_mask(vfss, p["top_k"])
             exported["vfss_normalised"][layer] = l1_weights(chosen["vfss_normalised"].to_numpy())
             rank = np.empty(len(vfss), dtype=np.int32)
             rank[np.argsort(-vfss, kind="stable")] = np.arange(1, len(vfss) + 1)
@@ -55,21 +59,13 @@ def main(ctx: StageContext) -> None:
             exported["lpips_weighted"][layer] = l1_weights(heads[layer].double().numpy())
         table = pd.concat(rows, ignore_index=True)
         io.write_parquet(table, f"{OUT}/weights.parquet")
-        # Each file names only the params that shaped it (not a hash of the whole section), so that
-        # `-S weights.top_k=32` rewrites topk.safetensors alone and the other losses are not retrained.
-        shaped_by = {
-            "vfss": {"csf": ctx.params["vfss"]["csf"]},
-            "topk": {"csf": ctx.params["vfss"]["csf"], "top_k": str(p["top_k"])},
-            "vfss_normalised": {"csf": ctx.params["vfss"]["csf"]},
-            "lpips_weighted": {},
-        }
         for scheme, per_layer in exported.items():
-            metadata = shaped_by[scheme]
+            # Only the keys that shaped this scheme: `-S weights.top_k=32` leaves vfss.safetensors byte-identical.
             artifact = FeatureWeights(
                 base["backbone"],
                 scheme,
                 {layer: torch.from_numpy(w).float() for layer, w in per_layer.items()},
-                metadata,
+                shaping_params(scheme, ctx.params),
             ).save(f"{OUT}/{scheme}.safetensors")
             run.log_artifact(artifact, "weights")
         metrics = {}

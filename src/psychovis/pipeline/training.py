@@ -61,6 +61,7 @@ def run_training(
         The run's summary: final loss terms, the plateau change, parameters.
     """
     partial = MODELS_DIR / f".{name}.partial.pt"
+    run.log_image_dataset(images)
     model, curve = train(
         config,
         images,
@@ -72,6 +73,7 @@ def run_training(
         init_from=init_from,
     )
     save_checkpoint(model, config, config.iterations, MODELS_DIR / f"{name}.pt")
+    run.log_model(model, name)
     partial.unlink(missing_ok=True)
     # Wall-clock seconds go to MLflow only: in the tracked curve they would differ on every rerun.
     io.write_csv(curve.drop(columns="seconds"), CURVES_DIR / f"{name}.csv")
@@ -84,6 +86,7 @@ def run_training(
     }
     if "perceptual" in curve:
         summary["perceptual"] = io.json_number(final["perceptual"], 6)
-    run.log_metrics({**{k: v for k, v in summary.items() if v is not None}, "seconds": float(final["seconds"])})
+    # The final loss terms are already the last train_* points: log only what the curve lacks.
+    run.log_metrics({k: summary[k] for k in ("plateau_change", "parameters")} | {"seconds": float(final["seconds"])})
     run.log_artifact(io.save_figure(figures.loss_curve(curve, name), CURVES_DIR / f"{name}.png"), "figures")
     return summary

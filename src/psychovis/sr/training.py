@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from psychovis.distances.loss import PsychovisualLoss
-from psychovis.errors import DataError, ParamsError, WeightsError
+from psychovis.errors import DataError, InvalidWeightsError, ParamsError, WeightsError
 from psychovis.io import atomic_path
 from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
 from psychovis.progress import Progress
@@ -106,6 +106,8 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
         layers = None if config.loss == "lpips_weighted" else config.layers
         try:
             perceptual = PsychovisualLoss(path, layers=layers)
+        except InvalidWeightsError:
+            raise  # the file itself is wrong (missing maps, another backbone): its message names it
         except ValueError as exc:
             raise ParamsError(f"train.layers: {exc}; add the layers to weights.layers") from None
     pixel_weight = 1.0 if config.loss == "pixel" else config.pixel_weight
