@@ -47,14 +47,16 @@ TINY: dict[str, dict[str, Any]] = {
     "compare": {"resamples": 200},
     "psychophysics": {
         "distances": ["pixel_mse", "vgg", "vfss", "topk", "bottomk", "randomk"],
-        "size": 32,
-        "frequencies": 3,
+        "size": 64,
+        "frequencies": 4,  # at least 3 must be Nyquist-safe (psychophysics.nyquist_safe_cpp)
         "contrasts": 6,
         "phases": 1,
         "backgrounds": ["grey", "texture"],
         "top_k": 8,
         "subset_ks": [4, 8],
-        "subset_seeds": 2,
+        "null_draws": 10,
+        "criterion_contrasts": [0.01, 0.1],
+        "reference_csfs": ["mannos_sakrison_code", "barten_2003"],
     },
     "atlas": {
         "backbones": ["vgg16"],

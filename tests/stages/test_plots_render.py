@@ -28,10 +28,9 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 DATA_MARKS = ("line", "rect", "symbol", "area")  # vega mark groups that hold the data (not axes or rules)
-# Long-format CSVs: one line per series (method, selection, distance x background), never one zig-zag.
+# Long-format CSVs: one line per series (method; distance x background), never one zig-zag.
 SERIES = {
     "data/evaluate/bands.csv": "method",
-    "data/psychophysics/subsets.csv": "selection",
     "data/psychophysics/sensitivity.csv": "distance",
 }
 
