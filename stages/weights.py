@@ -77,7 +77,11 @@ def main(ctx: StageContext) -> None:
                 "effective_maps": io.json_number(1.0 / np.sum(w**2), 3),
                 "max_weight": io.json_number(w.max(), 6),
             }
-        io.write_json(metrics, "metrics/weights.json")
+        # Headline: the first layer's numbers flat (the default derives weights at one layer), the rest by layer.
+        first, *others = layers
+        headline = {key: value for key, value in metrics[first].items() if key != "maps"}
+        headline.update({layer: {"effective_maps": metrics[layer]["effective_maps"]} for layer in others})
+        io.write_headline(headline, "metrics/weights.json", digits=6)
         for layer, values in metrics.items():
             run.log_metrics({f"{layer}.{key}": value for key, value in values.items()})
 

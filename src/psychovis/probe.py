@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from psychovis import gratings
 from psychovis.backbones import FeatureExtractor
 from psychovis.errors import ParamsError
+from psychovis.progress import progress as progress_of
 
 RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
 
@@ -81,7 +81,7 @@ def map_responses(
     blocks: list[np.ndarray] = []
     starts = range(0, len(stimuli), batch_size)
     with torch.inference_mode():
-        for start in tqdm(starts, desc="features", unit="batch", disable=not progress):
+        for start in progress_of(starts, "features", unit="batch", enabled=progress):
             batch = gratings.render(stimuli.iloc[start : start + batch_size], device=device)
             if gain != 1.0:
                 batch = batch * gain

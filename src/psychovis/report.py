@@ -59,7 +59,7 @@ def ordered(methods: Sequence[str]) -> list[str]:
 
 
 def means_table(evaluate: Mapping[str, Mapping[str, float | None]], judges: Sequence[str]) -> str:
-    """Mean score per method (rows) and judge (columns), from ``metrics/evaluate.json``."""
+    """Mean score per method (rows) and judge (columns), from ``data/evaluate/scores.json``."""
     evaluate = {method: evaluate[method] for method in ordered(list(evaluate))}
     rows = [
         [method] + [number(scores.get(judge), DIGITS.get(judge, 4)) for judge in judges]

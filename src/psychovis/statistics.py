@@ -322,7 +322,7 @@ def _check_same_keys(base: pd.DataFrame, other: pd.DataFrame, baseline: str, met
 
 
 def compare_metrics(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
-    """The comparison table as nested JSON-safe metrics (for ``metrics/compare.json`` and ``dvc metrics diff``).
+    """The comparison table as nested JSON-safe metrics (for ``data/compare/summary.json``).
 
     Args:
         table: :func:`paired_differences` output (one or several baselines concatenated).

@@ -143,8 +143,10 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
     # every method is scored on every (seed, image) by every judge, so the compare stage can pair them
     assert per_image.groupby("method").size().nunique() == 1
     assert set(per_image["seed"]) == {0, 1} and set(per_image["judge"]) == set(TINY["evaluate"]["judges"])
-    compare = json.loads((workdir / "metrics/compare.json").read_text())
+    compare = json.loads((workdir / "data/compare/summary.json").read_text())
     assert {"vfss_vs_vgg", "lpips_weighted_vs_vgg", "vgg_vs_pixel"} <= set(compare)
+    headline = json.loads((workdir / "metrics/compare.json").read_text())
+    assert set(headline["vs_vgg"]) == {"bicubic", "pretrain", "pixel", "vfss", "lpips_weighted"}
     for name in ("comparison.png", "bands.png"):
         assert (workdir / "data/evaluate" / name).stat().st_size > 1000
 
@@ -204,7 +206,7 @@ def test_second_repro_changes_nothing_and_params_rerun_only_dependents(project: 
     assert status.returncode == 0
     changed = set(yaml.safe_load(status.stdout))
     assert "vfss" in changed
-    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_baseline@pixel-0", "train_baseline@vgg-1"}
+    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_pixel@0", "train_baseline@vgg-1"}
 
 
 @pytest.mark.e2e
@@ -220,8 +222,8 @@ def test_more_seeds_add_runs_without_retraining(project: tuple[Path, dict[str, s
     finally:
         params_path.write_text(original)
     changed = set(yaml.safe_load(status.stdout))
-    assert {"train_baseline@pixel-2", "train_weighted@vfss-2", "evaluate"} <= changed
-    assert not changed & {"pretrain", "train_baseline@pixel-0", "train_weighted@vfss-1"}
+    assert {"train_pixel@2", "train_weighted@vfss-2", "evaluate"} <= changed
+    assert not changed & {"pretrain", "train_pixel@0", "train_weighted@vfss-1"}
 
 
 @pytest.mark.e2e

@@ -177,3 +177,19 @@ def test_save_figure(tmp_path):
     path = io.save_figure(figure, tmp_path / "fig.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(figure.number)
+
+
+def test_write_headline_rounds_and_keeps_it_short(tmp_path):
+    path = io.write_headline(
+        {"share_band_pass": 0.123456789, "maps": 64, "psnr_y": {"vfss": 27.123456, "vgg": float("nan")}},
+        tmp_path / "metrics" / "tuning.json",
+    )
+    assert json.loads(path.read_text()) == {
+        "maps": 64,
+        "psnr_y": {"vfss": 27.1235, "vgg": None},
+        "share_band_pass": 0.1235,
+    }
+    with pytest.raises(ValueError, match="more than 3"):
+        io.write_headline({f"k{i}": i for i in range(4)}, tmp_path / "m.json", limit=3)
+    with pytest.raises(ValueError, match="nested more than one level"):
+        io.write_headline({"a": {"b": {"c": 1}}}, tmp_path / "m.json")

@@ -29,7 +29,7 @@ from psychovis.names import BACKBONES, DEVICES
 if TYPE_CHECKING:
     import torch
 from psychovis.pipeline import params as params_module
-from psychovis.pipeline import tracking
+from psychovis.pipeline import params_trace, tracking
 
 
 @dataclass
@@ -102,7 +102,7 @@ def run_stage(
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("PSYCHOVIS_DEBUG", "") not in ("", "0")
     try:
-        validated = params_module.load(args.params, list(sections))
+        validated = params_trace.traced(stage, params_module.load(args.params, list(sections)))
         # A shared tracking server that is down is reported now, not after minutes of work.
         tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
         main(StageContext(stage, validated, args, Path.cwd()))

@@ -154,7 +154,8 @@ def run_training(
     save_checkpoint(model, config, config.iterations, MODELS_DIR / f"{name}.pt")
     run.log_model(model, name)
     partial.unlink(missing_ok=True)
-    io.write_csv(curve, CURVES_DIR / f"{name}.csv")
+    # Wall-clock seconds go to MLflow only: in the tracked curve they would differ on every rerun.
+    io.write_csv(curve.drop(columns="seconds"), CURVES_DIR / f"{name}.csv")
     final = curve.iloc[-1]
     summary: dict[str, float | int | None] = {
         "loss": io.json_number(final["loss"], 6),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -33,12 +34,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError
 from psychovis.io import atomic_path
 from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
+from psychovis.progress import Progress
 from psychovis.sr.data import downsample, random_crops
 from psychovis.sr.distributed import World, barrier, broadcast, fault_point, mean_over_ranks
 from psychovis.sr.model import SRResNet
@@ -66,9 +67,14 @@ class TrainConfig:
     @classmethod
     def from_params(cls, train: Mapping[str, Any], loss: str, seed: int, **overrides: Any) -> TrainConfig:
         """The config of one run from the ``train`` section of ``params.yaml`` (``overrides`` win)."""
-        keys = [field.name for field in fields(cls) if field.name not in ("loss", "seed")]
+        skipped = {"loss", "seed"}
+        if loss == "pixel":
+            # L1 alone: the perceptual keys are not read, so changing them does not retrain it (dvc.yaml)
+            skipped |= {"layers", "pixel_weight", "perceptual_weight"}
+        # overridden keys are not read either (pretrain's own iterations must not tie it to train.iterations)
+        keys = [field.name for field in fields(cls) if field.name not in skipped | set(overrides)]
         values: dict[str, Any] = {key: train[key] for key in keys} | {"loss": loss, "seed": seed} | overrides
-        values["layers"] = tuple(values["layers"])
+        values["layers"] = tuple(values.get("layers", cls.layers))
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -151,7 +157,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
-            f"checkpoint {path} is missing; train it first (in the pipeline: `dvc repro train_baseline train_weighted`)"
+            f"checkpoint {path} is missing; train it first "
+            "(in the pipeline: `dvc repro train_pixel train_baseline train_weighted`)"
         )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
@@ -356,17 +363,19 @@ def train(
             generator.set_state(loaded["generator"])
             rows = list(loaded["curve"])
             first_step = loaded["step"] + 1
+            if world.is_main:
+                print(f"train[{config.loss}]: resumed from step {loaded['step']} ({checkpoint_path})", file=sys.stderr)
     network: torch.nn.Module = model
     if world.distributed:
         network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     running: dict[str, float] = {}
     started = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
     model.train()
-    bar = tqdm(
+    bar = Progress(
         range(first_step, config.iterations + 1),
         desc=f"train[{config.loss}]",
         unit="step",
-        disable=not progress or not world.is_main,
+        enabled=progress and world.is_main,
         initial=first_step - 1,
         total=config.iterations,
     )

@@ -98,7 +98,7 @@ def test_lineage_of_a_weighted_training_run_reaches_the_weights_and_their_params
     lineage = stage_lineage(pipeline_copy, argv=["elsewhere.py"])
     assert lineage.problem is None and lineage.stage == "train_weighted@topk-1"
     assert {"pretrain", "weights", "vfss", "features", "stimuli"} <= set(lineage.upstream)
-    assert not {"evaluate", "train_baseline@pixel-0", "tuning"} & set(lineage.upstream)
+    assert not {"evaluate", "train_pixel@0", "tuning"} & set(lineage.upstream)
     assert lineage.params["weights.top_k"] == "64" and lineage.params["vfss.csf"] == "mannos_sakrison_code"
     assert lineage.params["stimuli.size"] == "227" and lineage.params["pretrain.iterations"] == "2000"
     assert set(lineage.inputs) == {"data/models/pretrain.pt", "data/weights/topk.safetensors"}
@@ -106,7 +106,7 @@ def test_lineage_of_a_weighted_training_run_reaches_the_weights_and_their_params
 
 def test_lineage_is_found_from_the_command_line_without_dvc(pipeline_copy: Path) -> None:
     by_argv = stage_lineage(pipeline_copy, argv=["stages/train.py", "--loss", "pixel", "--seed", "0", "--resume"])
-    assert by_argv.stage == "train_baseline@pixel-0" and by_argv.upstream == ("pretrain",)
+    assert by_argv.stage == "train_pixel@0" and by_argv.upstream == ("pretrain",)
     assert not any(key.startswith(("weights.", "vfss.")) for key in by_argv.params)
     absolute = stage_lineage(pipeline_copy, argv=[str(pipeline_copy / "stages/evaluate.py")])
     assert absolute.stage == "evaluate" and "data/models/pretrain.pt" in absolute.inputs
