@@ -89,7 +89,8 @@ def main(ctx: StageContext) -> None:
         io.write_parquet(table, f"{OUT}/robustness.parquet")
         io.write_csv(thresholds[["distance", "background", "frequency_cpd", "sensitivity"]], f"{OUT}/sensitivity.csv")
         io.write_csv(nulls, f"{OUT}/nulls.csv")
-        io.write_json(metrics, "metrics/psychophysics.json")
+        io.write_json(metrics, f"{OUT}/summary.json")
+        io.write_headline(pp.headline_metrics(metrics, p["top_k"]), "metrics/psychophysics.json")
 
         examples = {name: pp.example_stimulus(background, spec) for name, background in backgrounds.items()}
         safe = {**main_condition, "frequency_range": "nyquist_safe"}

@@ -1,8 +1,8 @@
 """Stage `report`: render docs/results.md and the README's summary from this run's metrics files.
 
 Inputs are the git-tracked files of the run (``data/evaluate/scores.json``, ``data/compare/differences.csv``,
-the psychophysics null ``metrics/psychophysics.json`` + ``data/psychophysics/nulls.csv``, the VFSS gain and
-sensitivity ``metrics/vfss.json`` + ``data/vfss/sensitivity.csv``, ``data/tuning/summary.json``) plus, when
+the psychophysics null ``data/psychophysics/summary.json`` + ``nulls.csv``, the VFSS gain and
+sensitivity ``data/vfss/summary.json`` + ``sensitivity.csv``, ``data/tuning/summary.json``) plus, when
 present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copies under ``docs/study/`` and the
 recipe sweeps under ``docs/tuning/``; a test renders the same files again and checks both pages match.
 """
@@ -25,6 +25,8 @@ STUDY = Path("docs/study")
 TUNING = Path("docs/tuning")
 TUNING_SUMMARY = Path("data/tuning/summary.json")  # tuning classes and the Nyquist edge
 NULLS = Path("data/psychophysics/nulls.csv")
+PSYCHOPHYSICS_SUMMARY = Path("data/psychophysics/summary.json")  # metrics/psychophysics.json holds the headline
+VFSS_SUMMARY = Path("data/vfss/summary.json")  # metrics/vfss.json holds the headline
 SENSITIVITY = Path("data/vfss/sensitivity.csv")
 ATLAS = Path("data/atlas/vgg16/summary.json")  # the per-layer detail (metrics/atlas/ holds the headline)
 """The trained VGG-16's atlas metrics (VFSS vs LPIPS weights), when the atlas ran."""
@@ -63,8 +65,8 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     judges = params["evaluate"]["judges"]
     run = facts(params, differences)
     pp, layers = params["psychophysics"], params["weights"]["layers"]
-    psychophysics = read_json(root / "metrics/psychophysics.json")
-    vfss = read_json(root / "metrics/vfss.json")
+    psychophysics = read_json(root / PSYCHOPHYSICS_SUMMARY)
+    vfss = read_json(root / VFSS_SUMMARY)
     main = {
         "criterion_contrast": float(pp["reference_contrast"]),
         "control": "raw",

@@ -1,6 +1,8 @@
 """Stage `vfss`: Visual Frequency Sensitivity Score of every feature map against a human CSF.
 
-Besides the scores, the stage measures what they rank maps by (their rank correlation with each
+``metrics/vfss.json`` holds the headline (per layer, VFSS's rank correlation with the response range;
+the median rank agreement with each other assumption); ``data/vfss/summary.json`` the detail. Besides
+the scores, the stage measures what they rank maps by (their rank correlation with each
 map's response range and mean response: gain) and how much the ranking depends on the analysis
 assumptions (every other CSF, the other ``vfss.normalise``, the other ``stimuli.input_scaling``).
 """
@@ -86,7 +88,22 @@ def main(ctx: StageContext) -> None:
                 for variant, rows in sensitivity.groupby("variant", sort=False)
             },
         }
-        io.write_json(metrics, "metrics/vfss.json")
+        io.write_json(metrics, f"{OUT}/summary.json")
+        io.write_headline(
+            {
+                "spearman_range": {layer: values["spearman_range"] for layer, values in metrics["gain"].items()},
+                "ranking_vs": {
+                    "csf": min(
+                        values["median_spearman"]
+                        for variant, values in metrics["sensitivity"].items()
+                        if variant.startswith("csf=")
+                    ),
+                    "normalise": metrics["sensitivity"][f"normalise={other_normalise}"]["median_spearman"],
+                    "input_scaling": metrics["sensitivity"][f"input_scaling={other_scaling}"]["median_spearman"],
+                },
+            },
+            "metrics/vfss.json",
+        )
         figure = io.save_figure(
             plots.vfss_overview(scores, curves.frequency_cpd, sensitivity_curve, csf), f"{OUT}/vfss.png"
         )

@@ -82,7 +82,7 @@ from psychovis.psychophysics.robustness import (
 )
 from psychovis.psychophysics.stimuli import StimulusSpec, example_stimulus, make_backgrounds, render_stimuli
 from psychovis.psychophysics.subsets import subset_curve, subset_summary
-from psychovis.psychophysics.summary import summary_metrics
+from psychovis.psychophysics.summary import headline_metrics, summary_metrics
 from psychovis.psychophysics.thresholds import (
     find_thresholds,
     masking_table,
@@ -97,6 +97,7 @@ __all__ = [
     "distance_grid",
     "example_stimulus",
     "find_thresholds",
+    "headline_metrics",
     "inside_band",
     "log_correlations",
     "make_backgrounds",

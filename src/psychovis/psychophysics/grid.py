@@ -14,6 +14,7 @@ from psychovis.distances.engine import Distance, per_pair_distance
 from psychovis.distances.lpips import normalise_channels
 from psychovis.distances.plan import SharedPlan
 from psychovis.errors import ParamsError
+from psychovis.progress import Progress
 from psychovis.psychophysics.stimuli import GREY, StimulusSpec, _check_backgrounds, render_stimuli
 from psychovis.validation import integer_at_least
 
@@ -62,6 +63,7 @@ def distance_grid(
     spec: StimulusSpec,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
+    progress: bool = True,
 ) -> DistanceGrid:
     """Evaluate every distance on every (background, frequency, contrast, phase) stimulus.
 
@@ -77,6 +79,7 @@ def distance_grid(
         spec: the experiment.
         batch_size: stimuli per forward pass.
         device: where to render and run.
+        progress: report progress (a bar on a terminal, periodic lines in a log).
 
     Returns:
         A :class:`DistanceGrid`.
@@ -130,7 +133,7 @@ def distance_grid(
             reference_features = extractor(background_images.float()[:, None].expand(-1, 3, -1, -1).contiguous())
             errors = {layer: np.empty((rows, extractor.channels[layer])) for layer in plan.map_layers}
             normalised_reference = {layer: normalise_channels(feature) for layer, feature in reference_features.items()}
-        for start in range(0, rows, batch_size):
+        for start in Progress(range(0, rows, batch_size), desc="psychophysics", unit="batch", enabled=progress):
             stop = min(start + batch_size, rows)
             index = slice(start, stop)
             which = as_tensor["background"][index]

@@ -92,3 +92,40 @@ def _one(frame: pd.DataFrame, condition: Mapping[str, Any]) -> pd.Series:
     if chosen.empty:
         raise ValueError(f"no null summary row for {dict(condition)}")
     return chosen.iloc[0]
+
+
+def headline_metrics(summary: dict[str, Any], k: int) -> dict[str, Any]:
+    """The few numbers ``dvc exp show`` shows (``metrics/psychophysics.json``); the rest stays in the summary.
+
+    Args:
+        summary: the dict of :func:`summary_metrics`.
+        k: its map-subset size.
+
+    Returns:
+        ``null_draws``; ``subsets_k{k}`` -> top-k/bottom-k percentiles in the null as in the paper, on the
+        Nyquist-safe range and gain-normalised; ``topk_pct_by_criterion`` -> ``c{level}`` -> top-k
+        percentile; ``log_corr`` -> the plain and VFSS-weighted VGG distances on both ranges.
+    """
+    subsets = summary[f"subsets_k{k}"]
+    distances = summary["distances"]
+    return {
+        "null_draws": summary["null_draws"],
+        f"subsets_k{k}": {
+            f"{selection}_pct{suffix}": subsets[condition][f"{selection}_percentile"]
+            for condition, suffix in (
+                ("main", ""),
+                ("nyquist_safe", "_nyquist_safe"),
+                ("gain_normalised", "_gain_norm"),
+            )
+            for selection in ("topk", "bottomk")
+        },
+        "topk_pct_by_criterion": {
+            level: values["topk_percentile"] for level, values in summary["criterion_sweep"].items()
+        },
+        "log_corr": {
+            f"{name}{suffix}": distances[name][key]
+            for name in ("vgg", "vfss")
+            if name in distances
+            for key, suffix in (("full", ""), ("nyquist_safe", "_nyquist_safe"))
+        },
+    }

@@ -179,3 +179,18 @@ def test_stimulus_needs_two_cycles_at_the_lowest_frequency() -> None:
     assert pp.StimulusSpec(size=64, frequencies_cpd=(2.0, 4.0, 16.0)).frequencies_cpd[0] == 2.0
     with pytest.raises(ParamsError, match="criterion_contrasts"):
         pp.StimulusSpec(size=64, frequencies_cpd=(2.0, 4.0, 16.0), criterion_contrasts=(0.0,))
+
+
+def test_headline_keeps_the_null_percentiles_within_the_exp_show_budget(table: pd.DataFrame) -> None:
+    nulls = pp.null_summary(table)
+    main = {"criterion_contrast": LEVELS[0], "control": "raw", "frequency_range": "full", "csf": CSFS[0]}
+    summary = pp.summary_metrics(nulls, table, 64, main)
+    headline = pp.headline_metrics(summary, 64)
+    numbers = [v for value in headline.values() for v in (value.values() if isinstance(value, dict) else [value])]
+    assert len(numbers) <= 16  # io.write_headline's limit
+    assert headline["subsets_k64"]["topk_pct"] == summary["subsets_k64"]["main"]["topk_percentile"]
+    assert (
+        headline["subsets_k64"]["bottomk_pct_gain_norm"]
+        == summary["subsets_k64"]["gain_normalised"]["bottomk_percentile"]
+    )
+    assert set(headline["topk_pct_by_criterion"]) == {"c0.003", "c0.01", "c0.1"}
