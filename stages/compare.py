@@ -47,6 +47,14 @@ def differences(
     return pd.concat(tables, ignore_index=True)
 
 
+def headline(table: pd.DataFrame, baseline: str) -> dict[str, dict[str, int]]:
+    """``{"vs_<baseline>": {method: judges better - judges worse}}`` against the first baseline (`dvc exp show`)."""
+    chosen = table[table["baseline"] == baseline]
+    net = (chosen["verdict"] == "better").astype(int) - (chosen["verdict"] == "worse").astype(int)
+    per_method = net.groupby(chosen["method"], sort=False).sum()
+    return {f"vs_{baseline}": {str(method): int(value) for method, value in per_method.items()}}
+
+
 def compare(ctx: StageContext, higher_is_better: Mapping[str, bool]) -> pd.DataFrame:
     """The stage with the judges' directions given: read, compare, write, log; returns the table."""
     p = ctx.params["compare"]
@@ -57,7 +65,8 @@ def compare(ctx: StageContext, higher_is_better: Mapping[str, bool]) -> pd.DataF
         io.write_parquet(table, f"{OUT}/differences.parquet")
         io.write_csv(table, f"{OUT}/differences.csv")
         metrics = compare_metrics(table)
-        io.write_json(metrics, "metrics/compare.json")
+        io.write_json(metrics, f"{OUT}/summary.json")  # the detail; the headline below is the DVC metric
+        io.write_headline(headline(table, p["baselines"][0]), "metrics/compare.json")
         figure = io.save_figure(sr_figures.forest_plot(table), f"{OUT}/forest.png")
         run.log_metrics(flat_metrics(metrics))
         run.log_artifact(figure, "figures")

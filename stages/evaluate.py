@@ -12,12 +12,23 @@ from psychovis.sr.training import load_checkpoint
 OUT = "data/evaluate"
 
 
+HEADLINE_JUDGES = ("psnr_y", "lpips_vgg")  # one fidelity and one perceptual judge per trained method
+
+
+def headline(metrics: dict[str, dict[str, float | None]], judges: list[str]) -> dict[str, dict[str, float | None]]:
+    """``{judge: {method: mean}}`` for two judges (the headline ones if scored, else the first two)."""
+    chosen = [judge for judge in HEADLINE_JUDGES if judge in judges] or judges[:2]
+    chosen = (chosen + [judge for judge in judges if judge not in chosen])[:2]
+    return {judge: {method: values.get(judge) for method, values in metrics.items()} for judge in chosen}
+
+
 def main(ctx: StageContext) -> None:
     train, p = ctx.params["train"], ctx.params["evaluate"]
     device = ctx.device
     if p["figure_seed"] not in train["seeds"]:
         raise ParamsError(f"evaluate.figure_seed {p['figure_seed']} is not one of train.seeds {train['seeds']}")
-    losses = [*train["baseline_losses"], *train["weighted_losses"]]
+    # pixel (L1 continued) always runs (dvc.yaml stage train_pixel); the other baselines are listed
+    losses = list(dict.fromkeys(["pixel", *train["baseline_losses"], *train["weighted_losses"]]))
     models = {
         (loss, seed): load_checkpoint(model_path(loss, seed), device)[0] for loss in losses for seed in train["seeds"]
     }
@@ -38,7 +49,8 @@ def main(ctx: StageContext) -> None:
         metrics = {
             method: {judge: io.json_number(value) for judge, value in row.items()} for method, row in means.iterrows()
         }
-        io.write_json(metrics, "metrics/evaluate.json")
+        io.write_json(metrics, f"{OUT}/scores.json")  # every judge; the headline below is the DVC metric
+        io.write_headline(headline(metrics, p["judges"]), "metrics/evaluate.json", limit=2 * len(metrics))
         io.write_csv(means.reset_index(), f"{OUT}/summary.csv")
         bands = per_band.groupby(["method", "band"], sort=False, as_index=False).agg(
             low_cpp=("low_cpp", "first"),
@@ -51,8 +63,10 @@ def main(ctx: StageContext) -> None:
             io.save_figure(sr_figures.comparison_crops(references, shown, p["figure_crop"]), f"{OUT}/comparison.png"),
             io.save_figure(sr_figures.band_errors(per_band), f"{OUT}/bands.png"),
         ]
+        # One nested run per method, its judges as metrics: the MLflow UI compares methods as runs.
         for method, values in metrics.items():
-            run.log_metrics({f"{method}.{judge}": value for judge, value in values.items() if value is not None})
+            with run.child(f"evaluate@{method}", tags={"method": method}) as method_run:
+                method_run.log_metrics({judge: value for judge, value in values.items() if value is not None})
         for figure in figures:
             run.log_artifact(figure, "figures")
     print(means.round(4).to_string())

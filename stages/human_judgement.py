@@ -11,6 +11,8 @@ the k top-VFSS maps agree better with people than the k bottom or k random ones.
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from psychovis import human_judgement as hj
 from psychovis import io
 from psychovis.backbones import backbone_spec, resolve_layers
@@ -20,8 +22,26 @@ from psychovis.pipeline.distance_inputs import load_distances
 from psychovis.pipeline.runner import StageContext, run_stage
 
 OUT = "data/human_judgement"
-METRICS = "metrics/human_judgement.json"
+METRICS = "metrics/human_judgement.json"  # the headline (`dvc exp show`)
+DETAIL = f"{OUT}/summary.json"  # every data set, distance and interval
+HEADLINE_DISTANCES = ("vgg", "vfss", "lpips_vgg")
 SKIPPED = "no dataset path set in params.yaml human_judgement (tid2013, kadid10k, bapps)"
+
+
+def headline(scored: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """``{"<data set>_<metric>": {distance: score}}``: each data set's first metric, for the key distances.
+
+    BAPPS subsets (``bapps/cnn``, ...) stay in the detail file; their pooled ``bapps`` row is the headline.
+    """
+    rows = scored[scored["distance"].isin(HEADLINE_DISTANCES) & ~scored["dataset"].str.contains("/")]
+    result: dict[str, dict[str, float | None]] = {}
+    for dataset, frame in rows.groupby("dataset", sort=False):
+        metric = frame["metric"].iloc[0]
+        chosen = frame[frame["metric"] == metric]
+        result[f"{dataset}_{metric}"] = {
+            str(d): io.json_number(v, 4) for d, v in zip(chosen["distance"], chosen["value"], strict=True)
+        }
+    return result
 
 
 def write_skipped() -> None:
@@ -30,6 +50,7 @@ def write_skipped() -> None:
     io.write_parquet(hj.empty_subsets(), f"{OUT}/subsets.parquet")
     io.save_figure(plots.message_figure(f"skipped: {SKIPPED}"), f"{OUT}/scores.png")
     io.save_figure(plots.message_figure(f"skipped: {SKIPPED}"), f"{OUT}/subsets.png")
+    io.write_json({"skipped": SKIPPED}, DETAIL)
     io.write_json({"skipped": SKIPPED}, METRICS)
     print(f"human_judgement: skipped: {SKIPPED}")
 
@@ -97,7 +118,8 @@ def main(ctx: StageContext) -> None:
             }
             for row in summary.itertuples(index=False)
         }
-        io.write_json(metrics, METRICS)
+        io.write_json(metrics, DETAIL)
+        io.write_headline(headline(scored), METRICS)
         figures = [
             io.save_figure(plots.scores_figure(scored), f"{OUT}/scores.png"),
             io.save_figure(plots.subsets_figure(summary), f"{OUT}/subsets.png"),

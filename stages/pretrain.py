@@ -4,8 +4,7 @@ import argparse
 
 from psychovis import io
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.training import run_training
-from psychovis.sr.data import load_dataset
+from psychovis.pipeline.training import add_arguments, run_training_stage
 from psychovis.sr.training import TrainConfig
 
 
@@ -14,15 +13,13 @@ def main(ctx: StageContext) -> None:
     config = TrainConfig.from_params(
         train, "pixel", base["seed"], iterations=p["iterations"], learning_rate=p["learning_rate"]
     )
-    images, _ = load_dataset(train["image_dir"], train["test_images"], min_size=train["crop_size"])
-    with ctx.run(tags={"loss": "pixel"}) as run:
-        run.set_tags({"device": str(ctx.device), "train_images": ",".join(images)})
-        summary = run_training(run, config, "pretrain", list(images.values()), ctx.device, ctx.args.resume)
+    summary = run_training_stage(ctx, config, "pretrain", tags={"loss": "pixel"})
+    if summary is None:  # another rank, or the launcher of the ranks (rank 0 has written and printed)
+        return
     io.write_json(summary, "metrics/pretrain.json")
     print(f"pretrain: L1 {summary['pixel_l1']} after {config.iterations} steps, plateau {summary['plateau_change']}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `pretrain` stage")
-    parser.add_argument("--resume", action="store_true", help="continue from a checkpoint (or PSYCHOVIS_RESUME=1)")
-    run_stage("pretrain", main, sections=["base", "train", "pretrain"], parser=parser)
+    run_stage("pretrain", main, sections=["base", "train", "pretrain"], parser=add_arguments(parser))

@@ -1,9 +1,10 @@
 """Stage `psychophysics`: contrast detection thresholds of image distances against the human CSF.
 
-Each distance (pixel MSE, plain VGG, VFSS-weighted, top-/bottom-/random-k VFSS maps, LPIPS) is
-the observer of a grating-detection experiment on grey, natural and noise backgrounds; its
-"CSF" (1 / threshold over frequency) is scored against the human one, and the map-subset curve
-asks whether the k top-VFSS maps are more human-like than the k bottom or k random ones.
+Each distance (pixel MSE, plain VGG, VFSS-weighted, top-/bottom-/random-k VFSS maps, LPIPS-VGG,
+LPIPS-Alex, DISTS) is the observer of a grating-detection experiment on grey, natural and noise
+backgrounds; its "CSF" (1 / threshold over frequency) is scored against the human one. The
+map-subset test places the k top- and bottom-VFSS maps in a null of random k-map subsets, under
+every criterion level, frequency range (full, Nyquist-safe), human CSF and a gain-normalised control.
 """
 
 import time
@@ -17,6 +18,7 @@ from psychovis.errors import ParamsError
 from psychovis.pipeline.distance_inputs import load_distances
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.psychophysics import figures as plots
+from psychovis.statistics import flat_metrics
 
 OUT = "data/psychophysics"
 FEATURE_DISTANCES = ("vgg", "vfss", "topk", "bottomk", "randomk")
@@ -43,6 +45,8 @@ def main(ctx: StageContext) -> None:
         taper=p["window_taper"],
         reference_frequency_cpd=p["reference_frequency_cpd"],
         reference_contrast=p["reference_contrast"],
+        criterion_contrasts=tuple(p["criterion_contrasts"]),
+        min_cycles=p["min_cycles"],
     )
     backgrounds = pp.make_backgrounds(
         spec,
@@ -59,41 +63,60 @@ def main(ctx: StageContext) -> None:
         thresholds = pp.thresholds_frame(grid)
         scored = pp.score_thresholds(thresholds, csf)
         masking = pp.masking_table(thresholds)
-        seeds = [base["seed"] + offset for offset in range(p["subset_seeds"])]
-        subsets = pp.subset_curve(grid, scores, p["subset_ks"], seeds, p["subset_background"], csf)
-        summary = pp.subset_summary(subsets)
+        table = pp.robustness_table(
+            grid,
+            scores,
+            p["subset_ks"],
+            p["null_draws"],
+            csfs=list(dict.fromkeys([csf, *p["reference_csfs"]])),
+            nyquist_safe_cpp=p["nyquist_safe_cpp"],
+            seed=base["seed"],
+            background=p["subset_background"],
+        )
+        nulls = pp.null_summary(table)
         elapsed = time.perf_counter() - started
 
+        main_condition = {
+            "criterion_contrast": float(p["reference_contrast"]),
+            "control": "raw",
+            "frequency_range": "full",
+            "csf": csf,
+        }
+        metrics = pp.summary_metrics(nulls, table, p["top_k"], main_condition)
         io.write_parquet(thresholds, f"{OUT}/thresholds.parquet")
         io.write_parquet(scored, f"{OUT}/scores.parquet")
         io.write_parquet(masking, f"{OUT}/masking.parquet")
-        io.write_parquet(subsets, f"{OUT}/subsets.parquet")
+        io.write_parquet(table, f"{OUT}/robustness.parquet")
         io.write_csv(thresholds[["distance", "background", "frequency_cpd", "sensitivity"]], f"{OUT}/sensitivity.csv")
-        io.write_csv(summary, f"{OUT}/subsets.csv")
-        metrics = pp.summary_metrics(scored, masking, subsets)
-        io.write_json(metrics, "metrics/psychophysics.json")
+        io.write_csv(nulls, f"{OUT}/nulls.csv")
+        io.write_json(metrics, f"{OUT}/summary.json")
+        io.write_headline(pp.headline_metrics(metrics, p["top_k"]), "metrics/psychophysics.json")
 
-        on_subset_background = scored[scored["background"] == p["subset_background"]].set_index("distance")
-        references = {
-            label: float(on_subset_background.loc[name, "log_correlation"])
-            for label, name in (("all maps (vgg)", "vgg"), ("VFSS-weighted", "vfss"))
-            if name in on_subset_background.index
-        }
         examples = {name: pp.example_stimulus(background, spec) for name, background in backgrounds.items()}
+        safe = {**main_condition, "frequency_range": "nyquist_safe"}
+        panels = {
+            "as in the paper (all frequencies)": main_condition,
+            f"frequencies <= {p['nyquist_safe_cpp']:g} cycles/pixel": safe,
+            "gain-normalised maps": {**main_condition, "control": "gain_normalised"},
+        }
+        sweep_condition = {key: main_condition[key] for key in ("control", "frequency_range", "csf")}
         figures = [
             io.save_figure(plots.csf_overlay(thresholds, csf, examples), f"{OUT}/csf_overlay.png"),
-            io.save_figure(plots.subsets_figure(summary, references), f"{OUT}/subsets.png"),
+            io.save_figure(plots.subsets_figure(nulls, panels), f"{OUT}/subsets.png"),
+            io.save_figure(
+                plots.criterion_sweep_figure(table, nulls, p["top_k"], sweep_condition), f"{OUT}/criterion_sweep.png"
+            ),
         ]
-        flat = {"elapsed_s": elapsed}
-        for distance, per_background in metrics.items():
-            for background, values in per_background.items():
-                flat.update({f"{distance}.{background}.{key}": v for key, v in values.items() if v is not None})
-        run.log_metrics(flat)
+        run.log_metrics({"elapsed_s": elapsed, **flat_metrics(metrics)})
         for figure in figures:
             run.log_artifact(figure, "figures")
+    headline = nulls[(nulls["k"] == p["top_k"])]
     print(scored.round(3).to_string(index=False))
-    print(summary.round(3).to_string(index=False))
-    print(f"psychophysics: {len(thresholds)} thresholds and {len(subsets)} map subsets in {elapsed:.0f} s")
+    print(headline.round(3).to_string(index=False))
+    print(
+        f"psychophysics: {len(thresholds)} thresholds, {p['null_draws']} random draws per k, "
+        f"{len(table)} scored curves in {elapsed:.0f} s"
+    )
 
 
 if __name__ == "__main__":

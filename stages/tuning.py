@@ -24,7 +24,18 @@ def main(ctx: StageContext) -> None:
             }
             for _, row in per_layer.iterrows()
         }
-        io.write_json(metrics, "metrics/tuning.json")
+        metrics["classes"] = {name: int((summary["tuning_class"] == name).sum()) for name in tuning.TUNING_CLASSES}
+        edge = tuning.nyquist_edge(summary)
+        metrics["nyquist_edge"] = {key: io.json_number(value, 4) for key, value in edge.items()}
+        io.write_json(metrics, f"{OUT}/summary.json")  # per layer, classes, Nyquist edge (the report reads it)
+        # Headline for `dvc exp show`; the detail above and data/tuning/layers.csv are plain outputs.
+        band_pass = summary[summary["tuning_class"] == "band-pass"]
+        headline = {
+            "maps": len(summary),
+            "share_band_pass": float((summary["tuning_class"] == "band-pass").mean()),
+            "median_preferred_cpd": float(band_pass["preferred_frequency_cpd"].median()) if len(band_pass) else None,
+        }
+        io.write_headline(headline, "metrics/tuning.json")
         figures = [
             io.save_figure(plots.tuning_examples(curves, summary, p["example_maps"]), f"{OUT}/examples.png"),
             io.save_figure(
@@ -37,8 +48,10 @@ def main(ctx: StageContext) -> None:
             ),
         ]
         for layer, values in metrics.items():
+            if layer in ("nyquist_edge", "classes"):
+                continue
             run.log_metrics({f"{layer}.{key}": value for key, value in values.items() if key != "maps"})
-        run.log_metrics({"share_band_pass": float((summary["tuning_class"] == "band-pass").mean())})
+        run.log_metrics({key: value for key, value in headline.items() if value is not None})
         for figure in figures:
             run.log_artifact(figure, "figures")
 

@@ -12,9 +12,8 @@ import torch
 from psychovis import io
 from psychovis.backbones import backbone_spec, lpips_heads, resolve_layers
 from psychovis.errors import ParamsError
-from psychovis.feature_weights import FeatureWeights
+from psychovis.feature_weights import FeatureWeights, shaping_params
 from psychovis.pipeline.inputs import VFSS_TABLE, read_input
-from psychovis.pipeline.params import params_hash
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.vfss import l1_weights, top_k_mask
 
@@ -34,13 +33,17 @@ def main(ctx: StageContext) -> None:
     missing = sorted(set(layers) - set(scores["layer"]))
     if missing:
         raise ParamsError(f"weights.layers {missing} were not probed; add them to features.layers")
+    small = [layer for layer in layers if (scores["layer"] == layer).sum() < p["top_k"]]
+    if small:
+        size = int((scores["layer"] == small[0]).sum())
+        raise ParamsError(f"weights.top_k is {p['top_k']} but {small[0]} has {size} maps; choose at most {size}")
     with ctx.run() as run:
         rows, exported = [], {"vfss": {}, "topk": {}, "vfss_normalised": {}, "lpips_weighted": {}}
         for layer in layers:
             chosen = scores[scores["layer"] == layer].sort_values("channel")
             vfss = chosen["vfss"].to_numpy()
             exported["vfss"][layer] = l1_weights(vfss)
-            exported["topk"][layer] = top_k_mask(vfss, min(p["top_k"], len(vfss)))
+            exported["topk"][layer] = top_k_mask(vfss, p["top_k"])
             exported["vfss_normalised"][layer] = l1_weights(chosen["vfss_normalised"].to_numpy())
             rank = np.empty(len(vfss), dtype=np.int32)
             rank[np.argsort(-vfss, kind="stable")] = np.arange(1, len(vfss) + 1)
@@ -56,16 +59,13 @@ def main(ctx: StageContext) -> None:
             exported["lpips_weighted"][layer] = l1_weights(heads[layer].double().numpy())
         table = pd.concat(rows, ignore_index=True)
         io.write_parquet(table, f"{OUT}/weights.parquet")
-        metadata = {
-            "params_hash": params_hash(ctx.logged_params),
-            "csf": ctx.params["vfss"]["csf"],
-        }
         for scheme, per_layer in exported.items():
+            # Only the keys that shaped this scheme: `-S weights.top_k=32` leaves vfss.safetensors byte-identical.
             artifact = FeatureWeights(
                 base["backbone"],
                 scheme,
                 {layer: torch.from_numpy(w).float() for layer, w in per_layer.items()},
-                metadata,
+                shaping_params(scheme, ctx.params),
             ).save(f"{OUT}/{scheme}.safetensors")
             run.log_artifact(artifact, "weights")
         metrics = {}
@@ -77,7 +77,11 @@ def main(ctx: StageContext) -> None:
                 "effective_maps": io.json_number(1.0 / np.sum(w**2), 3),
                 "max_weight": io.json_number(w.max(), 6),
             }
-        io.write_json(metrics, "metrics/weights.json")
+        # Headline: the first layer's numbers flat (the default derives weights at one layer), the rest by layer.
+        first, *others = layers
+        headline = {key: value for key, value in metrics[first].items() if key != "maps"}
+        headline.update({layer: {"effective_maps": metrics[layer]["effective_maps"]} for layer in others})
+        io.write_headline(headline, "metrics/weights.json", digits=6)
         for layer, values in metrics.items():
             run.log_metrics({f"{layer}.{key}": value for key, value in values.items()})
 

@@ -15,6 +15,10 @@ class WeightsError(PsychovisError):
     """Backbone or loss weights are missing, truncated, tampered with or unsafe to load."""
 
 
+class InvalidWeightsError(WeightsError, ValueError):
+    """Feature weights the loss cannot use: non-finite, negative, missing maps, or made for another backbone."""
+
+
 class DataError(PsychovisError, ValueError):
     """An input file (image, Parquet table) is missing, corrupt or has the wrong schema."""
 

@@ -2,51 +2,104 @@
 
 The `weights` stage exports one file per scheme (``vfss``: L1-normalised VFSS; ``topk``: the k
 highest-VFSS maps); :class:`psychovis.distances.loss.PsychovisualLoss` reads them.
+
+A weights file names its backbone and holds one weight for every map of each of its layers;
+the metadata records only what shaped the file (the params keys the scheme read, the CSF), so
+a parameter that does not affect a scheme leaves its file byte-identical.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
 
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.errors import WeightsError
+from psychovis.errors import InvalidWeightsError, WeightsError
 from psychovis.io import atomic_path
 
 FORMAT = "psychovis.feature-weights/1"
 METADATA_KEY = "psychovis"
+MAX_FILE_BYTES = 16 << 20
+"""Largest weights file read: every map of every VGG-16 layer is 4,224 floats (about 17 KB)."""
+REEXPORT = "re-export it with `dvc repro weights`"
+SHAPING_KEYS: dict[str, tuple[str, ...]] = {
+    "vfss": ("base.backbone", "weights.layers", "vfss.csf"),
+    "vfss_normalised": ("base.backbone", "weights.layers", "vfss.csf"),
+    "topk": ("base.backbone", "weights.layers", "weights.top_k", "vfss.csf"),
+    "lpips_weighted": ("base.backbone", "weights.lpips_layers"),
+}
+"""The params keys that shape each scheme's file (``vfss.csf`` shaped the VFSS scores it is made of)."""
+
+
+def shaping_params(scheme: str, params: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The metadata recording what shaped a scheme's weights: ``{"params": <sorted JSON of its keys>}``.
+
+    Only the keys in :data:`SHAPING_KEYS` are recorded, so changing another parameter (e.g.
+    ``weights.top_k`` for the ``vfss`` file) leaves the file byte-identical.
+
+    Args:
+        scheme: a key of :data:`SHAPING_KEYS`.
+        params: the params sections, e.g. ``{"base": {...}, "weights": {...}, "vfss": {...}}``.
+
+    Returns:
+        Metadata entries to store in the weights file.
+    """
+    values = {}
+    for key in SHAPING_KEYS[scheme]:
+        section, name = key.split(".")
+        values[key] = params[section][name]
+    return {"params": json.dumps(values, sort_keys=True)}
 
 
 @dataclass
 class FeatureWeights:
-    """Non-negative weights for the feature maps of some layers of a backbone.
+    """Non-negative weights for every feature map of some layers of a backbone.
 
     Attributes:
         backbone: backbone name (e.g. ``vgg16``).
         scheme: how the weights were derived (``vfss``, ``topk`` or ``uniform``).
-        weights: layer name -> float32 tensor of shape ``(channels,)``.
-        metadata: free-form string metadata (params hash, CSF model, ...).
+        weights: layer name -> tensor of shape ``(maps of the layer,)``.
+        metadata: free-form string metadata (the params that shaped the file, the CSF, provenance).
+        source: where the weights came from, for error messages (a file path, or ``feature weights``).
     """
 
     backbone: str
     scheme: str
     weights: dict[str, torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
+    source: str = field(default="feature weights", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         spec = backbone_spec(self.backbone)
-        resolve_layers(spec, list(self.weights), key="weights layers")
+        resolve_layers(spec, list(self.weights), key=f"{self.source}: layers")
         for layer, tensor in self.weights.items():
-            if tensor.ndim != 1 or not torch.isfinite(tensor).all() or (tensor < 0).any():
-                raise WeightsError(f"weights for {layer} must be a finite non-negative vector")
-            if float(tensor.sum()) <= 0:
-                raise WeightsError(f"weights for {layer} are all zero: no feature map would count")
+            if not isinstance(tensor, torch.Tensor) or tensor.ndim != 1:
+                raise InvalidWeightsError(f"{self.source}: weights for {layer} must be a vector, one weight per map")
+            if tensor.numel() != spec.channels[layer]:
+                raise InvalidWeightsError(
+                    f"{self.source} has {tensor.numel()} of {spec.channels[layer]} maps of {layer} "
+                    f"({self.backbone}); weights must cover every map of their layer"
+                )
+            # float64: sums of tiny or huge float32 weights neither vanish nor overflow.
+            values = tensor.detach().to(torch.float64)
+            if not torch.isfinite(values).all() or (values < 0).any():
+                raise InvalidWeightsError(
+                    f"{self.source}: weights for {layer} must be finite and non-negative "
+                    f"(found {int((~torch.isfinite(values)).sum())} non-finite, {int((values < 0).sum())} negative)"
+                )
+            if float(values.sum()) <= 0:
+                raise InvalidWeightsError(
+                    f"{self.source}: weights for {layer} are all zero: no feature map would count"
+                )
 
     @property
     def layers(self) -> list[str]:
@@ -59,8 +112,21 @@ class FeatureWeights:
             backbone, "uniform", {layer: torch.full((channels[layer],), 1.0 / channels[layer]) for layer in layers}
         )
 
+    def normalised(self, layer: str) -> torch.Tensor:
+        """The weights of ``layer`` rescaled to mean 1, computed in float64 and returned in float32.
+
+        Tiny uniform weights (a float32 sum that rounds to 0) and weights near the float32 maximum
+        (a float32 sum that overflows) both give the same mean-1 weights as any other scaling.
+        """
+        values = self.weights[layer].detach().to(torch.float64)
+        return (values * (values.numel() / values.sum())).to(torch.float32)
+
     def save(self, path: str | Path) -> Path:
-        """Write the weights atomically as safetensors, metadata included."""
+        """Write the weights atomically as float32 safetensors, metadata included.
+
+        Raises:
+            InvalidWeightsError: a weight beyond float32's range (it would be stored as inf).
+        """
         metadata = {
             **self.metadata,
             "format": FORMAT,
@@ -69,6 +135,11 @@ class FeatureWeights:
             "layers": json.dumps(self.layers),
         }
         tensors = {layer: tensor.detach().to(torch.float32).contiguous() for layer, tensor in self.weights.items()}
+        for layer, tensor in tensors.items():
+            if not torch.isfinite(tensor).all():
+                raise InvalidWeightsError(
+                    f"{self.source}: weights for {layer} exceed float32's range; divide them by their sum first"
+                )
         # One key holding sorted JSON: safetensors writes a multi-key metadata map in arbitrary order,
         # which would make equal weights give different bytes (and DVC hashes) from run to run.
         header = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
@@ -81,29 +152,57 @@ class FeatureWeights:
         """Read weights exported by the `weights` stage (or :meth:`save`).
 
         Raises:
-            WeightsError: the file is missing, unreadable or not a psychovis weights file.
+            WeightsError: the file is missing, too large (checked with ``stat`` before reading),
+                unreadable or not a psychovis weights file.
+            InvalidWeightsError: (also a ``ValueError``) the weights are non-finite, negative, or
+                do not cover every map of their layer; the message names the file.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise WeightsError(f"feature weights file {path} is missing; run `dvc repro weights` to export it")
-        try:
-            from safetensors import safe_open
+        return cls.from_bytes(read_weights_bytes(path), path)
 
-            with safe_open(str(path), framework="pt") as handle:
-                header = dict(handle.metadata() or {})
-            tensors = load_file(str(path))
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str | Path) -> FeatureWeights:
+        """Parse the bytes of a weights file; ``path`` names it in error messages."""
+        try:
+            tensors = load_bytes(data)
+            header_size = int.from_bytes(data[:8], "little")
+            header = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
             metadata = json.loads(header.get(METADATA_KEY, "{}"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(
-                f"{path} is not a readable safetensors file ({exc}); re-export it with `dvc repro weights`"
-            ) from exc
+        except (SafetensorError, OSError, ValueError, AttributeError) as exc:
+            raise WeightsError(f"{path} is not a readable safetensors file ({exc}); {REEXPORT}") from exc
         if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-            raise WeightsError(f"{path} is not a psychovis feature-weights file (format {metadata.get('format')!r})")
+            format_ = metadata.get("format") if isinstance(metadata, dict) else None
+            raise WeightsError(f"{path} is not a psychovis feature-weights file (format {format_!r})")
         try:
             layers = json.loads(metadata["layers"])
             weights = {layer: tensors[layer] for layer in layers}
             backbone, scheme = metadata["backbone"], metadata["scheme"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); re-export it") from exc
+            raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); {REEXPORT}") from exc
         extra = {key: value for key, value in metadata.items() if key not in ("format", "backbone", "scheme", "layers")}
-        return cls(backbone, scheme, weights, extra)
+        return cls(backbone, scheme, weights, extra, source=f"weights file {path}")
+
+
+def read_weights_bytes(path: str | Path) -> bytes:
+    """The bytes of a weights file, its size checked with ``stat`` before anything is read.
+
+    Raises:
+        WeightsError: missing, not a file, or larger than :data:`MAX_FILE_BYTES`.
+    """
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = None
+    if size is None or not path.is_file():
+        raise WeightsError(
+            f"feature weights file {path} (resolved: {path.resolve()}) is missing; run `dvc repro weights` "
+            "to export it, or use PsychovisualLoss.pretrained(...) for the weights shipped with psychovis"
+        )
+    if size > MAX_FILE_BYTES:
+        raise WeightsError(
+            f"{path} has {size:,} bytes; a feature-weights file is a few KB (at most {MAX_FILE_BYTES:,}): wrong file?"
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"{path} cannot be read ({exc}); {REEXPORT}") from exc

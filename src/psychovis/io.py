@@ -19,9 +19,10 @@ import contextvars
 import glob
 import json
 import math
+import numbers
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,48 @@ def write_text(text: str, path: PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+HEADLINE_LIMIT = 16  # numbers per headline file: `dvc exp show` keeps every stage's file on one screen
+
+
+def write_headline(values: Mapping[str, Any], path: PathLike, digits: int = 4, limit: int = HEADLINE_LIMIT) -> Path:
+    """Write a stage's headline metrics (the few numbers `dvc exp show` columns show), atomically.
+
+    The detail (per layer, per judge, ...) belongs in a plain output next to the stage's data;
+    this file is the one declared under ``metrics:`` in dvc.yaml. Numbers are rounded to
+    ``digits`` decimals (NaN/inf become null); one level of nesting is allowed (``{judge: {method:
+    value}}`` shows as ``judge.method`` columns).
+
+    Args:
+        values: name -> number (or a mapping name -> number).
+        path: where to write, e.g. ``metrics/tuning.json``.
+        digits: decimals kept.
+        limit: most numbers allowed.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: more than ``limit`` numbers, or nesting deeper than one level.
+    """
+
+    def number(name: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            raise ValueError(f"headline metric {name} is nested more than one level; move it to a detail file")
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return value
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        return json_number(value, digits)
+
+    headline: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            headline[key] = {inner: number(f"{key}.{inner}", v) for inner, v in value.items()}
+        else:
+            headline[key] = number(key, value)
+    count = sum(len(v) if isinstance(v, dict) else 1 for v in headline.values())
+    if count > limit:
+        raise ValueError(f"{path}: {count} headline metrics, more than {limit}; move the detail to a data/ file")
+    return write_json(headline, path)

@@ -36,8 +36,21 @@ UPSAMPLERS: tuple[str, ...] = ("pixelshuffle", "icnr", "resize_conv")
 SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
 """Ways of choosing k feature maps by VFSS: highest, lowest, or at random."""
 
-DISTANCES: tuple[str, ...] = ("pixel_mse", "vgg", "vfss", *SELECTIONS, "lpips_vgg")
-"""Image distances the psychophysical and human-judgement experiments compare."""
+DISTANCES: tuple[str, ...] = ("pixel_mse", "vgg", "vfss", *SELECTIONS, "lpips_vgg", "lpips_alex", "dists")
+"""Image distances the psychophysical and human-judgement experiments compare (LPIPS-Alex and DISTS are
+the same implementations as the SR evaluation's judges, so they share nothing with the VGG-16 maps)."""
+
+SUBSET_CONTROLS: tuple[str, ...] = ("raw", "gain_normalised")
+"""How the psychophysics map-subset test weighs maps: as the loss does, or each map's error divided by
+its own error at the criterion (every map counts equally, whatever its response gain)."""
+
+VFSS_NORMALISATIONS: tuple[str, ...] = ("none", "mean_response")
+"""``vfss.normalise``: the paper's VFSS, or VFSS divided by each map's mean response (shape, not gain)."""
+
+INPUT_SCALINGS: tuple[str, ...] = ("imagenet", "matlab_literal")
+"""``stimuli.input_scaling``: how [0, 1] stimuli enter the network. ``imagenet``: torchvision's mean/std
+(what the network was trained on); ``matlab_literal``: as if [0, 1] images went unscaled into MATLAB's
+``vgg16``, whose input layer subtracts a 0-255 mean (the stimulus arrives 255 times too dark)."""
 
 BACKGROUNDS: tuple[str, ...] = ("grey", "natural", "texture")
 """Backgrounds of the psychophysical detection experiment."""

@@ -12,12 +12,22 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from psychovis import gratings
 from psychovis.backbones import FeatureExtractor
+from psychovis.errors import ParamsError
+from psychovis.progress import progress as progress_of
 
 RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
+
+INPUT_GAIN = {"imagenet": 1.0, "matlab_literal": 1.0 / 255.0}
+"""Pixel gain applied to [0, 1] stimuli before the ImageNet mean/std, per ``stimuli.input_scaling``.
+
+``imagenet`` is what torchvision's VGG-16 was trained on. ``matlab_literal`` reproduces the other
+reading of the authors' code: MATLAB's Caffe-converted ``vgg16`` expects 0-255 images and its
+input layer subtracts a 0-255 mean, ``y = 255 x - 255 m``; a [0, 1] image fed as is gives
+``y = x - 255 m = 255 (x / 255 - m)``, the same input as a [0, 1] image scaled by 1/255 under
+the network's own normalisation (a stimulus 255 times darker and lower in contrast)."""
 
 
 def _spatial_means(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
@@ -45,6 +55,7 @@ def map_responses(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    input_scaling: str = "imagenet",
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
     """Spatial-mean post-ReLU response of every map of every requested layer to every stimulus.
 
@@ -54,11 +65,15 @@ def map_responses(
         batch_size: stimuli rendered and run per forward pass.
         device: where to render and run.
         progress: show a progress bar.
+        input_scaling: a key of :data:`INPUT_GAIN` (``stimuli.input_scaling``).
 
     Returns:
         ``responses`` of shape ``(n_stimuli, n_maps)`` (float32) and the ``(layer, channel)``
         of each column, in network order.
     """
+    if input_scaling not in INPUT_GAIN:
+        raise ParamsError(f"stimuli.input_scaling must be one of {list(INPUT_GAIN)}, got {input_scaling!r}")
+    gain = INPUT_GAIN[input_scaling]
     device = torch.device(device)
     extractor = extractor.to(device)
     if device.type == "cuda":
@@ -66,8 +81,10 @@ def map_responses(
     blocks: list[np.ndarray] = []
     starts = range(0, len(stimuli), batch_size)
     with torch.inference_mode():
-        for start in tqdm(starts, desc="features", unit="batch", disable=not progress):
+        for start in progress_of(starts, "features", unit="batch", enabled=progress):
             batch = gratings.render(stimuli.iloc[start : start + batch_size], device=device)
+            if gain != 1.0:
+                batch = batch * gain
             if device.type == "cuda":
                 batch = batch.to(memory_format=torch.channels_last)
             means = _spatial_means(extractor, batch)

@@ -59,7 +59,7 @@ def ordered(methods: Sequence[str]) -> list[str]:
 
 
 def means_table(evaluate: Mapping[str, Mapping[str, float | None]], judges: Sequence[str]) -> str:
-    """Mean score per method (rows) and judge (columns), from ``metrics/evaluate.json``."""
+    """Mean score per method (rows) and judge (columns), from ``data/evaluate/scores.json``."""
     evaluate = {method: evaluate[method] for method in ordered(list(evaluate))}
     rows = [
         [method] + [number(scores.get(judge), DIGITS.get(judge, 4)) for judge in judges]
@@ -193,6 +193,147 @@ def tuning_section(tuning: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+NULL_CONDITIONS = ("criterion_contrast", "control", "frequency_range", "csf")
+
+
+def band_verdict(percentile: float | None, band: tuple[float, float] = (2.5, 97.5)) -> str:
+    """How a percentile in the random-subset null reads: inside its 95 % band, or above/below it."""
+    if percentile is None or not math.isfinite(float(percentile)):
+        return "not measurable"
+    if percentile > band[1]:
+        return "more human-like than random subsets"
+    if percentile < band[0]:
+        return "less human-like than random subsets"
+    return "inside the random-subset 95 % band"
+
+
+def condition_label(row: Mapping[str, Any], main: Mapping[str, Any]) -> str:
+    """A short name of an analysis condition: what differs from the main one."""
+    changed = [
+        {
+            "criterion_contrast": f"criterion {row['criterion_contrast']:g}",
+            "control": str(row["control"]).replace("_", "-"),
+            "frequency_range": "Nyquist-safe frequencies",
+            "csf": f"CSF {row['csf']}",
+        }[key]
+        for key in NULL_CONDITIONS
+        if row[key] != main[key]
+    ]
+    return ", ".join(changed) or "as in the paper"
+
+
+def psychophysics_section(
+    metrics: Mapping[str, Any], nulls: pd.DataFrame, k: int, main: Mapping[str, Any], nyquist_safe_cpp: float
+) -> list[str]:
+    """The psychophysical test worded by its null: top-k and bottom-k VFSS maps against random k-map subsets."""
+    entry = metrics[f"subsets_k{k}"]["main"]
+    at_k = nulls[nulls["k"] == k]
+    outside = at_k[(at_k["topk_percentile"] > 97.5) | (at_k["topk_percentile"] < 2.5)]
+    outside_bottom = at_k[(at_k["bottomk_percentile"] > 97.5) | (at_k["bottomk_percentile"] < 2.5)]
+    singles = [dict(main)]
+    for key in NULL_CONDITIONS:
+        for value in dict.fromkeys(at_k[key]):
+            if value != main[key]:
+                singles.append({**main, key: value})
+    rows = []
+    for condition in singles:
+        chosen = at_k
+        for key, value in condition.items():
+            chosen = chosen[chosen[key] == value]
+        if chosen.empty:
+            continue
+        row = chosen.iloc[0]
+        rows.append(
+            [
+                condition_label(row, main),
+                f"{number(row['topk'], 2)} ({number(row['topk_percentile'], 0)})",
+                f"{number(row['bottomk'], 2)} ({number(row['bottomk_percentile'], 0)})",
+                f"{number(row['null_low'], 2)} .. {number(row['null_high'], 2)}",
+            ]
+        )
+    distances = metrics.get("distances", {})
+    distance_rows = [
+        [name, number(values.get("full"), 2), number(values.get("nyquist_safe"), 2)]
+        for name, values in distances.items()
+    ]
+    lines = [
+        "## Are the high-VFSS maps the human-like ones? (psychophysics)",
+        "",
+        'Each distance is the observer of a grating-detection experiment; its "CSF" (1 / threshold) is '
+        "correlated in log space with the human CSF. The k top- and bottom-VFSS maps are placed in a null of "
+        f"{metrics['null_draws']} random k-map subsets (percentile in brackets; the band is the null's 2.5th to "
+        "97.5th percentile).",
+        "",
+        f"- Top-{k} VFSS maps: {number(entry['topk'], 2)}, percentile {number(entry['topk_percentile'], 0)}: "
+        f"{band_verdict(entry['topk_percentile'])}. Bottom-{k}: {number(entry['bottomk'], 2)}, percentile "
+        f"{number(entry['bottomk_percentile'], 0)}: {band_verdict(entry['bottomk_percentile'])}.",
+        f"- Over all {len(at_k)} analysis conditions (criterion levels x frequency ranges x human CSFs x "
+        f"controls), top-{k} is outside the band in {len(outside)} and bottom-{k} in {len(outside_bottom)}"
+        + _outside_list(outside, outside_bottom, k, main)
+        + ".",
+        "",
+        markdown_table(
+            ["condition (one change at a time)", f"top-{k} (pct)", f"bottom-{k} (pct)", "random 95 % band"], rows
+        ),
+        "",
+        f"Every distance's log-correlation on all frequencies and on those at most {nyquist_safe_cpp:g} "
+        "cycles/pixel (at least 4 pixels per cycle), as in the paper otherwise:",
+        "",
+        markdown_table(["distance", "all frequencies", "Nyquist-safe"], distance_rows),
+        "",
+    ]
+    return lines
+
+
+def _outside_list(top: pd.DataFrame, bottom: pd.DataFrame, k: int, main: Mapping[str, Any]) -> str:
+    """`` (top-k above: ...; bottom-k below: ...)`` naming the conditions outside the band, or nothing."""
+    parts = []
+    for name, rows in ((f"top-{k}", top), (f"bottom-{k}", bottom)):
+        for side, chosen in (
+            ("above", rows[rows[f"{name.split('-')[0]}k_percentile"] > 97.5]),
+            ("below", rows[rows[f"{name.split('-')[0]}k_percentile"] < 2.5]),
+        ):
+            if len(chosen):
+                labels = "; ".join(condition_label(row, main) for _, row in chosen.iterrows())
+                parts.append(f"{name} {side} the band: {labels}")
+    return f" ({'. '.join(parts)})" if parts else ""
+
+
+def vfss_section(
+    metrics: Mapping[str, Any], sensitivity: pd.DataFrame, layers: Sequence[str], nyquist_edge: Mapping[str, Any]
+) -> list[str]:
+    """What VFSS ranks maps by (gain), and how much the ranking depends on the analysis assumptions."""
+    gain = metrics["gain"]
+    lines = ["## What does VFSS measure?", ""]
+    for layer in layers:
+        if layer in gain:
+            lines.append(
+                f"- At {layer}, VFSS ranks correlate {number(gain[layer]['spearman_range'], 2)} (Spearman) with each "
+                f"map's response range and {number(gain[layer]['spearman_mean'], 2)} with its mean response: the "
+                "score mostly ranks maps by how strongly they respond (their gain), a property of its definition."
+            )
+    chosen = sensitivity[sensitivity["layer"].isin(layers)]
+    rows = [
+        [str(row.variant), str(row.layer), number(row.spearman, 2), number(row.top_k_overlap, 2)]
+        for row in chosen.itertuples(index=False)
+    ]
+    if nyquist_edge:
+        lines.append(
+            f"- {number(100 * nyquist_edge['share'], 0)} % of the maps classed high-pass "
+            f"({int(nyquist_edge['maps'])} of {int(nyquist_edge['high_pass'])}) peak at the last probed frequency "
+            f"({number(nyquist_edge['frequency_cpp'], 3)} cycles/pixel): a Nyquist-edge effect as much as a preference."
+        )
+    lines += [
+        "",
+        "How the ranking moves when one assumption changes (rank correlation with this run's scores, and the "
+        "share of its top maps kept):",
+        "",
+        markdown_table(["change", "layer", "Spearman", "top-k overlap"], rows),
+        "",
+    ]
+    return lines
+
+
 def render_results(
     evaluate: Mapping[str, Mapping[str, float | None]],
     differences: pd.DataFrame,
@@ -200,8 +341,10 @@ def render_results(
     judges: Sequence[str],
     study: tuple[Mapping[str, Any], pd.DataFrame, str] | None = None,
     tuning: Sequence[Mapping[str, Any]] = (),
+    analysis: Sequence[str] = (),
 ) -> str:
-    """The whole ``docs/results.md``: the default run, the study preset if given, and the tuning."""
+    """The whole ``docs/results.md``: the default run, the study preset if given, the tuning, then the
+    analysis sections (:func:`psychophysics_section`, :func:`vfss_section`)."""
     lines = [
         "# Results",
         "",
@@ -215,11 +358,14 @@ def render_results(
         lines += sr_section("The study preset: more seeds, longer fine-tunes", *study, judges)
     if tuning:
         lines += tuning_section(tuning)
+    lines += list(analysis)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_summary(evaluate: Mapping[str, Any], differences: pd.DataFrame, facts: str) -> str:
-    """The README's few sentences, from the same files as :func:`render_results`."""
+def render_summary(
+    evaluate: Mapping[str, Any], differences: pd.DataFrame, facts: str, findings: Sequence[str] = ()
+) -> str:
+    """The README's few sentences, from the same files as :func:`render_results` (``findings``: further bullets)."""
     losses = perceptual_losses(evaluate)
     beaten = [method for method in losses if beats(differences, method, "bicubic", PERCEPTUAL_JUDGES)]
     lines = [
@@ -231,4 +377,64 @@ def render_summary(evaluate: Mapping[str, Any], differences: pd.DataFrame, facts
     artefacts = artefact_sentence(evaluate)
     lines += [artefacts] if artefacts else []
     lines += [f"- {verdict_sentence(differences, method, 'vgg')}" for method in losses if method != "vgg"]
+    lines += [f"- {finding}" for finding in findings]
     return "\n".join(lines) + "\n"
+
+
+def analysis_findings(
+    psychophysics: Mapping[str, Any],
+    vfss: Mapping[str, Any],
+    k: int,
+    layers: Sequence[str],
+    tuning: Mapping[str, Any] | None = None,
+    atlas: Mapping[str, Any] | None = None,
+    sensitivity: pd.DataFrame | None = None,
+    nyquist_safe_cpp: float | None = None,
+) -> list[str]:
+    """The README's bullets: tuning classes, the psychophysics null and its Nyquist-safe range, what VFSS
+    measures and how its ranking depends on the input scaling, the atlas vs the LPIPS weights."""
+    entry = psychophysics[f"subsets_k{k}"]["main"]
+    gain = vfss["gain"]
+    findings = []
+    classes = (tuning or {}).get("classes")
+    if classes:
+        counts = ", ".join(f"{count:,} {name}" for name, count in classes.items())
+        findings.append(f"Tuning (paper preset): of {sum(classes.values()):,} maps, {counts}.")
+    findings += [
+        f"Psychophysics: top-{k} VFSS maps at the {number(entry['topk_percentile'], 0)}th and bottom-{k} at the "
+        f"{number(entry['bottomk_percentile'], 0)}th percentile of {psychophysics['null_draws']} random {k}-map "
+        f"subsets (top: {band_verdict(entry['topk_percentile'])}; bottom: {band_verdict(entry['bottomk_percentile'])})."
+    ]
+    findings += [
+        f"VFSS at {layer} ranks maps by gain: Spearman {number(gain[layer]['spearman_range'], 2)} with the response "
+        f"range, {number(gain[layer]['spearman_mean'], 2)} with the mean response."
+        for layer in layers
+        if layer in gain
+    ]
+    scored = {name: values for name, values in psychophysics.get("distances", {}).items() if name != "pixel_mse"}
+    if scored and nyquist_safe_cpp is not None:
+        full = [values["full"] for values in scored.values() if values.get("full") is not None]
+        safe = [values["nyquist_safe"] for values in scored.values() if values.get("nyquist_safe") is not None]
+        findings.append(
+            f"Psychophysics, every network distance: log-correlation with the human CSF {number(min(full), 2)} to "
+            f"{number(max(full), 2)} on all frequencies, {number(min(safe), 2)} to {number(max(safe), 2)} on those "
+            f"at most {nyquist_safe_cpp:g} cycles/pixel: the near-Nyquist gratings drive the differences."
+        )
+    if sensitivity is not None:
+        scaling = sensitivity[
+            sensitivity["variant"].str.startswith("input_scaling=") & sensitivity["layer"].isin(layers)
+        ]
+        findings += [
+            f"Input-scaling assumption: with `{row.variant}` the {row.layer} VFSS ranks correlate "
+            f"{number(row.spearman, 2)} with this run's ({number(100 * row.top_k_overlap, 0)} % of the top maps kept)."
+            for row in scaling.itertuples(index=False)
+        ]
+    agreement = {
+        layer: values["lpips_spearman_vfss"]
+        for layer, values in (atlas or {}).get("layers", {}).items()
+        if values.get("lpips_spearman_vfss") is not None
+    }
+    if agreement:
+        per_layer = ", ".join(f"{layer} {number(value, 2)}" for layer, value in agreement.items())
+        findings.append(f"Atlas VFSS vs the LPIPS linear weights (Spearman, VGG-16): {per_layer}.")
+    return findings

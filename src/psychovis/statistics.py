@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -321,7 +322,7 @@ def _check_same_keys(base: pd.DataFrame, other: pd.DataFrame, baseline: str, met
 
 
 def compare_metrics(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
-    """The comparison table as nested JSON-safe metrics (for ``metrics/compare.json`` and ``dvc metrics diff``).
+    """The comparison table as nested JSON-safe metrics (for ``data/compare/summary.json``).
 
     Args:
         table: :func:`paired_differences` output (one or several baselines concatenated).
@@ -337,12 +338,18 @@ def compare_metrics(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float 
     return metrics
 
 
-def flat_metrics(metrics: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> dict[str, float]:
-    """:func:`compare_metrics` flattened to ``"<comparison>.<judge>.<key>" -> value`` (None left out), for MLflow."""
-    return {
-        f"{comparison}.{judge}.{key}": value
-        for comparison, judges in metrics.items()
-        for judge, values in judges.items()
-        for key, value in values.items()
-        if value is not None
-    }
+def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """A nested metrics dict flattened to ``"a.b.c" -> value`` for MLflow (None and non-numbers left out).
+
+    Args:
+        metrics: nested dicts of numbers (e.g. :func:`compare_metrics`, a stage's metrics file).
+        prefix: prepended to every key (used in the recursion).
+    """
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_metrics(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat

@@ -132,3 +132,30 @@ def layer_summary(summary: pd.DataFrame) -> pd.DataFrame:
         median_bandwidth_octaves=("bandwidth_octaves", "median"),
     )
     return stats.join(shares).reindex(order).reset_index()
+
+
+def nyquist_edge(summary: pd.DataFrame) -> dict[str, float | int]:
+    """How many "high-pass" maps simply peak at the highest probed frequency.
+
+    A map whose response still rises at the last sample is classed high-pass, but when that sample
+    is near Nyquist (the paper's grid ends at 0.479 cycles/pixel) the rise may be aliasing and
+    the class an edge effect rather than a preference.
+
+    Args:
+        summary: the frame of :func:`summarize`.
+
+    Returns:
+        ``high_pass`` (maps classed high-pass), ``maps`` (of those, peaking at the highest
+        probed frequency), ``share`` (their fraction, NaN without high-pass maps) and
+        ``frequency_cpp`` (that frequency, cycles/pixel).
+    """
+    last = float(summary["preferred_frequency_cpp"].max())
+    high_pass = summary["tuning_class"] == "high-pass"
+    at_edge = high_pass & np.isclose(summary["preferred_frequency_cpp"], last)
+    count = int(high_pass.sum())
+    return {
+        "high_pass": count,
+        "maps": int(at_edge.sum()),
+        "share": float(at_edge.sum() / count) if count else float("nan"),
+        "frequency_cpp": last,
+    }

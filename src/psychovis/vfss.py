@@ -16,7 +16,7 @@ import pandas as pd
 
 from psychovis.csf import contrast_sensitivity
 from psychovis.errors import ParamsError
-from psychovis.names import SELECTIONS
+from psychovis.names import SELECTIONS, VFSS_NORMALISATIONS
 from psychovis.validation import integer_at_least
 
 
@@ -29,7 +29,12 @@ def vfss_scores(responses: np.ndarray, frequency_cpd: np.ndarray, csf: str = "ma
         csf: a CSF model name (see :data:`psychovis.csf.CSF_MODELS`).
 
     Returns:
-        Scores of shape ``(maps,)``; NaN (e.g. from a NaN response) becomes 0 as in the paper.
+        Scores of shape ``(maps,)``.
+
+    Raises:
+        ValueError: a wrong shape, fewer than two frequencies, or a non-finite response (the
+            authors' code turns NaN into a score of 0, which silently ranks a broken map last;
+            here a NaN or infinite response is an error naming the first bad map).
     """
     responses = np.asarray(responses, dtype=np.float64)
     frequency_cpd = np.asarray(frequency_cpd, dtype=np.float64)
@@ -37,9 +42,15 @@ def vfss_scores(responses: np.ndarray, frequency_cpd: np.ndarray, csf: str = "ma
         raise ValueError(f"responses must have shape (maps, {frequency_cpd.shape[0]}), got {responses.shape}")
     if responses.shape[1] < 2:
         raise ValueError("VFSS needs at least two frequencies")
+    bad = ~np.isfinite(responses).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} tuning curve(s) hold NaN or infinite responses (first: map {int(np.argmax(bad))}); "
+            "rerun the features stage (`dvc repro features`) or check its input"
+        )
     sensitivity = contrast_sensitivity(frequency_cpd, csf)
     slope = np.abs(np.gradient(responses, axis=1))
-    return np.nan_to_num(slope @ sensitivity, nan=0.0)
+    return slope @ sensitivity
 
 
 def normalised_vfss(scores: np.ndarray, mean_response: np.ndarray) -> np.ndarray:
@@ -60,6 +71,58 @@ def normalised_vfss(scores: np.ndarray, mean_response: np.ndarray) -> np.ndarray
     mean_response = np.asarray(mean_response, dtype=np.float64)
     positive = mean_response > 0
     return np.where(positive, scores / np.where(positive, mean_response, 1.0), 0.0)
+
+
+def map_scores(
+    responses: np.ndarray, frequency_cpd: np.ndarray, csf: str = "mannos_sakrison_code", normalise: str = "none"
+) -> np.ndarray:
+    """The score the pipeline ranks maps by: VFSS, optionally divided by each map's mean response.
+
+    Args:
+        responses: tuning curves ``(maps, frequencies)``.
+        frequency_cpd: the frequency axis in cycles/degree.
+        csf: the CSF model.
+        normalise: ``none`` (the paper's VFSS) or ``mean_response`` (:func:`normalised_vfss`).
+
+    Raises:
+        ParamsError: an unknown ``normalise``.
+    """
+    if normalise not in VFSS_NORMALISATIONS:
+        raise ParamsError(f"vfss.normalise must be one of {list(VFSS_NORMALISATIONS)}, got {normalise!r}")
+    scores = vfss_scores(responses, frequency_cpd, csf)
+    if normalise == "mean_response":
+        scores = normalised_vfss(scores, np.asarray(responses, dtype=np.float64).mean(axis=1))
+    return scores
+
+
+def ranking_agreement(reference: np.ndarray, other: np.ndarray, layers: np.ndarray, top_k: int) -> pd.DataFrame:
+    """Per layer, how far two scorings of the same maps agree: rank correlation and top-k overlap.
+
+    Args:
+        reference: scores ``(maps,)`` of every map of every layer.
+        other: another scoring of the same maps.
+        layers: the layer of each map.
+        top_k: size of the top sets compared (``min(top_k, maps)`` per layer).
+
+    Returns:
+        ``layer, maps, spearman, top_k_overlap`` (the share of the reference's top-k that the
+        other scoring also puts in its top-k).
+    """
+    frame = pd.DataFrame({"layer": layers, "reference": reference, "other": other})
+    rows = []
+    for layer, group in frame.groupby("layer", sort=False):
+        k = min(int(top_k), len(group))
+        top = set(np.argsort(-group["reference"].to_numpy(), kind="stable")[:k])
+        top_other = set(np.argsort(-group["other"].to_numpy(), kind="stable")[:k])
+        rows.append(
+            {
+                "layer": layer,
+                "maps": len(group),
+                "spearman": _spearman(group["reference"], group["other"]),
+                "top_k_overlap": len(top & top_other) / k,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def l1_weights(scores: np.ndarray) -> np.ndarray:

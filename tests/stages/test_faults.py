@@ -211,13 +211,12 @@ def test_train_killed_at_random_points_then_resumed_ends_identical(built: Built,
     partial = torch.load(project / PARTIAL, map_location="cpu", weights_only=True)
     assert 2 <= partial["step"] < PRETRAIN_OVERRIDES["iterations"]
 
-    check(run(project, {**env, "PSYCHOVIS_RESUME": "1"}, "pretrain"))
+    resumed = check(run(project, {**env, "PSYCHOVIS_RESUME": "1"}, "pretrain"))
+    assert f"resumed from step {partial['step']}" in resumed.stderr, "it did not resume"
     _assert_same_weights(_model_state(project / TRAIN_OUTPUTS[0]), reference)
     curve = pd.read_csv(project / "data/curves/pretrain.csv")
     assert curve["step"].tolist() == list(range(2, 31, 2))
-    resumed_rows = len(partial["curve"])
-    recorded = [row["seconds"] for row in partial["curve"]]
-    assert curve["seconds"].iloc[:resumed_rows].tolist() == pytest.approx(recorded, rel=1e-5), "it did not resume"
+    assert "seconds" not in curve  # wall-clock time goes to MLflow only: the tracked curve is reproducible
     assert not (project / PARTIAL).exists()
     assert _temporaries(project) == []
 

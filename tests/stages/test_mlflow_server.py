@@ -111,8 +111,9 @@ def test_stage_logs_to_a_tracking_server_and_the_run_reads_back(server: str, tmp
     query = urllib.parse.urlencode({"experiment_name": "psychovis"})
     experiment = _request(f"{server}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
     found = _request(f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})
-    runs = found.get("runs", [])
-    assert len(runs) == 1, found
+    kinds = [{tag["key"]: tag["value"] for tag in run["data"]["tags"]}["psychovis.run_kind"] for run in found["runs"]]
+    assert sorted(kinds) == ["pipeline", "stage"], found  # the stage's run, nested under the execution's
+    runs = [run for run, kind in zip(found["runs"], kinds, strict=True) if kind == "stage"]
     run_data = runs[0]
     assert run_data["info"]["status"] == "FINISHED"
     tags = {tag["key"]: tag["value"] for tag in run_data["data"].get("tags", [])}

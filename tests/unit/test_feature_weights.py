@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from psychovis import feature_weights
-from psychovis.errors import ParamsError, WeightsError
+from psychovis.errors import InvalidWeightsError, ParamsError, WeightsError
 from psychovis.feature_weights import FORMAT, FeatureWeights
 
 
@@ -59,19 +59,86 @@ def test_uniform():
     assert float(uniform.weights["relu3_2"].sum()) == pytest.approx(1.0)
 
 
+def _with(value: float, index: int = 3, base: torch.Tensor | None = None) -> torch.Tensor:
+    tensor = torch.rand(256, generator=torch.Generator().manual_seed(0)) if base is None else base.clone()
+    tensor[index] = value
+    return tensor
+
+
 @pytest.mark.parametrize(
     ("tensor", "match"),
     [
-        (torch.tensor([0.5, -0.1, 0.6]), "non-negative"),
-        (torch.tensor([0.5, float("nan"), 0.5]), "finite"),
-        (torch.tensor([0.5, float("inf"), 0.5]), "finite"),
-        (torch.zeros(3), "all zero"),
-        (torch.ones(2, 3), "vector"),
+        (_with(-0.1), "non-negative"),
+        (_with(float("nan")), "finite"),
+        (_with(float("inf")), "finite"),
+        (torch.zeros(256), "all zero"),
+        (torch.ones(2, 128), "vector"),
+        (torch.rand(100), "has 100 of 256 maps of relu3_2"),
+        (torch.rand(257), "has 257 of 256 maps of relu3_2"),
     ],
 )
 def test_invalid_weights_raise(tensor, match):
-    with pytest.raises(WeightsError, match=match):
+    with pytest.raises(InvalidWeightsError, match=match) as info:
         FeatureWeights("vgg16", "vfss", {"relu3_2": tensor})
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("scale", [1e-45, 3e38])
+def test_sums_are_float64(scale):
+    # float32: 256 x 1e-45 sums to ~0 only by luck of denormals; 256 x 3e38 overflows to inf.
+    weights = FeatureWeights("vgg16", "vfss", {"relu3_2": torch.full((256,), scale)})
+    torch.testing.assert_close(weights.normalised("relu3_2"), torch.ones(256))
+
+
+def test_weights_beyond_float32_are_refused_on_save(tmp_path):
+    weights = FeatureWeights("vgg16", "vfss", {"relu3_2": torch.full((256,), 1e300, dtype=torch.float64)})
+    with pytest.raises(InvalidWeightsError, match="float32"):
+        weights.save(tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_errors_from_a_file_name_it(tmp_path):
+    path = tmp_path / "vfss.safetensors"
+    metadata = {"format": FORMAT, "backbone": "vgg16", "scheme": "vfss", "layers": json.dumps(["relu3_2"])}
+    save_file({"relu3_2": torch.rand(100)}, str(path), metadata={"psychovis": json.dumps(metadata)})
+    with pytest.raises(InvalidWeightsError, match=f"^weights file {path} has 100 of 256 maps of relu3_2"):
+        FeatureWeights.load(path)
+    metadata["backbone"] = "alexnet"
+    save_file({"relu3_2": torch.rand(256)}, str(path), metadata={"psychovis": json.dumps(metadata)})
+    with pytest.raises(ParamsError, match=r"relu3_2.*alexnet"):  # names a layer alexnet does not have
+        FeatureWeights.load(path)
+
+
+def test_oversize_file_is_refused_before_reading(tmp_path):
+    path = tmp_path / "vfss.safetensors"
+    with path.open("wb") as handle:
+        handle.truncate(3 << 30)  # sparse: 3 GB on stat, nothing on disk
+    with pytest.raises(WeightsError, match=r"3,221,225,472 bytes.*a few KB"):
+        FeatureWeights.load(path)
+
+
+def test_shaping_params_record_only_what_shaped_each_scheme(tmp_path):
+    params = {
+        "base": {"backbone": "vgg16", "seed": 0, "device": "auto"},
+        "weights": {"layers": ["relu3_2"], "top_k": 64, "lpips_layers": ["relu3_3"]},
+        "vfss": {"csf": "mannos_sakrison_code"},
+    }
+    other = {**params, "weights": {**params["weights"], "top_k": 32}, "base": {**params["base"], "seed": 5}}
+    scores = torch.rand(256, generator=torch.Generator().manual_seed(0))
+
+    def written(scheme: str, values: dict) -> bytes:
+        metadata = feature_weights.shaping_params(scheme, values)
+        return FeatureWeights("vgg16", scheme, {"relu3_2": scores}, metadata).save(tmp_path / "w").read_bytes()
+
+    assert written("vfss", params) == written("vfss", other)  # -S weights.top_k=32 leaves vfss unchanged
+    assert written("topk", params) != written("topk", other)
+    assert json.loads(feature_weights.shaping_params("topk", params)["params"]) == {
+        "base.backbone": "vgg16",
+        "vfss.csf": "mannos_sakrison_code",
+        "weights.layers": ["relu3_2"],
+        "weights.top_k": 64,
+    }
+    assert set(feature_weights.SHAPING_KEYS) == {"vfss", "topk", "vfss_normalised", "lpips_weighted"}
 
 
 def test_unknown_layer_or_backbone_raise():
@@ -82,7 +149,7 @@ def test_unknown_layer_or_backbone_raise():
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(WeightsError, match="missing"):
+    with pytest.raises(WeightsError, match=r"missing.*resolved.*pretrained"):
         FeatureWeights.load(tmp_path / "vfss.safetensors")
 
 

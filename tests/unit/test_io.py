@@ -255,3 +255,19 @@ def test_read_parquet_detects_a_flipped_byte_in_a_data_page(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match=r"not a readable Parquet file"):
         io.read_parquet(path)
+
+
+def test_write_headline_rounds_and_keeps_it_short(tmp_path):
+    path = io.write_headline(
+        {"share_band_pass": 0.123456789, "maps": 64, "psnr_y": {"vfss": 27.123456, "vgg": float("nan")}},
+        tmp_path / "metrics" / "tuning.json",
+    )
+    assert json.loads(path.read_text()) == {
+        "maps": 64,
+        "psnr_y": {"vfss": 27.1235, "vgg": None},
+        "share_band_pass": 0.1235,
+    }
+    with pytest.raises(ValueError, match="more than 3"):
+        io.write_headline({f"k{i}": i for i in range(4)}, tmp_path / "m.json", limit=3)
+    with pytest.raises(ValueError, match="nested more than one level"):
+        io.write_headline({"a": {"b": {"c": 1}}}, tmp_path / "m.json")

@@ -9,6 +9,7 @@ import torch
 
 from psychovis import gratings, probe, tuning
 from psychovis.backbones import FeatureExtractor
+from psychovis.errors import ParamsError
 
 LAYERS = ["relu1_1", "relu2_1"]
 
@@ -100,3 +101,16 @@ def test_frame_feeds_the_tuning_curves(stimuli, probed):
     # Mean over the two phases of each of the three frequencies.
     expected = responses.reshape(3, 2, -1).mean(axis=1).T
     np.testing.assert_allclose(curves.responses, expected, rtol=1e-6)
+
+
+def test_matlab_literal_scaling_is_the_stimulus_scaled_by_1_over_255(extractor, stimuli):
+    """``matlab_literal`` feeds the network what MATLAB's vgg16 would see of an unscaled [0, 1] image."""
+    literal, _ = probe.map_responses(extractor, stimuli, batch_size=6, progress=False, input_scaling="matlab_literal")
+    with torch.inference_mode():
+        images = _render_by_hand(stimuli) / 255.0
+        by_hand = probe._spatial_means(extractor, images).numpy()
+    np.testing.assert_allclose(literal, by_hand, rtol=1e-4, atol=1e-6)
+    default, _ = probe.map_responses(extractor, stimuli, batch_size=6, progress=False)
+    assert not np.allclose(literal, default, rtol=0.1)
+    with pytest.raises(ParamsError, match=r"stimuli.input_scaling must be one of \['imagenet', 'matlab_literal'\]"):
+        probe.map_responses(extractor, stimuli, progress=False, input_scaling="caffe")

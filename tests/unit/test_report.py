@@ -53,8 +53,76 @@ def test_committed_pages_match_the_committed_metrics() -> None:
     if not (ROOT / "data/compare/differences.csv").is_file():
         pytest.skip("no compare output in this checkout")
     stage = _report_stage()
-    params = params_module.load(ROOT / "params.yaml", ["base", "train", "pretrain", "evaluate", "compare"])
+    params = params_module.load(
+        ROOT / "params.yaml",
+        ["base", "train", "pretrain", "evaluate", "compare", "psychophysics", "vfss", "weights"],
+    )
     results, summary = stage.pages(ROOT, params)
     assert (ROOT / "docs/results.md").read_text() == results, "docs/results.md is stale: run `dvc repro report`"
     readme = (ROOT / "README.md").read_text()
     assert stage.with_summary(readme, summary) == readme, "the README summary is stale: run `dvc repro report`"
+
+
+def test_null_verdicts_follow_the_band() -> None:
+    assert report.band_verdict(50.0) == "inside the random-subset 95 % band"
+    assert report.band_verdict(99.0) == "more human-like than random subsets"
+    assert report.band_verdict(1.0) == "less human-like than random subsets"
+    assert report.band_verdict(None) == "not measurable"
+
+
+def _nulls() -> pd.DataFrame:
+    rows = []
+    for contrast in (0.01, 0.1):
+        for control in ("raw", "gain_normalised"):
+            for frequency_range in ("full", "nyquist_safe"):
+                top = 99.0 if (contrast, control, frequency_range) == (0.1, "raw", "full") else 40.0
+                rows.append(
+                    {
+                        "criterion_contrast": contrast,
+                        "control": control,
+                        "frequency_range": frequency_range,
+                        "csf": "mannos_sakrison_code",
+                        "k": 64,
+                        "draws": 500,
+                        "null_low": 0.3,
+                        "null_median": 0.5,
+                        "null_high": 0.7,
+                        "topk": 0.45,
+                        "bottomk": 0.6,
+                        "topk_percentile": top,
+                        "bottomk_percentile": 80.0,
+                        "gap": -0.15,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_psychophysics_section_is_worded_by_the_null() -> None:
+    main = {"criterion_contrast": 0.01, "control": "raw", "frequency_range": "full", "csf": "mannos_sakrison_code"}
+    entry = {"topk": 0.45, "bottomk": 0.6, "topk_percentile": 40.0, "bottomk_percentile": 80.0}
+    metrics = {
+        "null_draws": 500,
+        "subsets_k64": {"main": {**entry, "null_low": 0.3, "null_high": 0.7}},
+        "distances": {"vgg": {"full": 0.5, "nyquist_safe": 0.9}},
+    }
+    text = "\n".join(report.psychophysics_section(metrics, _nulls(), 64, main, 0.25))
+    assert "Top-64 VFSS maps: 0.45, percentile 40: inside the random-subset 95 % band" in text
+    assert "top-64 is outside the band in 1 and bottom-64 in 0" in text  # one of 8 conditions
+    assert "| criterion 0.1 |" in text and "| as in the paper |" in text
+    assert "| vgg | 0.50 | 0.90 |" in text
+
+
+def test_analysis_findings_come_from_the_metrics() -> None:
+    psychophysics = {
+        "null_draws": 500,
+        "subsets_k64": {"main": {"topk_percentile": 17.0, "bottomk_percentile": 98.0}},
+    }
+    vfss = {"gain": {"relu3_2": {"spearman_range": 0.948, "spearman_mean": 0.919}}}
+    tuning = {"classes": {"band-pass": 2545, "high-pass": 1363}}
+    atlas = {"layers": {"relu1_2": {"lpips_spearman_vfss": -0.7069}, "relu1_1": {"maps": 64}}}
+    findings = report.analysis_findings(psychophysics, vfss, 64, ["relu3_2"], tuning, atlas)
+    assert findings[0] == "Tuning (paper preset): of 3,908 maps, 2,545 band-pass, 1,363 high-pass."
+    assert "17th and bottom-64 at the 98th percentile of 500 random 64-map subsets" in findings[1]
+    assert "bottom: more human-like than random subsets" in findings[1]
+    assert "Spearman 0.95 with the response range, 0.92 with the mean response" in findings[2]
+    assert findings[3] == "Atlas VFSS vs the LPIPS linear weights (Spearman, VGG-16): relu1_2 -0.71."

@@ -245,7 +245,10 @@ def test_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert len(written) == 2 * 3 * 2  # 2 baselines x 3 other methods x 2 judges
     assert (pd.read_csv(tmp_path / "data/compare/differences.csv")["resample_unit"] == "image").all()
     assert (tmp_path / "data/compare/forest.png").stat().st_size > 0
-    metrics = json.loads((tmp_path / "metrics/compare.json").read_text())
+    assert json.loads((tmp_path / "metrics/compare.json").read_text()) == {
+        "vs_vgg": {"pixel": 2, "vfss": 2, "bicubic": 0}  # judges better minus worse (the table printed above)
+    }
+    metrics = json.loads((tmp_path / "data/compare/summary.json").read_text())
     assert metrics["vfss_vs_vgg"]["psnr_y"]["win_share"] == 1.0
     assert set(metrics) == {
         f"{m}_vs_{b}" for b in ("vgg", "pixel") for m in ("pixel", "vfss", "bicubic", "vgg") if m != b

@@ -182,3 +182,14 @@ def test_layer_summary_shares(summary):
     assert first["median_preferred_frequency_cpd"] == pytest.approx(PEAK_CPD)
     assert first["median_bandwidth_octaves"] == pytest.approx(summary["bandwidth_octaves"].iloc[0])
     assert second["median_preferred_frequency_cpd"] == pytest.approx(0.1)
+
+
+def test_nyquist_edge_counts_high_pass_maps_peaking_at_the_last_sample(summary):
+    edge = tuning.nyquist_edge(summary)
+    high_pass = summary[summary["tuning_class"] == "high-pass"]
+    assert edge["high_pass"] == len(high_pass) >= 1
+    assert edge["frequency_cpp"] == pytest.approx(summary["preferred_frequency_cpp"].max())
+    at_last = np.isclose(high_pass["preferred_frequency_cpp"], edge["frequency_cpp"]).sum()
+    assert edge["maps"] == at_last and edge["share"] == pytest.approx(at_last / len(high_pass))
+    none = tuning.nyquist_edge(summary[summary["tuning_class"] != "high-pass"])
+    assert none["high_pass"] == 0 and math.isnan(none["share"])

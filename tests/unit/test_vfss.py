@@ -43,12 +43,35 @@ def test_flat_curve_scores_zero():
     assert vfss.vfss_scores(np.full((1, 5), 3.0), np.arange(1.0, 6.0))[0] == 0.0
 
 
-def test_nan_becomes_zero_without_touching_other_maps():
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_responses_are_an_error_not_a_zero_score(bad):
+    """The authors' code turns NaN into 0, which silently ranks a broken map last; here it is an error."""
     frequency = np.arange(1.0, 6.0)
-    responses = np.array([[0.0, 1.0, np.nan, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
-    scores = vfss.vfss_scores(responses, frequency)
-    assert scores[0] == 0.0
-    assert scores[1] == pytest.approx(float(np.sum(_code_csf(frequency))), rel=1e-12)
+    responses = np.array([[0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 1.0, bad, 2.0, 1.0]])
+    with pytest.raises(ValueError, match=r"1 tuning curve\(s\) hold NaN or infinite responses \(first: map 1\)"):
+        vfss.vfss_scores(responses, frequency)
+
+
+def test_map_scores_normalise_by_the_mean_response():
+    frequency = np.arange(1.0, 6.0)
+    curve = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    responses = np.stack([curve, 10.0 * curve, np.zeros(5)])  # same shape, ten times the gain; a dead map
+    paper = vfss.map_scores(responses, frequency, normalise="none")
+    shape = vfss.map_scores(responses, frequency, normalise="mean_response")
+    assert paper[1] == pytest.approx(10 * paper[0])  # the paper's score follows gain
+    assert shape[1] == pytest.approx(shape[0]) and shape[2] == 0.0  # the shape-only score does not
+    with pytest.raises(ParamsError, match=r"vfss.normalise must be one of \['none', 'mean_response'\]"):
+        vfss.map_scores(responses, frequency, normalise="zscore")
+
+
+def test_ranking_agreement_per_layer():
+    layers = np.array(["a"] * 4 + ["b"] * 3)
+    reference = np.array([4.0, 3.0, 2.0, 1.0, 1.0, 2.0, 3.0])
+    other = np.array([4.0, 3.0, 1.0, 2.0, 3.0, 2.0, 1.0])  # a: top-2 kept; b: reversed
+    table = vfss.ranking_agreement(reference, other, layers, top_k=2).set_index("layer")
+    assert table.loc["a", "spearman"] == pytest.approx(0.8) and table.loc["a", "top_k_overlap"] == 1.0
+    assert table.loc["b", "spearman"] == pytest.approx(-1.0) and table.loc["b", "top_k_overlap"] == 0.5
+    assert table.loc["b", "maps"] == 3
 
 
 def test_vfss_rejects_one_dimensional_responses():

@@ -135,7 +135,7 @@ def vfss_vs_frequency(table: pd.DataFrame, cpd_range: tuple[float, float], csf: 
         axis.scatter(maps["preferred_frequency_cpd"], maps["vfss"], s=5, color=colour, alpha=0.6, label=layer)
     axis.set_xscale("log")
     axis.set_xlabel("fitted preferred frequency (cycles/degree)")
-    axis.set_ylabel("VFSS")
+    axis.set_ylabel("atlas VFSS (linear gratings, log axis; not the paper's)")
     axis.axvspan(*cpd_range, color="0.95", zorder=-1)
     twin = axis.twinx()
     grid = np.geomspace(max(cpd_range[0] / 4, 0.05), cpd_range[1] * 2, 300)
@@ -182,9 +182,9 @@ def lpips_scatter(table: pd.DataFrame, heads: dict[str, np.ndarray], agreement: 
         row = agreement[agreement["layer"] == layer]
         rho = float(row["spearman_vfss"].iloc[0]) if len(row) else float("nan")
         axis.set_title(f"{layer}: Spearman {rho:.2f}", fontsize=8)
-        axis.set_xlabel("VFSS", fontsize=7)
+        axis.set_xlabel("atlas VFSS", fontsize=7)
         axis.set_ylabel("LPIPS weight", fontsize=7)
-    figure.suptitle(f"{backbone}: LPIPS linear head vs VFSS")
+    figure.suptitle(f"{backbone}: LPIPS linear head vs atlas VFSS (linear gratings, log axis; not the paper's)")
     figure.tight_layout()
     return figure
 

@@ -246,7 +246,10 @@ def fit_atlas(
         cpd_per_cpp_factor: the viewing geometry, cycles/degree per cycle/pixel (:func:`cpd_per_cpp`).
         pooling: how orientations become one frequency curve (:func:`frequency_curves`).
         min_response, min_relative_range: the reliability thresholds (:func:`reliable_maps`).
-        csf: the CSF model of the ``vfss`` column (VFSS on the atlas's frequency curve).
+        csf: the CSF model of the ``vfss`` column. That column is VFSS computed on the atlas's
+            frequency curve (oriented linear gratings at log-spaced frequencies), so it is an
+            atlas-VFSS, not the paper's score (concentric gratings at linearly spaced
+            frequencies, where the unit-step gradient weighs every frequency step equally).
 
     Returns:
         The per-map table (one row per map) and the frequency curves ``(M, F)`` it was fitted on.

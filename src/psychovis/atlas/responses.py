@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from psychovis import gratings
 from psychovis.errors import DataError
+from psychovis.progress import progress as progress_of
 
 
 def module_responses(
@@ -39,7 +39,7 @@ def module_responses(
     columns: list[tuple[str, int]] | None = None
     starts = range(0, len(stimuli), batch_size)
     with torch.inference_mode():
-        for start in tqdm(starts, desc="atlas features", unit="batch", disable=not progress):
+        for start in progress_of(starts, "atlas features", unit="batch", enabled=progress):
             batch = gratings.render(stimuli.iloc[start : start + batch_size], device=device)
             outputs = module(batch)
             if not isinstance(outputs, Mapping):

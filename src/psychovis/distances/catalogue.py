@@ -1,7 +1,7 @@
 """The catalogue of image distances the experiments compare, built by name.
 
 ``pixel_mse``, the plain VGG loss (``vgg``), the VFSS-weighted loss (``vfss``), the top-,
-bottom- and random-k VFSS map selections, and LPIPS-VGG: the names of
+bottom- and random-k VFSS map selections, LPIPS-VGG, LPIPS-Alex and DISTS: the names of
 :data:`psychovis.names.DISTANCES`. The psychophysical test and the human-judgement scorer build
 their distances here and evaluate them with one shared forward pass
 (:mod:`psychovis.distances.engine`).
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from psychovis.backbones import backbone_spec, resolve_layers
+from psychovis.distances.dists import DISTS
 from psychovis.distances.engine import Distance
 from psychovis.distances.inputs import validate_images
 from psychovis.distances.loss import PsychovisualLoss
@@ -53,25 +54,29 @@ def build_distances(
     weights: FeatureWeights | str | Path | None = None,
     backbone: str = "vgg16",
     layers_key: str = "layers",
+    k_key: str = "k",
 ) -> dict[str, Distance]:
     """Build the image distances the psychophysical test compares.
 
     Args:
         vfss_scores: layer -> VFSS of each of its maps (in channel order); needed for ``topk``,
             ``bottomk``, ``randomk``, and for ``vfss`` when ``weights`` is None.
-        k: maps kept per layer by the selections (``min(k, maps)`` in a smaller layer).
+        k: maps kept per layer by the selections; at most the size of every layer (a larger ``k``
+            would silently become "all maps" and mislabel the distance).
         layers: the feature layers of the VGG-based distances (LPIPS uses its own five).
         seed: seed of the ``randomk`` selection.
         include: which of :data:`DISTANCES` to build, in the order wanted:
             ``pixel_mse`` (:func:`pixel_mse`); ``vgg`` (plain :class:`~psychovis.distances.loss.PsychovisualLoss`,
             uniform weights); ``vfss`` (VFSS-weighted); ``topk``, ``bottomk``, ``randomk`` (binary
-            masks of k maps, as :class:`FeatureWeights` with scheme ``topk``); ``lpips_vgg``
-            (:class:`psychovis.distances.lpips.LPIPS` on VGG-16).
+            masks of k maps, as :class:`FeatureWeights` with scheme ``topk``); ``lpips_vgg`` and
+            ``lpips_alex`` (:class:`psychovis.distances.lpips.LPIPS` on VGG-16, AlexNet); ``dists``
+            (:class:`psychovis.distances.dists.DISTS`). The last two are the SR evaluation's judges.
         weights: the VFSS weights for ``vfss``: a :class:`FeatureWeights`, or the path of one
             exported by the `weights` stage (``data/weights/vfss.safetensors``); None derives them
             from ``vfss_scores`` with :func:`psychovis.vfss.l1_weights` (what that stage exports).
         backbone: backbone of the VGG-based distances when ``weights`` does not fix it.
         layers_key: the parameter that named ``layers``, for error messages.
+        k_key: the parameter that named ``k``, for error messages.
 
     Returns:
         Name -> distance, each callable as ``distance(reference, distorted)`` on ``(N, 3, H, W)``
@@ -89,7 +94,7 @@ def build_distances(
     unknown = [name for name in include if name not in DISTANCES]
     if unknown or not include:
         raise ParamsError(f"distances must be a non-empty list from {list(DISTANCES)}, got unknown {unknown}")
-    k = integer_at_least("k", k)
+    k = integer_at_least(k_key, k)
     if isinstance(weights, str | Path):
         weights = FeatureWeights.load(weights)
     if weights is not None:
@@ -105,7 +110,7 @@ def build_distances(
         per_layer = {}
         for layer in layers:
             scores = np.asarray(vfss_scores[layer], dtype=np.float64)
-            per_layer[layer] = torch.from_numpy(selection_mask(scores, selection, min(int(k), scores.size), seed))
+            per_layer[layer] = torch.from_numpy(selection_mask(scores, selection, int(k), seed, key=k_key))
         metadata = {"selection": selection, "k": str(k), "seed": str(seed)}
         return FeatureWeights(backbone, "topk", {layer: w.float() for layer, w in per_layer.items()}, metadata)
 
@@ -126,6 +131,10 @@ def build_distances(
             distances[name] = PsychovisualLoss(chosen, layers=layers, reduction="none")
         elif name in SELECTIONS:
             distances[name] = PsychovisualLoss(masks(name), layers=layers, reduction="none")
-        else:
+        elif name == "lpips_vgg":
             distances[name] = LPIPS("vgg16")
+        elif name == "lpips_alex":
+            distances[name] = LPIPS("alexnet")
+        else:
+            distances[name] = DISTS()
     return distances

@@ -2,21 +2,66 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from psychovis.errors import ParamsError
 
 RANGE_TOLERANCE = 1e-3
 """How far outside [0, 1] an input of a metric may stray (float rounding of a clamped network output)."""
+STRICT_SLACK = 0.25
+"""``check_range="strict"``: the fraction of the range an input may stray outside it."""
+TARGET_SLACK = 0.05
+"""Default range check: how far (fraction of the range) a target may stray before it is a mix-up."""
+SCALE_FACTOR = 100.0
+"""Default range check: predictions reaching this many range widths are on another scale (0-255 vs 0-1)."""
+RANGE_MODES = ("warn", "strict", "off")
+RANGE_FIX = "pass data_range=(low, high) of your images, clamp them, or silence this check with check_range=False"
 
 
-def check_image_batches(first: object, second: object, names: tuple[str, str] = ("prediction", "target")) -> None:
-    """Check two image batches are float ``(N, 3, H, W)`` tensors of one shape.
+def range_mode(check_range: bool | str, default: str = "warn") -> str:
+    """Normalise a ``check_range`` argument: ``True`` -> ``default``, ``False`` -> ``off``, or a mode name.
+
+    Raises:
+        ParamsError: anything else.
+    """
+    if check_range is True:
+        return default
+    if check_range is False:
+        return "off"
+    if check_range in RANGE_MODES:
+        return str(check_range)
+    raise ParamsError(f"check_range must be True, False, 'warn' or 'strict', got {check_range!r}")
+
+
+def check_data_range(data_range: object) -> tuple[float, float]:
+    """``(low, high)`` as floats, both finite and ``high > low``.
+
+    Raises:
+        ParamsError: not a pair of numbers, non-finite, or not increasing.
+    """
+    try:
+        low, high = (float(value) for value in data_range)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ParamsError(f"data_range must be a pair (low, high) of numbers, got {data_range!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ParamsError(f"data_range must be finite, got {data_range!r}; e.g. (0, 1) or (0, 255)")
+    if not high > low:
+        raise ParamsError(f"data_range must be (low, high) with high > low, got {data_range!r}")
+    return low, high
+
+
+def check_image_batches(
+    first: object, second: object, names: tuple[str, str] = ("prediction", "target"), min_size: int = 1
+) -> None:
+    """Check two image batches are non-empty float ``(N, 3, H, W)`` tensors of one shape and device.
 
     Args:
         first: the first batch (e.g. the prediction).
         second: the second batch.
         names: how the error message calls them.
+        min_size: the smallest height and width the network behind the distance accepts.
 
     Raises:
         ParamsError: (a ``ValueError``) naming the problem and the fix.
@@ -30,31 +75,76 @@ def check_image_batches(first: object, second: object, names: tuple[str, str] = 
             raise ParamsError(
                 f"{name} must be a floating-point tensor, got {tensor.dtype}; convert with .float() / 255"
             )
+    assert isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)
     if first.shape != second.shape:
         raise ParamsError(f"{names[0]} and {names[1]} shapes differ: {tuple(first.shape)} vs {tuple(second.shape)}")
+    if first.device != second.device:
+        raise ParamsError(f"{names[0]} is on {first.device} but {names[1]} on {second.device}; move both with .to()")
+    if first.shape[0] == 0:
+        raise ParamsError(f"{names[0]} and {names[1]} are an empty batch (N = 0)")
+    if min(first.shape[2:]) < min_size:
+        raise ParamsError(
+            f"images must be at least {min_size}x{min_size} pixels for this network, "
+            f"got {first.shape[2]}x{first.shape[3]}"
+        )
 
 
 def validate_images(
-    prediction: torch.Tensor, target: torch.Tensor, data_range: tuple[float, float], check_range: bool = True
-) -> None:
-    """Check two image batches are float ``(N, 3, H, W)`` tensors of one shape inside ``data_range``.
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    data_range: tuple[float, float],
+    check_range: bool | str = "strict",
+    min_size: int = 1,
+) -> str | None:
+    """Check two image batches, then their values against ``data_range``.
 
-    The range check tolerates a quarter of the range outside it (a network's raw output may
-    overshoot a little) yet still catches the usual mix-ups: [0, 255] or [-1, 1] data given
-    to a [0, 1] loss.
+    Shape, dtype, device, empty batches and image size are always checked. Unless
+    ``check_range`` is off, the values are read back once (one host sync) and NaN or infinite
+    pixels are refused; then:
+
+    - ``"strict"`` (or ``True``): either batch straying more than a quarter of the range outside
+      it raises.
+    - ``"warn"``: only clear mix-ups are reported, as the returned message: targets outside the
+      range (5 % slack), targets filling under 1/100 of it, or predictions reaching 100 range
+      widths (0-255 images given to a 0-1 loss). Ordinary network outputs that overshoot pass.
+
+    Args:
+        prediction: the first batch.
+        target: the second batch, the reference.
+        data_range: ``(low, high)`` the images should use.
+        check_range: ``"strict"``, ``"warn"``, ``"off"``, or ``True`` (strict) / ``False`` (off).
+        min_size: smallest height and width accepted.
+
+    Returns:
+        The warning to show (``"warn"`` mode, a mix-up found), else None.
 
     Raises:
         ParamsError: (a ``ValueError``) with a message naming the problem and the fix.
     """
-    check_image_batches(prediction, target)
-    if check_range:
-        low, high = data_range
-        slack = 0.25 * (high - low)
-        with torch.no_grad():
-            for name, tensor in (("prediction", prediction), ("target", target)):
-                lo, hi = float(tensor.min()), float(tensor.max())
-                if lo < low - slack or hi > high + slack:
-                    raise ParamsError(
-                        f"{name} values span [{lo:.3g}, {hi:.3g}] but data_range is ({low:g}, {high:g}); "
-                        f"pass the range your images use, e.g. data_range=(-1, 1) or (0, 255)"
-                    )
+    check_image_batches(prediction, target, min_size=min_size)
+    mode = range_mode(check_range, default="strict")
+    if mode == "off":
+        return None
+    with torch.no_grad():
+        # One host sync for both batches: min and max of each, NaN and inf included.
+        stats = torch.stack([torch.stack(t.detach().aminmax()).float() for t in (prediction, target)]).tolist()
+    (p_lo, p_hi), (t_lo, t_hi) = stats
+    for name, lo, hi in (("prediction", p_lo, p_hi), ("target", t_lo, t_hi)):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ParamsError(f"{name} contains NaN or infinite values; the loss would be NaN")
+    low, high = data_range
+    width = high - low
+    span = f"but data_range is ({low:g}, {high:g}); {RANGE_FIX}"
+    if mode == "strict":
+        slack = STRICT_SLACK * width
+        for name, lo, hi in (("prediction", p_lo, p_hi), ("target", t_lo, t_hi)):
+            if lo < low - slack or hi > high + slack:
+                raise ParamsError(f"{name} values span [{lo:.3g}, {hi:.3g}] {span}")
+        return None
+    if t_lo < low - TARGET_SLACK * width or t_hi > high + TARGET_SLACK * width:
+        return f"target values span [{t_lo:.3g}, {t_hi:.3g}] {span}"
+    if t_hi > t_lo and max(abs(t_hi - low), abs(t_lo - low)) < width / SCALE_FACTOR:
+        return f"target values span [{t_lo:.3g}, {t_hi:.3g}], under 1/{SCALE_FACTOR:g} of the range, {span}"
+    if max(p_hi - low, high - p_lo) >= SCALE_FACTOR * width:
+        return f"prediction values span [{p_lo:.3g}, {p_hi:.3g}], {SCALE_FACTOR:g}x the range or more, {span}"
+    return None

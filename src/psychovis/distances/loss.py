@@ -6,8 +6,8 @@ baseline and the proposed loss are the same code.
 
 Example:
     >>> from psychovis import PsychovisualLoss
-    >>> criterion = PsychovisualLoss("data/weights/vfss.safetensors")   # VFSS-weighted, relu3_2
-    >>> plain = PsychovisualLoss(layers=["relu3_2"])                     # uniform: plain VGG loss
+    >>> criterion = PsychovisualLoss.pretrained("vfss")   # VFSS-weighted, relu3_2, shipped weights
+    >>> plain = PsychovisualLoss(layers=["relu3_2"])      # uniform: plain VGG loss
     >>> loss = criterion(prediction, target)   # (N, 3, H, W) tensors in [0, 1]
     >>> loss.backward()
 
@@ -20,44 +20,64 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from psychovis.backbones import FeatureExtractor, backbone_spec, resolve_layers
 from psychovis.distances.engine import map_errors
-from psychovis.distances.inputs import validate_images
-from psychovis.feature_weights import FeatureWeights
+from psychovis.distances.inputs import check_data_range, range_mode, validate_images
+from psychovis.distances.pretrained import pretrained_path
+from psychovis.errors import InvalidWeightsError, ParamsError
+from psychovis.feature_weights import FeatureWeights, read_weights_bytes
 
 REDUCTIONS = ("mean", "sum", "none")
 DEFAULT_LAYERS = ("relu3_2",)
+DEFAULT_BACKBONE = "vgg16"
 
 
 class PsychovisualLoss(nn.Module):
     """Weighted VGG perceptual loss: ``sum_layers mean_c w_c * mean_hw (phi_c(x_hat) - phi_c(x))^2``.
 
-    Weights are rescaled per layer to mean 1, so uniform weights give exactly the plain VGG
-    loss (``F.mse_loss`` of the features) and a weighted loss has the same magnitude.
+    Weights are rescaled per layer to mean 1 (in float64), so uniform weights give exactly the
+    plain VGG loss (``F.mse_loss`` of the features) and a weighted loss has the same magnitude.
+
+    Dtype and device: the module follows its inputs. It moves itself to the inputs' device on
+    the first call that needs it (as piq's losses do). The backbone runs in float32: float16,
+    bfloat16 and float64 inputs are cast to float32 inside, and the loss is returned in the
+    prediction's dtype, with gradients flowing back in that dtype. Under ``torch.autocast`` the
+    convolutions run in the autocast dtype.
 
     Args:
         weights: a :class:`FeatureWeights`, or the path of one exported by the `weights` stage
-            (``data/weights/vfss.safetensors``, ``topk.safetensors``); ``None`` for uniform weights
-            (the plain VGG perceptual loss).
+            (``data/weights/vfss.safetensors``); ``None`` for uniform weights (the plain VGG
+            perceptual loss). :meth:`pretrained` loads the weights shipped with psychovis.
         layers: the layers to use (default: all layers in ``weights``, or ``relu3_2``). Any
             subset of the weights' layers.
-        backbone: backbone name when ``weights`` is ``None`` (``vgg16`` or ``alexnet``).
+        backbone: ``vgg16`` (default) or ``alexnet``; with ``weights``, it must match theirs.
         data_range: ``(low, high)`` of the input images, e.g. ``(0, 1)``, ``(-1, 1)`` or ``(0, 255)``.
         reduction: ``mean`` | ``sum`` over the batch, or ``none`` for one value per image.
-        check_range: validate that inputs lie in ``data_range`` (costs one host sync per call).
+        check_range: ``True`` or ``"warn"`` (default): NaN/inf pixels raise, and clear range
+            mix-ups (targets outside ``data_range``, predictions 100x off, e.g. 0-255 vs 0-1)
+            give one warning per module; network outputs overshooting the range are fine.
+            ``"strict"``: inputs more than a quarter of the range outside it raise ``ValueError``.
+            ``False``: no value checks (no host sync per call; NaN inputs then give a NaN loss).
 
     Returns:
         Calling the module returns a scalar tensor (or ``(N,)`` with ``reduction="none"``).
 
+    Raises:
+        ValueError: (at construction) bad ``reduction``, ``data_range``, layers, or weights that
+            do not fit the backbone; (when called) wrong type, shape, dtype, empty batch, images
+            smaller than the backbone accepts, NaN/inf pixels, or (``"strict"``) out of range.
+
     Example:
-        >>> criterion = PsychovisualLoss("data/weights/vfss.safetensors").to(device)
+        >>> criterion = PsychovisualLoss.pretrained("vfss").to(device)
         >>> loss = criterion(model(lr), hr)
     """
 
@@ -65,48 +85,83 @@ class PsychovisualLoss(nn.Module):
         self,
         weights: FeatureWeights | str | Path | None = None,
         layers: Sequence[str] | None = None,
-        backbone: str = "vgg16",
+        backbone: str | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
         reduction: str = "mean",
-        check_range: bool = True,
+        check_range: bool | str = "warn",
     ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
-        low, high = (float(value) for value in data_range)
-        if not high > low:
-            raise ValueError(f"data_range must be (low, high) with high > low, got {data_range!r}")
+            raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        self.data_range = check_data_range(data_range)
+        self.range_mode = range_mode(check_range, default="warn")
         if isinstance(weights, str | Path):
             weights = FeatureWeights.load(weights)
         if weights is not None:
+            if backbone is not None and backbone != weights.backbone:
+                raise InvalidWeightsError(f"{weights.source} was made for {weights.backbone}, the loss uses {backbone}")
             backbone = weights.backbone
             layers = list(weights.layers) if layers is None else list(layers)
             missing = [layer for layer in layers if layer not in weights.weights]
             if missing:
-                raise ValueError(f"layers {missing} have no weights in this file; it has {weights.layers}")
+                raise ParamsError(f"{weights.source} has no weights for layers {missing}; it has {weights.layers}")
+        backbone = backbone or DEFAULT_BACKBONE
         spec = backbone_spec(backbone)
         self.layers = resolve_layers(spec, list(layers or DEFAULT_LAYERS), key="layers")
         self.extractor = FeatureExtractor(backbone, self.layers)
+        self.min_size = self.extractor.min_size
         channels = self.extractor.channels
         if weights is None:
             weights = FeatureWeights.uniform(backbone, self.layers, channels)
         self.scheme = weights.scheme
+        self.provenance: dict[str, Any] = {
+            "backbone": weights.backbone,
+            "scheme": weights.scheme,
+            "layers": list(self.layers),
+            "source": weights.source,
+            **weights.metadata,
+        }
         for layer in self.layers:
-            w = weights.weights[layer].to(torch.float32)
-            if w.numel() != channels[layer]:
-                raise ValueError(f"{layer} has {channels[layer]} maps but the weights have {w.numel()}")
-            self.register_buffer(f"weight_{layer}", w * (w.numel() / w.sum()))
-        self.data_range = (low, high)
+            if weights.weights[layer].numel() != channels[layer]:
+                raise InvalidWeightsError(
+                    f"{weights.source} has {weights.weights[layer].numel()} of {channels[layer]} maps of {layer}"
+                )
+            self.register_buffer(f"weight_{layer}", weights.normalised(layer))
         self.reduction = reduction
-        self.check_range = check_range
+        self._warned = False
+
+    @classmethod
+    def pretrained(cls, name: str = "vfss", **kwargs: Any) -> PsychovisualLoss:
+        """The loss with the default weights shipped inside psychovis (no pipeline run needed).
+
+        Args:
+            name: ``vfss`` (the paper's), ``topk``, ``vfss_normalised`` or ``lpips_weighted``.
+            **kwargs: any other argument of :class:`PsychovisualLoss` (``layers``, ``data_range``, ...).
+
+        Returns:
+            The loss; ``.provenance`` says how its weights were made (backbone, layers, CSF, params).
+        """
+        return cls(pretrained_path(name), **kwargs)
 
     def layer_weights(self, layer: str) -> torch.Tensor:
         """The per-map weights of ``layer``, rescaled to mean 1."""
         return getattr(self, f"weight_{layer}")
 
+    def _follow(self, device: torch.device) -> None:
+        """Move the module to ``device`` if it is elsewhere (piq's behaviour), once per change of device."""
+        if self.layer_weights(self.layers[0]).device != device:
+            self.to(device)
+
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss between ``prediction`` (gets gradients) and ``target`` (treated as constant)."""
-        validate_images(prediction, target, self.data_range, self.check_range)
+        message = validate_images(prediction, target, self.data_range, self.range_mode, self.min_size)
+        if message is not None and not self._warned:
+            self._warned = True  # once per module: a training loop would repeat it every step
+            warnings.warn(f"PsychovisualLoss: {message}", UserWarning, stacklevel=2)
+        self._follow(prediction.device)
+        dtype = prediction.dtype
+        # The backbone's weights are float32: cast the inputs, not the network (see the class docstring).
+        prediction, target = prediction.to(torch.float32), target.to(torch.float32)
         low, high = self.data_range
         if (low, high) != (0.0, 1.0):
             prediction = (prediction - low) / (high - low)
@@ -119,17 +174,24 @@ class PsychovisualLoss(nn.Module):
         for layer, squared in map_errors(predicted, reference, self.layers).items():
             per_image = per_image + (squared * self.layer_weights(layer)).mean(dim=1)
         if self.reduction == "mean":
-            return per_image.mean()
-        if self.reduction == "sum":
-            return per_image.sum()
-        return per_image
+            per_image = per_image.mean()
+        elif self.reduction == "sum":
+            per_image = per_image.sum()
+        return per_image.to(dtype)
 
 
 @lru_cache(maxsize=8)
 def _cached_loss(
-    weights: str | None, layers: tuple[str, ...] | None, backbone: str, data_range: tuple[float, float]
+    content: bytes | None,
+    source: str,
+    layers: tuple[str, ...] | None,
+    backbone: str | None,
+    data_range: tuple[float, float],
+    check_range: bool | str,
 ) -> PsychovisualLoss:
-    return PsychovisualLoss(weights, layers, backbone, data_range, reduction="none")
+    # Keyed by the file's bytes, not its path: a re-exported file gives a new module.
+    weights = None if content is None else FeatureWeights.from_bytes(content, source)
+    return PsychovisualLoss(weights, layers, backbone, data_range, reduction="none", check_range=check_range)
 
 
 def psychovisual_loss(
@@ -137,32 +199,41 @@ def psychovisual_loss(
     target: torch.Tensor,
     weights: str | Path | None = None,
     layers: Sequence[str] | None = None,
-    backbone: str = "vgg16",
+    backbone: str | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     reduction: str = "mean",
+    check_range: bool | str = "warn",
 ) -> torch.Tensor:
     """Functional form of :class:`PsychovisualLoss` (the module is built once and cached).
+
+    The cache is keyed by the weights file's content (read, a few KB, on each call), so a file
+    re-exported in place is picked up.
 
     Args:
         prediction: images ``(N, 3, H, W)`` in ``data_range``; gradients flow to it.
         target: reference images of the same shape.
         weights: path of an exported weights file, or ``None`` for the plain VGG loss.
         layers: layers to use (see :class:`PsychovisualLoss`).
-        backbone: backbone when ``weights`` is ``None``.
+        backbone: backbone when ``weights`` is ``None`` (default ``vgg16``).
         data_range: ``(low, high)`` of the inputs.
         reduction: ``mean``, ``sum`` or ``none``.
+        check_range: see :class:`PsychovisualLoss`.
 
     Returns:
-        The loss, reduced as asked.
+        The loss, reduced as asked, in the prediction's dtype.
     """
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+    low, high = check_data_range(data_range)
+    content = None if weights is None else read_weights_bytes(weights)
     module = _cached_loss(
-        None if weights is None else str(weights),
+        content,
+        str(weights),
         None if layers is None else tuple(layers),
         backbone,
-        (float(data_range[0]), float(data_range[1])),
-    ).to(prediction.device)
+        (low, high),
+        check_range,
+    )
     per_image = module(prediction, target)
     if reduction == "mean":
         return per_image.mean()

@@ -35,27 +35,6 @@ def head_distance(normalised_x: torch.Tensor, normalised_y: torch.Tensor, head: 
     return ((normalised_x - normalised_y).pow(2) * head).sum(dim=1).mean(dim=(1, 2))
 
 
-def _min_input_size(body: nn.Sequential) -> int:
-    """Smallest square input side for which every conv/pool of ``body`` yields at least one pixel."""
-
-    def output_side(side: int) -> int:
-        for module in body:
-            if isinstance(module, nn.Conv2d | nn.MaxPool2d):
-                kernel, stride, padding = (
-                    (value if isinstance(value, int) else value[0])
-                    for value in (module.kernel_size, module.stride, module.padding)
-                )
-                side = (side + 2 * padding - kernel) // stride + 1
-                if side < 1:
-                    return 0
-        return side
-
-    side = 1
-    while output_side(side) < 1:
-        side += 1
-    return side
-
-
 class LPIPS(nn.Module):
     """LPIPS v0.1 (Zhang et al. 2018) built only from offline parts; inputs in [0, 1].
 
@@ -96,7 +75,7 @@ class LPIPS(nn.Module):
             if weight.numel() != channels[layer]:
                 raise ParamsError(f"LPIPS head for {layer} has {weight.numel()} weights, expected {channels[layer]}")
             self.register_buffer(f"head{position}", weight.view(1, -1, 1, 1), persistent=False)
-        self.min_size = _min_input_size(self.extractor.body)
+        self.min_size = self.extractor.min_size
         self.eval()
 
     def head(self, position: int) -> torch.Tensor:

@@ -18,6 +18,8 @@ STIMULI_TABLE = Path("data/stimuli/stimuli.parquet")
 """The `stimuli` stage's table: one row per grating."""
 FEATURES_TABLE = Path("data/features/features.parquet")
 """The `features` stage's table: ``layer, channel, stimulus_id, response``."""
+OTHER_SCALING_TABLE = Path("data/features/other_scaling.parquet")
+"""The same responses under the other ``stimuli.input_scaling`` (for the VFSS sensitivity table)."""
 VFSS_TABLE = Path("data/vfss/vfss.parquet")
 """The `vfss` stage's table: ``layer, channel, vfss``."""
 WEIGHTS_DIR = Path("data/weights")
@@ -32,6 +34,7 @@ NUMERIC_COLUMNS: dict[str, frozenset[str]] = {
     ),
     "features.parquet": _RESPONSES,
     "responses.parquet": _RESPONSES,
+    "other_scaling.parquet": _RESPONSES,
     "vfss.parquet": frozenset({"channel", "vfss", "mean_response", "response_range", "vfss_normalised"}),
 }
 """Inter-stage table (by file name) -> columns that must hold finite numbers when read."""
@@ -39,6 +42,7 @@ NONNEGATIVE_COLUMNS: dict[str, frozenset[str]] = {
     "stimuli.parquet": frozenset({"frequency_cpd", "frequency_cpp", "contrast", "size"}),
     "features.parquet": frozenset({"response"}),  # spatial means of post-ReLU maps
     "responses.parquet": frozenset({"response"}),
+    "other_scaling.parquet": frozenset({"response"}),
     "vfss.parquet": frozenset({"vfss", "response_range"}),  # VFSS sums CSF x |gradient|
 }
 """Inter-stage table (by file name) -> numeric columns that must also be >= 0."""
@@ -46,6 +50,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "stimuli.parquet": ("stimulus_id",),
     "features.parquet": ("layer", "channel", "stimulus_id"),
     "responses.parquet": ("layer", "channel", "stimulus_id"),
+    "other_scaling.parquet": ("layer", "channel", "stimulus_id"),
     "vfss.parquet": ("layer", "channel"),
 }
 """Inter-stage table (by file name) -> columns that identify a row (a repeated row is corrupt)."""
@@ -84,11 +89,17 @@ def read_input(path: PathLike, columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def load_probe_results() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(features, stimuli)``: the `features` stage's responses and the gratings they answer."""
-    features = read_input(FEATURES_TABLE, columns=["layer", "channel", "stimulus_id", "response"])
+def load_probe_results(other_scaling: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(features, stimuli)``: the `features` stage's responses and the gratings they answer.
+
+    Args:
+        other_scaling: read the responses under the input scaling that ``stimuli.input_scaling``
+            did not choose instead.
+    """
+    table = OTHER_SCALING_TABLE if other_scaling else FEATURES_TABLE
+    features = read_input(table, columns=["layer", "channel", "stimulus_id", "response"])
     stimuli = read_input(STIMULI_TABLE, columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"])
-    check_responses_cover(features, stimuli, FEATURES_TABLE, STIMULI_TABLE)
+    check_responses_cover(features, stimuli, table, STIMULI_TABLE)
     return features, stimuli
 
 

@@ -1,11 +1,13 @@
 """An HTML template for ``dvc plots show`` that renders with no internet.
 
-DVC's default page loads vega, vega-lite and vega-embed from a CDN. This module inlines the three
-libraries (from the npm registry's packages, installed by ``make setup``) into a template DVC
-accepts through its ``plots.html_template`` setting, so the page works offline::
+DVC's default page loads vega, vega-lite and vega-embed from a CDN: offline, the page stays blank
+with no message. This module inlines the three libraries (the npm registry's packages) into a
+template DVC accepts through its ``plots.html_template`` setting. The result is committed as
+``plots/offline.html`` and named in ``.dvc/config`` (``html_template = ../plots/offline.html``), so
+a clone needs neither npm nor internet. Only to change the pinned versions (``make vega-template``)::
 
-    python -m psychovis.pipeline.offline_plots --node-modules .venv/vega/node_modules --out .dvc/plots/offline.html
-    dvc config --local plots.html_template plots/offline.html
+    npm install --prefix .venv/vega vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
+    python -m psychovis.pipeline.offline_plots --node-modules .venv/vega/node_modules --out plots/offline.html
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from psychovis.errors import DataError
 from psychovis.io import atomic_path
+
+TEMPLATE = "plots/offline.html"  # committed; .dvc/config points DVC at it
 
 # npm package -> (pinned version, the browser build inlined into the page)
 VEGA_PACKAGES: dict[str, tuple[str, str]] = {
@@ -68,7 +72,16 @@ def build_template(node_modules: str | Path, out: str | Path) -> Path:
         source = (node_modules / package / build).read_text(encoding="utf-8")
         # A literal "</script" inside the library would end the inline <script> element early.
         source = source.replace("</script", "<\\/script")
-        scripts.append(f"    <script>/* {package}@{version} */\n{source}\n    </script>")
+        notice = f"{package}@{version}, BSD-3-Clause, https://github.com/vega/{package}"
+        scripts.append(f"    <script>/* {notice} */\n{source}\n    </script>")
+    # SVG rather than canvas: the marks are elements of the page, readable by screen readers and by
+    # tests/stages/test_plots_render.py (DVC's page calls vegaEmbed(id, spec) with no options).
+    scripts.append(
+        "    <script>\n"
+        "    window.vegaEmbed = ((embed) => (el, spec, opt) =>\n"
+        '        embed(el, spec, Object.assign({renderer: "svg"}, opt)))(window.vegaEmbed);\n'
+        "    </script>"
+    )
     page = _PAGE.format(scripts="\n".join(scripts))
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -78,7 +91,7 @@ def build_template(node_modules: str | Path, out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--node-modules", default=".venv/vega/node_modules")
-    parser.add_argument("--out", default=".dvc/plots/offline.html")
+    parser.add_argument("--out", default=TEMPLATE)
     args = parser.parse_args(argv)
     print(f"wrote {build_template(args.node_modules, args.out)}")
 

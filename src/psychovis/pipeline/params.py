@@ -29,9 +29,11 @@ from psychovis.names import (
     DISTANCES,
     FREQUENCY_MAPPINGS,
     GRATING_KINDS,
+    INPUT_SCALINGS,
     JUDGES,
     ORIENTATION_POOLINGS,
     UPSAMPLERS,
+    VFSS_NORMALISATIONS,
     WEIGHTED_LOSSES,
     WINDOWS,
 )
@@ -58,6 +60,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "orientations_deg": ListOf(Number(-360.0, 360.0)),
         "phases_rad": ListOf(Number(-2 * math.pi, 2 * math.pi)),
         "contrasts": ListOf(Number(0.0, 1.0)),
+        "input_scaling": Choice(INPUT_SCALINGS),
     },
     "features": {
         "layers": LayerList(),
@@ -69,6 +72,8 @@ SCHEMA: dict[str, dict[str, Validator]] = {
     },
     "vfss": {
         "csf": Choice(CSF_MODELS),
+        "normalise": Choice(VFSS_NORMALISATIONS),
+        "sensitivity_top_k": Number(1, 4096, integer=True),
     },
     "weights": {
         "layers": ListOf(Text()),
@@ -97,6 +102,9 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "image_dir": Nullable(Text()),
         "test_images": Number(1, 1000, integer=True),
         "log_every": Number(1, 1_000_000, integer=True),
+        "processes": Number(1, 1024, integer=True),  # torchrun ranks of the training stages
+        "channels_last": Choice((False, True)),
+        "autocast": Choice((False, True)),
     },
     "evaluate": {
         "judges": ListOf(Choice(JUDGES)),
@@ -122,12 +130,16 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "window_taper": Number(0.0, 1.0),
         "reference_frequency_cpd": Number(1e-3, 1000.0),
         "reference_contrast": Number(1e-6, 1.0),
+        "criterion_contrasts": ListOf(Number(1e-6, 1.0)),
+        "min_cycles": Number(0.0, 1000.0),
+        "nyquist_safe_cpp": Number(1e-3, 0.5),
+        "reference_csfs": ListOf(Choice(CSF_MODELS)),
         "backgrounds": ListOf(Choice(BACKGROUNDS)),
         "natural_image": Text(),
         "background_amplitude": Number(0.0, 0.5),
         "texture_band_cpd": Pair(Number(1e-3, 1000.0)),
         "subset_ks": ListOf(Number(1, 4096, integer=True)),
-        "subset_seeds": Number(1, 1000, integer=True),
+        "null_draws": Number(1, 100_000, integer=True),
         "subset_background": Choice(BACKGROUNDS),
         "batch_size": Number(1, 4096, integer=True),
     },

@@ -37,7 +37,7 @@ from psychovis.names import BACKBONES, DEVICES
 if TYPE_CHECKING:
     import torch
 from psychovis.pipeline import params as params_module
-from psychovis.pipeline import tracking
+from psychovis.pipeline import params_trace, tracking
 
 
 @dataclass
@@ -228,9 +228,11 @@ def run_stage(
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        validated = params_module.load(args.params, list(dict.fromkeys([*sections, "images"])))
-        limits = validated["images"] if "images" in sections else validated.pop("images")
+        loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images"])))
+        # images.max_pixels is a safety limit, not a result: handed to the image reader, not traced or logged
+        limits = loaded["images"] if "images" in sections else loaded.pop("images")
         os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
+        validated = params_trace.traced(stage, loaded)
         # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
         tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
         # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the

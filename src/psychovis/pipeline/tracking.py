@@ -1,47 +1,99 @@
-"""MLflow logging for stages: one run per stage, tagged with the stage, git commit and params hash.
+"""MLflow logging that mirrors DVC: one parent run per pipeline execution, one nested run per stage.
 
 The store is ``$MLFLOW_TRACKING_URI`` when set (a team server), else ``sqlite:///mlflow.db`` at
-the repository root with artifacts under ``mlruns/``. Browse it with
+the repository root (``$DVC_ROOT`` when DVC runs the stage, so queued experiments running in a
+temporary copy log to the repository's store) with artifacts under ``mlruns/``. Browse it with
 ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
+
+Layout of the ``psychovis`` experiment (tagged ``mlflow.experimentKind = custom_model_development``
+for the UIs that open an experiment by its kind; MLflow 3.17's UI keeps a GenAI/model-training
+switch per browser instead, so the README links the experiment with ``?workflowType=machine_learning``):
+
+- a **parent run per pipeline execution**, named after the DVC experiment (``$DVC_EXP_NAME``, which
+  ``dvc exp run`` exports to every stage) or ``workspace`` for ``dvc repro`` and stages run by hand.
+  Stages run in separate processes, so each finds its parent by the tag ``psychovis.execution``: a
+  hash of the experiment name, the baseline commit and the contents of ``params.yaml``. Two queued
+  experiments (``dvc queue start -j 2``) differ in name, so they never share a parent; a
+  ``dvc repro`` in the workspace shares one with every ``dvc repro`` at the same commit and params.
+  The parent holds the execution's whole ``params.yaml``, so parents compare like ``dvc exp show``.
+- a **stage run** nested under it (``mlflow.parentRunId``), named after the stage (``train@vfss-s0``),
+  logging the sections the stage reads plus the params of every stage upstream of it (its
+  ``dvc.yaml`` deps, transitively; ``weights.top_k`` on the ``topk`` training runs) and the md5 of
+  its data inputs (``md5.data/weights/topk.safetensors``); tables it reads are logged as datasets.
+- runs nested under a stage run where the stage produces one result per item (``evaluate``: one
+  run per method, the judges as metrics).
+
+Tags on every run: ``dvc.experiment`` (name or ``workspace``), ``dvc.baseline_rev``
+(``$DVC_EXP_BASELINE_REV`` or the git HEAD), ``git_commit`` (HEAD, clean) and ``git.dirty``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
+import shlex
 import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from psychovis.errors import TrackingError
 from psychovis.pipeline.params import params_hash
 from psychovis.pipeline.tracking_uri import check_tracking_uri
 
 EXPERIMENT = "psychovis"
+EXPERIMENT_KIND = "custom_model_development"
+"""``mlflow.experimentKind`` of classic model training in MLflow 3 (the runs table, not the GenAI traces page)."""
+WORKSPACE = "workspace"
+"""The parent run's name (and ``dvc.experiment``) outside ``dvc exp run``."""
+TAG_EXPERIMENT = "dvc.experiment"
+TAG_BASELINE = "dvc.baseline_rev"
+TAG_STAGE = "dvc.stage"
+TAG_COMMIT = "git_commit"
+TAG_DIRTY = "git.dirty"
+TAG_EXECUTION = "psychovis.execution"
+TAG_KIND = "psychovis.run_kind"
+"""``pipeline`` (parent), ``stage`` or ``item`` (a method of ``evaluate``)."""
+MAX_HASHED_INPUTS = 200
+"""At most this many input files get an ``md5.<path>`` param (a folder of thousands would flood the run)."""
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
+def repository_root(root: str | Path = ".") -> Path:
+    """``$DVC_ROOT`` (set by DVC: the repository, also for a queued experiment's temporary copy) or ``root``."""
+    return Path(os.environ.get("DVC_ROOT") or root).resolve()
+
+
 def tracking_uri(root: str | Path = ".") -> str:
     """``$MLFLOW_TRACKING_URI`` or the repository's ``sqlite:///<root>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repository_root(root) / 'mlflow.db'}"
+
+
+def _git(root: str | Path, *args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def git_commit(root: str | Path = ".") -> str:
-    """The current commit (``unknown`` outside git), marked ``-dirty`` when the tree has changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
+    """The HEAD commit (``unknown`` outside git); whether the tree has changes is :func:`git_dirty`."""
+    return _git(root, "rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty(root: str | Path = ".") -> bool | None:
+    """Whether tracked files differ from HEAD (None outside git)."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -70,21 +122,360 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def file_md5(path: str | Path) -> str:
+    """The md5 of a file's bytes (what DVC records for it in ``dvc.lock``)."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One pipeline execution: what its parent run is found by and the tags every run of it carries.
+
+    Attributes:
+        experiment: ``$DVC_EXP_NAME`` or :data:`WORKSPACE`.
+        baseline_rev: ``$DVC_EXP_BASELINE_REV`` (the commit the experiment started from) or the HEAD.
+        commit: the HEAD commit (``unknown`` outside git).
+        dirty: whether tracked files differ from HEAD (None outside git).
+        params: the execution's whole ``params.yaml``.
+    """
+
+    experiment: str
+    baseline_rev: str
+    commit: str
+    dirty: bool | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The parent run's identity: experiment name, baseline and params (a hash: safe in filters)."""
+        return params_hash({"experiment": self.experiment, "baseline": self.baseline_rev, "params": self.params})
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags of every run of this execution."""
+        return {
+            TAG_EXPERIMENT: self.experiment,
+            TAG_BASELINE: self.baseline_rev,
+            TAG_COMMIT: self.commit,
+            TAG_DIRTY: "unknown" if self.dirty is None else str(self.dirty).lower(),
+            TAG_EXECUTION: self.key,
+        }
+
+
+def current_execution(root: str | Path = ".", params_file: str | Path = "params.yaml") -> Execution:
+    """The pipeline execution this process belongs to, from DVC's environment and git."""
+    commit = git_commit(root)
+    path = Path(root) / params_file
+    try:
+        params = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    except (OSError, yaml.YAMLError):
+        params = {}  # the stage validated its params already; a parent without them still groups runs
+    return Execution(
+        experiment=os.environ.get("DVC_EXP_NAME") or WORKSPACE,
+        baseline_rev=os.environ.get("DVC_EXP_BASELINE_REV") or commit,
+        commit=commit,
+        dirty=git_dirty(root),
+        params=params if isinstance(params, Mapping) else {},
+    )
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a stage sits in ``dvc.yaml``: what shaped its inputs.
+
+    Attributes:
+        stage: the stage's name in ``dvc.yaml`` (``train_weighted@vfss-0``), or None when not found.
+        upstream: the stages its deps come from, transitively, in ``dvc.yaml`` order.
+        params: the params of the stage and of every upstream stage, flattened (``weights.top_k``).
+        inputs: the data files among its deps (outputs of upstream stages), relative to the root.
+        problem: why the lineage is unknown (no ``dvc.yaml``, DVC cannot read it), else None.
+    """
+
+    stage: str | None = None
+    upstream: tuple[str, ...] = ()
+    params: dict[str, str] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+def _command_matches(cmd: str | Sequence[str], argv: Sequence[str], root: Path) -> bool:
+    """Whether ``argv`` (this process's ``sys.argv``) starts with the stage's command after ``python``."""
+    commands = [cmd] if isinstance(cmd, str) else list(cmd)
+    if len(commands) != 1:
+        return False
+    words = shlex.split(commands[0])
+    if words and Path(words[0]).name.startswith("python"):
+        words = words[1:]
+    if not words or not argv:
+        return False
+    script = Path(argv[0])
+    script_rel = script.resolve().relative_to(root) if script.is_absolute() and script.is_relative_to(root) else script
+    return [Path(words[0]).as_posix(), *words[1:]] == [script_rel.as_posix(), *argv[1 : len(words)]]
+
+
+def _data_files(path: Path, root: Path) -> list[str]:
+    """``path`` itself if a file, or the files under a folder (skipping hidden ones, e.g. partial checkpoints)."""
+    if path.is_file():
+        return [path.relative_to(root).as_posix()]
+    if not path.is_dir():
+        return []
+    return [
+        file.relative_to(root).as_posix()
+        for file in sorted(path.rglob("*"))
+        if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts)
+    ]
+
+
+def stage_lineage(root: str | Path = ".", argv: Sequence[str] | None = None) -> Lineage:
+    """The running stage's place in ``dvc.yaml``, resolved by DVC itself (matrix, ``${...}``).
+
+    The stage is ``$DVC_STAGE`` (set by DVC for every command) or, for a stage script run by hand,
+    the stage whose command ``sys.argv`` starts with. Upstream stages are those whose outputs the
+    stage's deps are (or contain), transitively, as in DVC's own graph.
+
+    Args:
+        root: the repository root holding ``dvc.yaml``.
+        argv: the command line to match (default: ``sys.argv``).
+    """
+    root = Path(root).resolve()
+    if not (root / "dvc.yaml").exists():
+        return Lineage(problem="no dvc.yaml")
+    try:
+        import networkx as nx
+        from dvc.repo import Repo
+
+        with Repo(str(root), uninitialized=True) as repo:
+            stages = [stage for stage in repo.index.stages if getattr(stage, "cmd", None)]
+            # DVC_STAGE is the address relative to where dvc ran: ``[path/dvc.yaml:]name``.
+            address = os.environ.get("DVC_STAGE", "").rpartition(":")[2]
+            current = next((stage for stage in stages if stage.name == address), None)
+            if current is None:
+                argv = list(sys.argv if argv is None else argv)
+                current = next((stage for stage in stages if _command_matches(stage.cmd, argv, root)), None)
+            if current is None:
+                return Lineage(problem="this command is not a stage of dvc.yaml")
+            upstream = nx.descendants(repo.index.graph, current)  # edges point from a stage to its deps
+            ordered = [stage for stage in stages if stage in upstream]
+            params: dict[str, str] = {}
+            for stage in [*ordered, current]:
+                for dep in stage.deps:
+                    if hasattr(dep, "read_params"):
+                        params.update(_flatten(dep.read_params(flatten=False)))
+            produced = [Path(out.fs_path) for stage in ordered for out in stage.outs]
+            inputs: list[str] = []
+            for dep in current.deps:
+                path = Path(dep.fs_path)
+                if hasattr(dep, "read_params") or not any(
+                    path == out or out in path.parents or path in out.parents for out in produced
+                ):
+                    continue  # code and params, not data another stage wrote
+                inputs.extend(_data_files(path, root))
+            return Lineage(current.name, tuple(stage.name for stage in ordered), params, tuple(inputs))
+    except Exception as exc:  # lineage is context for the run; never fail a stage over it
+        return Lineage(problem=f"dvc.yaml could not be resolved: {type(exc).__name__}: {exc}")
+
+
 class StageRun:
     """Thin wrapper over an active MLflow run (keeps mlflow imports in one place)."""
 
-    def __init__(self, mlflow: Any) -> None:
+    def __init__(self, mlflow: Any, params: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None):
         self._mlflow = mlflow
+        self._params = dict(params or {})
+        self._tags = dict(tags or {})
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        clean = {key: float(value) for key, value in metrics.items() if value == value}  # drop NaN
+    @property
+    def run_id(self) -> str:
+        """The MLflow run's id."""
+        return self._mlflow.active_run().info.run_id
+
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
+        """Log metrics; None and NaN values (undefined results) are left out."""
+        clean = {key: float(value) for key, value in metrics.items() if value is not None and value == value}  # no NaN
         self._mlflow.log_metrics(clean, step=step)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        """Log a file under the run's artifact folder ``folder``."""
         self._mlflow.log_artifact(str(path), artifact_path=folder)
 
+    def log_figure(self, figure: Any, path: str | Path, folder: str = "figures") -> Path:
+        """Save a matplotlib figure atomically to ``path`` (see :func:`psychovis.io.save_figure`) and log it.
+
+        Returns:
+            The saved file.
+        """
+        from psychovis import io
+
+        saved = Path(io.save_figure(figure, path))
+        self.log_artifact(saved, folder)
+        return saved
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set tags on the run."""
         self._mlflow.set_tags(dict(tags))
+
+    def log_table_input(self, path: str | Path, name: str | None = None, context: str = "input") -> None:
+        """Log a parquet/CSV table the stage read as an MLflow dataset (``mlflow.log_input``).
+
+        Args:
+            path: the table.
+            name: the dataset's name (default: ``path``), e.g. its path in the repository.
+            context: the dataset's role in the run.
+        """
+        import mlflow.data
+        import pandas as pd
+
+        path = Path(path)
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        with _quiet("mlflow.data"), _no_warnings():  # MLflow warns that it guessed the source's type
+            dataset = mlflow.data.from_pandas(frame, source=path.resolve().as_uri(), name=name or path.as_posix())
+            self._mlflow.log_input(dataset, context=context)
+
+    def log_image_dataset(
+        self, images: Sequence[Any], name: str = "train_images", source: str | None = None, context: str = "training"
+    ) -> None:
+        """Log an image set (HxWx3 arrays) as an MLflow dataset: one row per image, its size and md5 (rank 0 only).
+
+        Args:
+            images: the images, in the order they were used.
+            name: the dataset's name in MLflow.
+            source: where the images came from; default the run's ``train.image_dir`` param, or
+                ``bundled`` (the images shipped with psychovis) when it is unset.
+            context: the dataset's role in the run.
+        """
+        if not _rank_zero():
+            return
+        if source is None:
+            image_dir = self._params.get("train.image_dir", "None")
+            source = "bundled" if image_dir == "None" else image_dir
+        import mlflow.data
+        import numpy as np
+        import pandas as pd
+
+        rows = [
+            {
+                "index": index,
+                "height": int(image.shape[0]),
+                "width": int(image.shape[1]),
+                "md5": hashlib.md5(np.ascontiguousarray(image).tobytes()).hexdigest(),
+            }
+            for index, image in enumerate(images)
+        ]
+        with _quiet("mlflow.data"), _no_warnings():  # MLflow warns that it guessed the source's type
+            dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=source, name=name)
+            self._mlflow.log_input(dataset, context=context)
+
+    def log_model(self, model: Any, name: str = "model") -> None:
+        """Log a trained torch model with ``mlflow.pytorch.log_model`` (rank 0 only under DDP).
+
+        A ``DistributedDataParallel`` wrapper is unwrapped. The model is pickled: loading it needs
+        ``psychovis`` importable (``mlflow.pytorch.load_model("models:/<model id>")``).
+        """
+        if not _rank_zero():
+            return
+        import mlflow.pytorch
+        import torch
+
+        module = getattr(model, "module", model)
+        with _quiet("mlflow.pytorch"):  # its warning about pickles is about loading untrusted files
+            mlflow.pytorch.log_model(
+                module,
+                name=name,
+                serialization_format="pickle",
+                # Listing requirements ourselves skips MLflow's slow import-tracing inference.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+
+    @contextlib.contextmanager
+    def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
+        """A run nested under this one for one item of the stage (e.g. one evaluated method).
+
+        It carries this run's params and execution tags, so it compares with other runs on its own.
+        """
+        child_tags = {**self._tags, TAG_KIND: "item", **(tags or {})}
+        with self._mlflow.start_run(run_name=name, nested=True, tags=child_tags):
+            self._mlflow.log_params(self._params)
+            yield StageRun(self._mlflow, self._params, child_tags)
+
+
+def _rank_zero() -> bool:
+    """False only in a ``torch.distributed`` process of rank > 0 (DDP: one process logs)."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _no_warnings() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _experiment_id(mlflow: Any, uri: str, root: Path) -> str:
+    """The ``psychovis`` experiment's id, created (and marked for model training) when missing."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        artifacts = None if uri.startswith(("http://", "https://")) else (repository_root(root) / "mlruns").as_uri()
+        with contextlib.suppress(Exception):  # a concurrent stage may have created it
+            client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment.tags.get("mlflow.experimentKind") is None:  # a kind chosen in the UI stays
+        client.set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def _parents(client: Any, experiment_id: str, key: str) -> list[Any]:
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`{TAG_EXECUTION}` = '{key}' and tags.`{TAG_KIND}` = 'pipeline'",
+        max_results=100,
+    )
+    return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def parent_run(client: Any, experiment_id: str, execution: Execution) -> str:
+    """The id of ``execution``'s parent run, created on first use.
+
+    Stages run in separate processes (and queued experiments in parallel), so the parent is found
+    by its :attr:`Execution.key` tag. Two stages creating it at once each search again after
+    creating, keep the earliest and delete their own if it lost.
+    """
+    found = _parents(client, experiment_id, execution.key)
+    if found:
+        return found[0].info.run_id
+    tags = {**execution.tags, TAG_KIND: "pipeline"}
+    created = client.create_run(experiment_id, run_name=execution.experiment, tags=tags)
+    from mlflow.entities import Param
+
+    flat = _flatten(execution.params)
+    names = sorted(flat)
+    for start in range(0, len(names), 100):  # the REST API takes at most 100 params a request
+        client.log_batch(
+            created.info.run_id, params=[Param(key, flat[key][:6000]) for key in names[start : start + 100]]
+        )
+    found = _parents(client, experiment_id, execution.key)
+    winner = found[0].info.run_id if found else created.info.run_id
+    if winner != created.info.run_id:
+        client.delete_run(created.info.run_id)
+    return winner
 
 
 @contextlib.contextmanager
@@ -95,12 +486,15 @@ def stage_run(
     run_name: str | None = None,
     extra_tags: Mapping[str, str] | None = None,
 ) -> Iterator[StageRun]:
-    """Open an MLflow run for a stage; params are logged flattened (``section.key``).
+    """Open an MLflow run for a stage, nested under the execution's parent run.
+
+    Logs ``params`` flattened (``section.key``), the params of every upstream stage, the md5 of
+    each data input (``md5.<path>``) and its tables as datasets.
 
     Args:
-        stage: the DVC stage name (tag ``stage``).
+        stage: the stage script's name (tag ``stage``).
         params: the params sections the stage reads.
-        root: the repository root (for the default store and the git commit).
+        root: the repository root (for the default store, ``dvc.yaml`` and the git commit).
         run_name: the run's name (default: the stage name).
         extra_tags: more tags, e.g. the loss of a training run.
     """
@@ -109,17 +503,39 @@ def stage_run(
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = None if uri.startswith(("http://", "https://")) else (Path(root).resolve() / "mlruns").as_uri()
-        with contextlib.suppress(Exception):  # a concurrent stage may have created it
-            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-    mlflow.set_experiment(EXPERIMENT)
+    experiment_id = _experiment_id(mlflow, uri, Path(root))
+    mlflow.set_experiment(experiment_id=experiment_id)
+    client = mlflow.MlflowClient()
+    execution = current_execution(root)
+    parent = parent_run(client, experiment_id, execution)
+    lineage = stage_lineage(root)
     tags = {
         "stage": stage,
-        "git_commit": git_commit(root),
         "params_hash": params_hash(params),
+        **execution.tags,
+        TAG_KIND: "stage",
+        **({TAG_STAGE: lineage.stage} if lineage.stage else {}),
+        **({"dvc.upstream": ",".join(lineage.upstream)} if lineage.upstream else {}),
+        **({"psychovis.lineage_problem": lineage.problem} if lineage.problem else {}),
         **(extra_tags or {}),
     }
-    with mlflow.start_run(run_name=run_name or stage, tags=tags):
-        mlflow.log_params(_flatten(params))
-        yield StageRun(mlflow)
+    inputs = lineage.inputs[:MAX_HASHED_INPUTS]
+    logged = {
+        **lineage.params,
+        **_flatten(params),  # the validated sections (defaults filled in) win over the raw file
+        **{f"md5.{path}": file_md5(Path(root) / path) for path in inputs},
+    }
+    status = "FAILED"
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage, parent_run_id=parent, tags=tags):
+            mlflow.log_params(logged)
+            run = StageRun(mlflow, logged, tags)
+            for path in inputs:
+                if path.endswith((".parquet", ".csv")):
+                    run.log_table_input(Path(root) / path, name=path)
+            yield run
+        status = "FINISHED"
+    finally:
+        # The parent spans the execution: it ends (or fails) with its latest stage.
+        with contextlib.suppress(Exception):
+            client.set_terminated(parent, status)

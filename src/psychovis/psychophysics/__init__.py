@@ -43,6 +43,10 @@ The protocol, with its choices (each a parameter):
   thresholds differ from those of a 24-contrast grid by 0.3 % (median), 7 % at most).
   Thresholds outside the grid are NaN; a curve that is not non-decreasing in contrast is
   flagged (``monotone`` False) and its first crossing is used.
+- Robustness (:mod:`~psychovis.psychophysics.robustness`): the top-/bottom-k result is placed in a
+  null of hundreds of random k-map subsets and repeated over criterion levels, a Nyquist-safe
+  frequency range, every human CSF and a gain-normalised control. The lowest frequency must put
+  ``min_cycles`` (2) cycles across the stimulus.
 - Scores against the human CSF (:func:`psychovis.csf.contrast_sensitivity`): the Pearson
   correlation of log sensitivity with log human sensitivity over frequency, the peak frequency,
   and the log-log slope above the peak (the high-frequency fall-off).
@@ -54,7 +58,8 @@ feature differences are kept, and every weighting is a matrix product of them. T
 
 Modules, in the order of the experiment: ``stimuli`` (gratings and backgrounds), ``grid`` (every
 distance on every stimulus), ``thresholds`` (thresholds, CSF scores, masking), ``subsets`` (the
-map-subset curve), ``summary`` (the metrics file) and ``figures``.
+map-subset curve), ``robustness`` (the random-subset null, the criterion sweep, Nyquist-safe
+scores, every human CSF, the gain-normalised control), ``summary`` (the metrics file) and ``figures``.
 
 References:
     T. Tariq, M. Kim et al., "A Psychovisual Analysis on Deep CNN Features for Perceptual Metrics
@@ -67,9 +72,17 @@ References:
 """
 
 from psychovis.psychophysics.grid import DistanceGrid, distance_grid
+from psychovis.psychophysics.robustness import (
+    inside_band,
+    log_correlations,
+    null_summary,
+    percentile_in,
+    robustness_table,
+    selection_thresholds,
+)
 from psychovis.psychophysics.stimuli import StimulusSpec, example_stimulus, make_backgrounds, render_stimuli
 from psychovis.psychophysics.subsets import subset_curve, subset_summary
-from psychovis.psychophysics.summary import summary_metrics
+from psychovis.psychophysics.summary import headline_metrics, summary_metrics
 from psychovis.psychophysics.thresholds import (
     find_thresholds,
     masking_table,
@@ -84,10 +97,17 @@ __all__ = [
     "distance_grid",
     "example_stimulus",
     "find_thresholds",
+    "headline_metrics",
+    "inside_band",
+    "log_correlations",
     "make_backgrounds",
     "masking_table",
+    "null_summary",
+    "percentile_in",
     "render_stimuli",
+    "robustness_table",
     "score_thresholds",
+    "selection_thresholds",
     "sensitivity_scores",
     "subset_curve",
     "subset_summary",

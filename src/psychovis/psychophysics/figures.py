@@ -79,37 +79,96 @@ def csf_overlay(
     return figure
 
 
-def subsets_figure(summary: pd.DataFrame, references: Mapping[str, float] | None = None) -> Figure:
-    """Log-correlation with the human CSF of k top-VFSS, bottom-VFSS and random maps, against k.
+def subsets_figure(nulls: pd.DataFrame, panels: Mapping[str, Mapping[str, object]]) -> Figure:
+    """Top-k and bottom-k VFSS maps against the random-k null, one panel per analysis condition.
 
     Args:
-        summary: the frame of :func:`psychovis.psychophysics.subset_summary`
-            (``k, selection, mean, std, count``).
-        references: optional label -> log-correlation drawn as horizontal lines (e.g. all maps
-            uniformly weighted, VFSS-weighted).
+        nulls: the frame of :func:`psychovis.psychophysics.robustness.null_summary`.
+        panels: title -> condition (values of the ``CONDITION`` columns) of each panel.
 
     Returns:
-        The figure.
+        The figure: the null's 95 % band and median, top-k and bottom-k log-correlation, against k.
+    """
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    for axis, (title, condition) in zip(axes[0], panels.items(), strict=True):
+        rows = nulls
+        for column, value in condition.items():
+            rows = rows[rows[column] == value]
+        rows = rows.sort_values("k")
+        grey = SELECTION_COLOURS["randomk"]
+        draws = int(rows["draws"].min()) if len(rows) else 0
+        axis.fill_between(
+            rows["k"],
+            rows["null_low"],
+            rows["null_high"],
+            color=grey,
+            alpha=0.25,
+            lw=0,
+            label=f"random k: 95 % band ({draws} draws)",
+        )
+        axis.plot(rows["k"], rows["null_median"], color=grey, ls="--", lw=1, label="random k: median")
+        for selection in ("topk", "bottomk"):
+            axis.plot(rows["k"], rows[selection], marker="o", color=SELECTION_COLOURS[selection], label=selection)
+        axis.set_xscale("log", base=2)
+        ks = sorted(rows["k"].unique())
+        axis.set_xticks(ks, [str(k) for k in ks])
+        axis.set_xlabel("feature maps kept (k)")
+        axis.set_title(title, fontsize=9)
+        axis.grid(True, alpha=0.25)
+    axes[0][0].set_ylabel("log-correlation with the human CSF")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def criterion_sweep_figure(table: pd.DataFrame, nulls: pd.DataFrame, k: int, condition: Mapping[str, object]) -> Figure:
+    """Log-correlation with the human CSF against the criterion level, for every distance and the k-map tests.
+
+    Args:
+        table: the frame of :func:`psychovis.psychophysics.robustness.robustness_table`.
+        nulls: its :func:`~psychovis.psychophysics.robustness.null_summary`.
+        k: the map-subset size drawn.
+        condition: the fixed ``control``, ``frequency_range`` and ``csf``.
+
+    Returns:
+        The figure, criterion contrast on a log axis.
     """
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for selection, rows in summary.groupby("selection", sort=False):
-        rows = rows.sort_values("k")
-        colour = SELECTION_COLOURS.get(str(selection))
-        axis.plot(rows["k"], rows["mean"], marker="o", color=colour, label=str(selection))
-        if (rows["std"] > 0).any():
-            axis.fill_between(
-                rows["k"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], color=colour, alpha=0.2, lw=0
-            )
-    styles = iter(["--", ":", "-."])
-    for label, value in (references or {}).items():
-        if value == value:  # skip NaN
-            axis.axhline(value, color="black", ls=next(styles, "--"), lw=1, label=label)
-    axis.set_xscale("log", base=2)
-    axis.set_xticks(sorted(summary["k"].unique()), [str(k) for k in sorted(summary["k"].unique())])
-    axis.set_xlabel("feature maps kept (k)")
+    chosen = nulls[nulls["k"] == k]
+    fixed = table
+    for column, value in condition.items():
+        chosen = chosen[chosen[column] == value]
+        fixed = fixed[fixed[column] == value]
+    chosen = chosen.sort_values("criterion_contrast")
+    grey = SELECTION_COLOURS["randomk"]
+    axis.fill_between(
+        chosen["criterion_contrast"],
+        chosen["null_low"],
+        chosen["null_high"],
+        color=grey,
+        alpha=0.25,
+        lw=0,
+        label=f"random {k} maps: 95 % band",
+    )
+    for selection in ("topk", "bottomk"):
+        axis.plot(
+            chosen["criterion_contrast"],
+            chosen[selection],
+            marker="o",
+            color=SELECTION_COLOURS[selection],
+            label=f"{selection} ({k} maps)",
+        )
+    distances = fixed[fixed["kind"] == "distance"]
+    for name, rows in distances.groupby("name", sort=False):
+        if name == "pixel_mse" or name in SELECTION_COLOURS:
+            continue  # pixel MSE is flat by construction; the selections are drawn above
+        rows = rows.sort_values("criterion_contrast")
+        axis.plot(rows["criterion_contrast"], rows["log_correlation"], marker=".", lw=1, label=str(name))
+    axis.set_xscale("log")
+    axis.set_xlabel("criterion: contrast of the reference grating (8 cpd on grey)")
     axis.set_ylabel("log-correlation with the human CSF")
-    axis.set_title("Which maps make a human-like CSF? (random: mean ± std over seeds)", fontsize=10)
+    axis.set_title("Each distance's agreement with the human CSF, by criterion level", fontsize=10)
     axis.grid(True, alpha=0.25)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     return figure

@@ -14,6 +14,7 @@ from psychovis.distances.engine import Distance, per_pair_distance
 from psychovis.distances.lpips import normalise_channels
 from psychovis.distances.plan import SharedPlan
 from psychovis.errors import ParamsError
+from psychovis.progress import Progress
 from psychovis.psychophysics.stimuli import GREY, StimulusSpec, _check_backgrounds, render_stimuli
 from psychovis.validation import integer_at_least
 
@@ -28,12 +29,16 @@ class DistanceGrid:
         contrasts: the contrast grid (axis 2).
         values: distance name -> ``(backgrounds, frequencies, contrasts)`` distance of the
             stimulus from its background, averaged over phases.
-        criterion: distance name -> the distance of the reference grating on grey.
+        criterion: distance name -> the distance of the reference grating on grey (the main
+            criterion, at ``spec.reference_contrast``).
+        criterion_contrasts: the reference contrasts of the criterion levels (the main one first).
+        criteria: distance name -> ``(levels,)`` the criterion at each of ``criterion_contrasts``.
         clipped_fraction: ``(backgrounds, frequencies, contrasts)`` mean fraction of clipped pixels.
         map_errors: layer -> ``(backgrounds, frequencies, contrasts, maps)`` per-map squared feature
             difference ``mean_hw (phi_c(stimulus) - phi_c(background))^2`` averaged over phases,
             for the layers of the ``PsychovisualLoss`` distances (empty when there are none).
         map_criterion: layer -> ``(maps,)`` the same for the reference grating on grey.
+        map_criteria: layer -> ``(levels, maps)`` the same at every criterion level.
         map_backbone: the backbone of ``map_errors``.
     """
 
@@ -47,6 +52,9 @@ class DistanceGrid:
     map_errors: dict[str, np.ndarray] = field(default_factory=dict)
     map_criterion: dict[str, np.ndarray] = field(default_factory=dict)
     map_backbone: str | None = None
+    criterion_contrasts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    criteria: dict[str, np.ndarray] = field(default_factory=dict)
+    map_criteria: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def distance_grid(
@@ -55,6 +63,7 @@ def distance_grid(
     spec: StimulusSpec,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
+    progress: bool = True,
 ) -> DistanceGrid:
     """Evaluate every distance on every (background, frequency, contrast, phase) stimulus.
 
@@ -70,6 +79,7 @@ def distance_grid(
         spec: the experiment.
         batch_size: stimuli per forward pass.
         device: where to render and run.
+        progress: report progress (a bar on a terminal, periodic lines in a log).
 
     Returns:
         A :class:`DistanceGrid`.
@@ -85,12 +95,17 @@ def distance_grid(
     checked = _check_backgrounds(backgrounds, spec.size)
     names = list(checked)
     n_b, n_f, n_c, n_p = len(names), len(spec.frequencies_cpd), len(spec.contrasts), spec.phases
-    # Rows: every (background, frequency, contrast, phase), then the reference grating on grey.
+    # Rows: every (background, frequency, contrast, phase), then the reference gratings on grey
+    # (every criterion level x phase).
     bi, fi, ci, pi = (grid.ravel() for grid in np.meshgrid(*map(np.arange, (n_b, n_f, n_c, n_p)), indexing="ij"))
-    freq_cpp = np.concatenate([spec.frequency_cpp[fi], np.full(n_p, float(spec.cpp(spec.reference_frequency_cpd)))])
-    contrast = np.concatenate([np.asarray(spec.contrasts)[ci], np.full(n_p, spec.reference_contrast)])
-    phase = np.concatenate([spec.phase_rad[pi], spec.phase_rad])
-    background_index = np.concatenate([bi, np.full(n_p, n_b)])  # index n_b: the uniform grey of the criterion
+    levels = np.asarray(spec.reference_contrasts)
+    n_r = levels.size
+    freq_cpp = np.concatenate(
+        [spec.frequency_cpp[fi], np.full(n_r * n_p, float(spec.cpp(spec.reference_frequency_cpd)))]
+    )
+    contrast = np.concatenate([np.asarray(spec.contrasts)[ci], np.repeat(levels, n_p)])
+    phase = np.concatenate([spec.phase_rad[pi], np.tile(spec.phase_rad, n_r)])
+    background_index = np.concatenate([bi, np.full(n_r * n_p, n_b)])  # index n_b: the grey of the criterion
     rows = len(background_index)
 
     stack = np.stack([*(checked[name] for name in names), np.full((spec.size, spec.size), GREY)])
@@ -118,7 +133,7 @@ def distance_grid(
             reference_features = extractor(background_images.float()[:, None].expand(-1, 3, -1, -1).contiguous())
             errors = {layer: np.empty((rows, extractor.channels[layer])) for layer in plan.map_layers}
             normalised_reference = {layer: normalise_channels(feature) for layer, feature in reference_features.items()}
-        for start in range(0, rows, batch_size):
+        for start in Progress(range(0, rows, batch_size), desc="psychophysics", unit="batch", enabled=progress):
             stop = min(start + batch_size, rows)
             index = slice(start, stop)
             which = as_tensor["background"][index]
@@ -146,24 +161,27 @@ def distance_grid(
 
     def by_grid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         main = values[: n_b * n_f * n_c * n_p].reshape(n_b, n_f, n_c, n_p, *values.shape[1:]).mean(axis=3)
-        return main, values[n_b * n_f * n_c * n_p :].mean(axis=0)
+        references = values[n_b * n_f * n_c * n_p :]
+        return main, references.reshape(n_r, n_p, *values.shape[1:]).mean(axis=1)
 
-    values, criterion = {}, {}
+    values, criteria = {}, {}
     for name in distances:
-        values[name], reference = by_grid(out[name])
-        criterion[name] = float(reference)
-    map_errors, map_criterion = {}, {}
+        values[name], criteria[name] = by_grid(out[name])
+    map_errors, map_criteria = {}, {}
     for layer, matrix in errors.items():
-        map_errors[layer], map_criterion[layer] = by_grid(matrix)
+        map_errors[layer], map_criteria[layer] = by_grid(matrix)
     return DistanceGrid(
         backgrounds=names,
         frequency_cpd=np.asarray(spec.frequencies_cpd),
         frequency_cpp=spec.frequency_cpp,
         contrasts=np.asarray(spec.contrasts),
         values=values,
-        criterion=criterion,
+        criterion={name: float(levels_of[0]) for name, levels_of in criteria.items()},
         clipped_fraction=by_grid(clipped)[0],
         map_errors=map_errors,
-        map_criterion=map_criterion,
+        map_criterion={layer: levels_of[0] for layer, levels_of in map_criteria.items()},
         map_backbone=plan.backbone if map_errors else None,
+        criterion_contrasts=levels,
+        criteria=criteria,
+        map_criteria=map_criteria,
     )

@@ -37,7 +37,11 @@ class StimulusSpec:
         window: ``tukey`` (separable Tukey window) or ``none``.
         taper: fraction of each side of the Tukey window that tapers (0: box, 1: Hann).
         reference_frequency_cpd: frequency of the reference grating that sets the criterion.
-        reference_contrast: contrast of the reference grating.
+        reference_contrast: contrast of the reference grating (the main criterion).
+        criterion_contrasts: further reference contrasts whose criteria are computed too, for a
+            criterion-level sweep (the main ``reference_contrast`` is always the first level).
+        min_cycles: the fewest grating cycles the lowest frequency must put across the stimulus
+            side; fewer and "frequency" is ill-defined (a fraction of one cycle is a luminance ramp).
     """
 
     size: int = 64
@@ -51,6 +55,8 @@ class StimulusSpec:
     taper: float = 0.5
     reference_frequency_cpd: float = 8.0
     reference_contrast: float = 0.01
+    criterion_contrasts: tuple[float, ...] = ()
+    min_cycles: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frequencies_cpd", tuple(float(f) for f in self.frequencies_cpd))
@@ -77,6 +83,17 @@ class StimulusSpec:
             raise ParamsError(
                 f"psychophysics.reference_frequency_cpd must be positive, got {self.reference_frequency_cpd!r}"
             )
+        if any(not 0.0 < float(c) <= 1.0 for c in self.criterion_contrasts):
+            raise ParamsError(
+                f"psychophysics.criterion_contrasts must be in (0, 1], got {list(self.criterion_contrasts)}"
+            )
+        object.__setattr__(self, "criterion_contrasts", tuple(float(c) for c in self.criterion_contrasts))
+        cycles = float(self.cpp(frequencies.min())) * self.size
+        if cycles < self.min_cycles:
+            raise ParamsError(
+                f"the lowest grating frequency puts {cycles:.2f} cycles across the {self.size}-pixel stimulus, "
+                f"fewer than {self.min_cycles:g}; raise psychophysics.frequency_min_cpd or psychophysics.size"
+            )
         highest = float(self.cpp(max(frequencies.max(), self.reference_frequency_cpd)))
         if highest > 0.5:
             raise ParamsError(
@@ -87,6 +104,12 @@ class StimulusSpec:
     def cpp(self, frequency_cpd: np.ndarray | float) -> np.ndarray:
         """Cycles per pixel of frequencies in cycles/degree, with this spec's mapping and geometry."""
         return cycles_per_pixel(frequency_cpd, self.mapping, self.viewing_distance_in, self.pixels_per_inch)
+
+    @property
+    def reference_contrasts(self) -> tuple[float, ...]:
+        """The criterion levels: ``reference_contrast`` first, then the other ``criterion_contrasts``."""
+        extra = [c for c in self.criterion_contrasts if not math.isclose(c, self.reference_contrast)]
+        return (self.reference_contrast, *dict.fromkeys(extra))
 
     @property
     def frequency_cpp(self) -> np.ndarray:

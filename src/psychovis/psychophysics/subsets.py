@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from psychovis.distances.engine import selection_weights, selections, weighted_errors
-from psychovis.errors import ParamsError
+from psychovis.distances.engine import selections
 from psychovis.psychophysics.grid import DistanceGrid
-from psychovis.psychophysics.thresholds import find_thresholds, sensitivity_scores
+from psychovis.psychophysics.robustness import selection_thresholds
+from psychovis.psychophysics.thresholds import sensitivity_scores
 
 
 def subset_curve(
@@ -46,27 +46,8 @@ def subset_curve(
         ValueError: the grid has no per-map errors, or ``background`` is not in it.
         ParamsError: missing scores, scores of the wrong length, or a bad ``k``.
     """
-    if not grid.map_errors:
-        raise ValueError("the grid holds no per-map errors: include a PsychovisualLoss distance (e.g. 'vgg')")
-    if background not in grid.backgrounds:
-        raise ValueError(f"background {background!r} is not in the grid {grid.backgrounds}")
     chosen = selections(ks, seeds)
-    layers = list(grid.map_errors)
-    for layer in layers:
-        if layer not in vfss_scores:
-            raise ParamsError(f"no VFSS scores for layer {layer}")
-        if len(vfss_scores[layer]) != grid.map_errors[layer].shape[-1]:
-            raise ParamsError(
-                f"{layer} has {grid.map_errors[layer].shape[-1]} maps but {len(vfss_scores[layer])} VFSS scores"
-            )
-    b = grid.backgrounds.index(background)
-    distances = np.zeros((len(chosen), grid.frequency_cpd.size, grid.contrasts.size))
-    criterion = np.zeros(len(chosen))
-    for layer in layers:
-        weights = selection_weights(vfss_scores[layer], chosen)
-        distances += np.moveaxis(weighted_errors(grid.map_errors[layer][b], weights), -1, 0)
-        criterion += weighted_errors(grid.map_criterion[layer], weights)
-    threshold, _ = find_thresholds(grid.contrasts, distances, criterion[:, None])
+    threshold = selection_thresholds(grid, vfss_scores, chosen, background)
     rows = []
     for (k, selection, seed), curve in zip(chosen, threshold, strict=True):
         scores = sensitivity_scores(grid.frequency_cpd, 1.0 / curve, csf)

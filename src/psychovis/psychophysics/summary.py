@@ -1,48 +1,131 @@
-"""The psychophysics metrics file: each distance's CSF scores, masking and the map-subset curve, JSON-safe."""
+"""The psychophysics headline metrics: the map-subset test against its null, under every analysis choice."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from psychovis.io import json_number
-from psychovis.psychophysics.subsets import subset_summary
+from psychovis.psychophysics.robustness import CONDITION
+
+NULL_FIELDS = ("topk", "bottomk", "topk_percentile", "bottomk_percentile", "null_low", "null_high")
+"""What ``metrics/psychophysics.json`` keeps of a row of :func:`~psychovis.psychophysics.robustness.null_summary`."""
 
 
-def summary_metrics(
-    scores: pd.DataFrame, masking: pd.DataFrame | None = None, subsets: pd.DataFrame | None = None
-) -> dict[str, dict[str, dict[str, float | None]]]:
-    """The small nested dict for ``metrics/psychophysics.json`` (``dvc metrics``), JSON-safe.
+def summary_metrics(nulls: pd.DataFrame, table: pd.DataFrame, k: int, main: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline dict for ``metrics/psychophysics.json`` (``dvc metrics``), JSON-safe.
 
     Args:
-        scores: the frame of :func:`score_thresholds`.
-        masking: optional frame of :func:`masking_table`; adds ``mean_threshold_elevation`` (the
-            geometric mean over frequency of ``threshold / threshold on grey``) per background.
-        subsets: optional frame of :func:`subset_curve`; adds ``subsets -> {selection}_k{k} ->
-            {mean, std}`` of the log-correlation.
+        nulls: the frame of :func:`~psychovis.psychophysics.robustness.null_summary`.
+        table: the frame of :func:`~psychovis.psychophysics.robustness.robustness_table`.
+        k: the map-subset size reported (the weights' top-k).
+        main: the main condition: a value for every column of
+            :data:`~psychovis.psychophysics.robustness.CONDITION` (the paper's choices).
 
     Returns:
-        ``distance -> background -> {log_correlation, peak_frequency_cpd, falloff_slope, ...}``
-        with numbers rounded to 5 decimals and NaN as None.
+        ``null_draws``; ``subsets_k{k}`` -> ``main``, ``nyquist_safe``, ``gain_normalised`` ->
+        top-k/bottom-k log-correlation, their percentiles in the random-k null and the null's 95 %
+        band; ``criterion_sweep`` -> ``c{contrast}`` -> the percentiles and the ``vgg``/``vfss``
+        log-correlations; ``csfs`` -> CSF -> the same; ``distances`` -> distance -> log-correlation
+        on the ``full`` and ``nyquist_safe`` ranges. Rounded to 5 decimals, NaN as None.
+
+    Raises:
+        ValueError: ``main`` does not name every condition column, or no row matches it.
     """
-    metrics: dict[str, dict[str, dict[str, float | None]]] = {}
-    for row in scores.itertuples(index=False):
-        metrics.setdefault(str(row.distance), {})[str(row.background)] = {
-            "log_correlation": json_number(row.log_correlation),
-            "peak_frequency_cpd": json_number(row.peak_frequency_cpd),
-            "falloff_slope": json_number(row.falloff_slope),
-        }
-    if masking is not None and len(masking):
-        elevation = masking.groupby(["distance", "background"], sort=False)["threshold_elevation"].apply(
-            lambda values: float(np.exp(np.log(values).mean()))
-        )
-        for (distance, background), value in elevation.items():
-            metrics.setdefault(str(distance), {}).setdefault(str(background), {})["mean_threshold_elevation"] = (
-                json_number(value)
+    if set(main) != set(CONDITION):
+        raise ValueError(f"main must give {CONDITION}, got {sorted(main)}")
+    at_k = nulls[nulls["k"] == k]
+
+    def null_entry(**changes: Any) -> dict[str, float | None]:
+        row = _one(at_k, {**main, **changes})
+        return {field: json_number(row[field]) for field in NULL_FIELDS}
+
+    def distance_values(names: tuple[str, ...], **changes: Any) -> dict[str, float | None]:
+        rows = _rows(table[table["kind"] == "distance"], {**main, **changes}).set_index("name")["log_correlation"]
+        return {name: json_number(rows[name]) for name in names if name in rows.index}
+
+    def percentiles(**changes: Any) -> dict[str, float | None]:
+        entry = null_entry(**changes)
+        return {"topk_percentile": entry["topk_percentile"], "bottomk_percentile": entry["bottomk_percentile"]}
+
+    draws = _one(at_k, main)["draws"]
+    distance_names = tuple(dict.fromkeys(table.loc[table["kind"] == "distance", "name"]))
+    return {
+        "null_draws": int(draws),
+        f"subsets_k{k}": {
+            "main": null_entry(),
+            "nyquist_safe": null_entry(frequency_range="nyquist_safe"),
+            "gain_normalised": null_entry(control="gain_normalised"),
+        },
+        "criterion_sweep": {
+            f"c{level:g}": {
+                **percentiles(criterion_contrast=level),
+                **distance_values(("vgg", "vfss"), criterion_contrast=level),
+            }
+            for level in sorted(table["criterion_contrast"].unique())
+        },
+        "csfs": {
+            csf: {**percentiles(csf=csf), **distance_values(("vgg", "vfss"), csf=csf)}
+            for csf in dict.fromkeys(table["csf"])
+        },
+        "distances": {
+            name: {
+                "full": distance_values((name,))[name],
+                "nyquist_safe": distance_values((name,), frequency_range="nyquist_safe")[name],
+            }
+            for name in distance_names
+        },
+    }
+
+
+def _rows(frame: pd.DataFrame, condition: Mapping[str, Any]) -> pd.DataFrame:
+    chosen = frame
+    for column, value in condition.items():
+        chosen = chosen[chosen[column] == value]
+    return chosen
+
+
+def _one(frame: pd.DataFrame, condition: Mapping[str, Any]) -> pd.Series:
+    chosen = _rows(frame, condition)
+    if chosen.empty:
+        raise ValueError(f"no null summary row for {dict(condition)}")
+    return chosen.iloc[0]
+
+
+def headline_metrics(summary: dict[str, Any], k: int) -> dict[str, Any]:
+    """The few numbers ``dvc exp show`` shows (``metrics/psychophysics.json``); the rest stays in the summary.
+
+    Args:
+        summary: the dict of :func:`summary_metrics`.
+        k: its map-subset size.
+
+    Returns:
+        ``null_draws``; ``subsets_k{k}`` -> top-k/bottom-k percentiles in the null as in the paper, on the
+        Nyquist-safe range and gain-normalised; ``topk_pct_by_criterion`` -> ``c{level}`` -> top-k
+        percentile; ``log_corr`` -> the plain and VFSS-weighted VGG distances on both ranges.
+    """
+    subsets = summary[f"subsets_k{k}"]
+    distances = summary["distances"]
+    return {
+        "null_draws": summary["null_draws"],
+        f"subsets_k{k}": {
+            f"{selection}_pct{suffix}": subsets[condition][f"{selection}_percentile"]
+            for condition, suffix in (
+                ("main", ""),
+                ("nyquist_safe", "_nyquist_safe"),
+                ("gain_normalised", "_gain_norm"),
             )
-    if subsets is not None and len(subsets):
-        metrics["subsets"] = {
-            f"{row.selection}_k{row.k}": {"mean": json_number(row.mean), "std": json_number(row.std)}
-            for row in subset_summary(subsets).itertuples(index=False)
-        }
-    return metrics
+            for selection in ("topk", "bottomk")
+        },
+        "topk_pct_by_criterion": {
+            level: values["topk_percentile"] for level, values in summary["criterion_sweep"].items()
+        },
+        "log_corr": {
+            f"{name}{suffix}": distances[name][key]
+            for name in ("vgg", "vfss")
+            if name in distances
+            for key, suffix in (("full", ""), ("nyquist_safe", "_nyquist_safe"))
+        },
+    }

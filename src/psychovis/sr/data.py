@@ -90,23 +90,31 @@ def random_crops(
     crop_size: int,
     batch_size: int,
     generator: torch.Generator,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """Draw a batch of random square crops, each flipped left-right with probability 1/2.
 
     Images are drawn uniformly with replacement, then a position uniformly within the chosen
     image, all from ``generator`` (so a seed fixes the batch; the generator advances).
 
+    Under data-parallel training every rank holds the same seeded generator and draws the whole
+    global batch, then cuts only its own ``shard``: the global batch, and the generator's state
+    after it, are the same whatever the number of ranks.
+
     Args:
         images: HxWx3 float arrays in [0, 1] (a mapping's keys name them in errors).
         crop_size: side of each crop in pixels.
         batch_size: number of crops.
         generator: a CPU ``torch.Generator``.
+        shard: ``(rank, ranks)``: return only the rank-th of ``ranks`` equal contiguous slices of
+            the batch (``batch_size`` must divide evenly).
 
     Returns:
-        A float32 tensor of shape (batch_size, 3, crop_size, crop_size) on the CPU.
+        A float32 tensor of shape (batch_size / ranks, 3, crop_size, crop_size) on the CPU.
 
     Raises:
-        ParamsError: no images, or ``crop_size`` / ``batch_size`` below 1.
+        ParamsError: no images, ``crop_size`` / ``batch_size`` below 1, or a batch that the ranks
+            cannot share evenly.
         DataError: an image is not HxWx3 or is smaller than ``crop_size``.
     """
     if isinstance(images, Mapping):
@@ -119,6 +127,12 @@ def random_crops(
         raise ParamsError("random_crops needs at least one image, got none")
     if crop_size < 1 or batch_size < 1:
         raise ParamsError(f"crop_size and batch_size must be >= 1, got {crop_size} and {batch_size}")
+    rank, ranks = shard
+    if ranks < 1 or not 0 <= rank < ranks or batch_size % ranks:
+        raise ParamsError(
+            f"a batch of {batch_size} cannot be shared by {ranks} processes evenly (rank {rank}); "
+            "make train.batch_size a multiple of train.processes"
+        )
     for name, array in zip(names, arrays, strict=True):
         if array.ndim != 3 or array.shape[2] != 3:
             raise DataError(f"image {name} has shape {tuple(array.shape)}, not HxWx3; pass RGB images")
@@ -134,6 +148,8 @@ def random_crops(
     tops = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * (heights - crop_size + 1)).long()
     lefts = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * (widths - crop_size + 1)).long()
     flips = torch.rand(batch_size, generator=generator) < 0.5
+    mine = slice(rank * batch_size // ranks, (rank + 1) * batch_size // ranks)
+    which, tops, lefts, flips = which[mine], tops[mine], lefts[mine], flips[mine]
     crops = np.stack(
         [
             arrays[index][top : top + crop_size, left : left + crop_size]

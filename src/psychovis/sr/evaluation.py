@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from psychovis.progress import progress as progress_of
 from psychovis.sr.data import crop_to_multiple, downsample, upsample_bicubic
 from psychovis.sr.judges import Judges
 from psychovis.sr.metrics import frequency_band_errors
@@ -108,7 +108,7 @@ def score(
     rows, band_frames = [], []
     cache: dict[int, tuple[dict[str, float], pd.DataFrame]] = {}
     pairs = [(key, name) for key in outputs for name in references]
-    for (method, seed), name in tqdm(pairs, desc="evaluate", unit="image", disable=not progress):
+    for (method, seed), name in progress_of(pairs, "evaluate", unit="image", enabled=progress):
         prediction, reference = outputs[(method, seed)][name], references[name]
         if id(prediction) not in cache:  # the same array under several seeds: score it once
             cache[id(prediction)] = (scorer(prediction, reference), frequency_band_errors(prediction, reference, bands))

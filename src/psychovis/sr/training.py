@@ -19,6 +19,10 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -29,13 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch.nn.parallel import DistributedDataParallel
 
 from psychovis.distances.loss import PsychovisualLoss
-from psychovis.errors import DataError, ParamsError, WeightsError
+from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError
 from psychovis.io import atomic_path
 from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
+from psychovis.progress import Progress
 from psychovis.sr.data import downsample, random_crops
+from psychovis.sr.distributed import World, barrier, broadcast, fault_point, mean_over_ranks
 from psychovis.sr.model import SRResNet
 
 
@@ -61,9 +67,14 @@ class TrainConfig:
     @classmethod
     def from_params(cls, train: Mapping[str, Any], loss: str, seed: int, **overrides: Any) -> TrainConfig:
         """The config of one run from the ``train`` section of ``params.yaml`` (``overrides`` win)."""
-        keys = [field.name for field in fields(cls) if field.name not in ("loss", "seed")]
+        skipped = {"loss", "seed"}
+        if loss == "pixel":
+            # L1 alone: the perceptual keys are not read, so changing them does not retrain it (dvc.yaml)
+            skipped |= {"layers", "pixel_weight", "perceptual_weight"}
+        # overridden keys are not read either (pretrain's own iterations must not tie it to train.iterations)
+        keys = [field.name for field in fields(cls) if field.name not in skipped | set(overrides)]
         values: dict[str, Any] = {key: train[key] for key in keys} | {"loss": loss, "seed": seed} | overrides
-        values["layers"] = tuple(values["layers"])
+        values["layers"] = tuple(values.get("layers", cls.layers))
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -100,6 +111,8 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
         layers = None if config.loss == "lpips_weighted" else config.layers
         try:
             perceptual = PsychovisualLoss(path, layers=layers)
+        except InvalidWeightsError:
+            raise  # the file itself is wrong (missing maps, another backbone): its message names it
         except ValueError as exc:
             raise ParamsError(f"train.layers: {exc}; add the layers to weights.layers") from None
     pixel_weight = 1.0 if config.loss == "pixel" else config.pixel_weight
@@ -144,7 +157,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
-            f"checkpoint {path} is missing; train it first (in the pipeline: `dvc repro train_baseline train_weighted`)"
+            f"checkpoint {path} is missing; train it first "
+            "(in the pipeline: `dvc repro train_pixel train_baseline train_weighted`)"
         )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
@@ -189,9 +203,90 @@ def warm_start(model: SRResNet, config: TrainConfig, path: str | Path) -> None:
     model.load_state_dict(state["model"], strict=True)
 
 
+RESUME_KEYS = ("model", "optimizer", "scheduler", "generator", "curve", "step", "config", "fingerprint")
+"""What a resumable checkpoint holds (written every ``log_every`` steps by :func:`train`)."""
+_FINGERPRINT_NAMES = {
+    "images": "image set (train.image_dir, train.test_images or the files in it)",
+    "weights": "feature-weights file",
+    "warm_start": "warm start (data/models/pretrain.pt)",
+    "params": "training params",
+}
+
+
+def digest(data: bytes) -> str:
+    """A short SHA-256 hex digest."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def images_digest(images: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> str:
+    """A digest of an image set: names, shapes, and every 4th pixel of every 4th row (cheap on DIV2K)."""
+    named = images.items() if isinstance(images, Mapping) else enumerate(images)
+    hasher = hashlib.sha256()
+    for name, array in named:
+        hasher.update(f"{name}:{array.shape}:{array.dtype};".encode())
+        hasher.update(np.ascontiguousarray(array[::4, ::4]).tobytes())
+    return hasher.hexdigest()[:16]
+
+
+def run_fingerprint(
+    config: TrainConfig,
+    images: Sequence[np.ndarray] | Mapping[str, np.ndarray],
+    weights_dir: str | Path | None = None,
+    init_from: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """What a resumed run must share with the run that wrote its checkpoint.
+
+    Returns:
+        Digests of the image set, the loss's feature-weights file, the warm-start checkpoint ("none"
+        where not used) and the params (``config`` plus numerics ``options`` such as autocast).
+    """
+    weights = Path(weights_dir) / f"{config.loss}.safetensors" if weights_dir is not None else None
+    used = weights is not None and config.loss in WEIGHTED_LOSSES and weights.is_file()
+    return {
+        "images": images_digest(images),
+        "weights": digest(weights.read_bytes()) if used else "none",
+        "warm_start": digest(Path(init_from).read_bytes()) if init_from is not None else "none",
+        "params": digest(json.dumps({**asdict(config), **(options or {})}, sort_keys=True).encode()),
+    }
+
+
+def read_resume_checkpoint(path: str | Path, config: TrainConfig, fingerprint: Mapping[str, str]) -> dict | None:
+    """The state to resume from ``path`` (None when there is none), checked against this run.
+
+    Raises:
+        WeightsError: the checkpoint is unreadable or truncated, predates fingerprints, or was made with
+            another image set, weights file, warm start or params (one line naming which).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    advice = "delete it to train from the start, or unset PSYCHOVIS_RESUME"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # torch's first sentence says what is wrong; the rest is generic advice
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise WeightsError(f"resume checkpoint {path} is unreadable or truncated ({reason}); {advice}") from None
+    missing = [key for key in RESUME_KEYS if key not in state] if isinstance(state, dict) else list(RESUME_KEYS)
+    if missing:
+        raise WeightsError(
+            f"resume checkpoint {path} lacks {', '.join(missing)} (another file, or written before resume "
+            f"checks existed); {advice}"
+        )
+    recorded = state["fingerprint"]
+    changed = [text for key, text in _FINGERPRINT_NAMES.items() if recorded.get(key) != fingerprint.get(key)]
+    if state["config"] != asdict(config) and _FINGERPRINT_NAMES["params"] not in changed:
+        changed.append(_FINGERPRINT_NAMES["params"])
+    if changed:
+        changes = "; another ".join(changed)
+        raise WeightsError(f"cannot resume from {path}: it was made with another {changes}; {advice}")
+    return state
+
+
 def train(
     config: TrainConfig,
-    train_images: Sequence[np.ndarray],
+    train_images: Sequence[np.ndarray] | Mapping[str, np.ndarray],
     device: torch.device | str = "cpu",
     weights_dir: str | Path | None = None,
     progress: bool = True,
@@ -199,66 +294,108 @@ def train(
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     init_from: str | Path | None = None,
+    world: World | None = None,
+    channels_last: bool = False,
+    autocast: bool = False,
 ) -> tuple[SRResNet, pd.DataFrame]:
     """Train an SRResNet on random crops of ``train_images`` under ``config.loss``.
 
     Seeded: on the CPU two runs with the same config give the same weights, and a run resumed
-    from its checkpoint ends with the same weights as an uninterrupted one.
+    from its checkpoint ends with the same weights as an uninterrupted one. Under data-parallel
+    training (``world`` of several ranks) every rank trains on its slice of the same global batch of
+    ``config.batch_size`` crops and DDP averages the gradients, so the run matches a single process
+    up to float rounding; only rank 0 writes checkpoints and calls ``on_log``.
 
     Args:
         config: the run's hyper-parameters.
-        train_images: HxWx3 float images in [0, 1], each at least ``crop_size`` on a side.
-        device: where to train.
+        train_images: HxWx3 float images in [0, 1], each at least ``crop_size`` on a side (a mapping's
+            names enter the resume fingerprint).
+        device: where to train (ignored when ``world`` is given: its device is used).
         weights_dir: folder of the exported feature weights (for ``vfss`` and ``topk``).
-        progress: show a progress bar.
-        on_log: called every ``log_every`` steps with the step and the averaged loss terms.
+        progress: show a progress bar (rank 0 only).
+        on_log: called every ``log_every`` steps with the step and the loss terms averaged over the
+            steps and the ranks.
         checkpoint_path: where to keep a resumable checkpoint, rewritten atomically every
             ``log_every`` steps (``None``: no checkpoints).
-        resume: continue from ``checkpoint_path`` when it exists and was written with the same
-            config.
+        resume: continue from ``checkpoint_path`` when it exists; refused (:class:`WeightsError`) when it
+            was made with another image set, weights file, warm start or params.
         init_from: a checkpoint to fine-tune from (same architecture); None starts from scratch.
+        world: this process's rank among the training processes (default: a single process).
+        channels_last: keep the network and batches in channels-last memory order (faster convolutions
+            on recent GPUs).
+        autocast: run the forward pass and loss in bfloat16 autocast (mixed precision).
 
     Returns:
         The trained model (eval mode) and the loss curve (one row per logged step).
     """
-    if not train_images:
+    if not len(train_images):
         raise DataError("no training images")
-    device = torch.device(device)
+    world = world or World(device=torch.device(device))
+    device = world.device
+    if config.batch_size % world.size:
+        raise ParamsError(
+            f"train.batch_size ({config.batch_size}) must be a multiple of train.processes ({world.size}): "
+            "every process takes an equal share of the global batch"
+        )
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config)
     if init_from is not None:
         warm_start(model, config, init_from)
-    model = model.to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format) if channels_last else model.to(device)
     criterion = build_criterion(config, weights_dir)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.iterations)
     rows: list[dict[str, float]] = []
     first_step = 1
-    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state["config"] == asdict(config):
-            model.load_state_dict(state["model"], strict=True)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            generator.set_state(state["generator"])
-            rows = list(state["curve"])
-            first_step = state["step"] + 1
+    fingerprint: dict[str, str] = {}
+    if world.is_main and checkpoint_path is not None:
+        options = {"channels_last": channels_last, "autocast": autocast}
+        fingerprint = run_fingerprint(config, train_images, weights_dir, init_from, options)
+    if resume and checkpoint_path is not None:
+        # Rank 0 reads and checks the checkpoint and hands it (or the refusal) to every rank.
+        loaded: dict | PsychovisError | None = None
+        if world.is_main:
+            try:
+                loaded = read_resume_checkpoint(checkpoint_path, config, fingerprint)
+            except PsychovisError as exc:
+                loaded = exc
+        loaded = broadcast(loaded, world)
+        if isinstance(loaded, PsychovisError):
+            raise loaded
+        if loaded is not None:
+            model.load_state_dict(loaded["model"], strict=True)
+            optimizer.load_state_dict(loaded["optimizer"])
+            scheduler.load_state_dict(loaded["scheduler"])
+            generator.set_state(loaded["generator"])
+            rows = list(loaded["curve"])
+            first_step = loaded["step"] + 1
+            if world.is_main:
+                print(f"train[{config.loss}]: resumed from step {loaded['step']} ({checkpoint_path})", file=sys.stderr)
+    network: torch.nn.Module = model
+    if world.distributed:
+        network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     running: dict[str, float] = {}
     started = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
     model.train()
-    bar = tqdm(
+    bar = Progress(
         range(first_step, config.iterations + 1),
         desc=f"train[{config.loss}]",
         unit="step",
-        disable=not progress,
+        enabled=progress and world.is_main,
         initial=first_step - 1,
         total=config.iterations,
     )
     for step in bar:
-        hr = random_crops(train_images, config.crop_size, config.batch_size, generator).to(device)
+        fault_point(world, step)
+        hr = random_crops(train_images, config.crop_size, config.batch_size, generator, (world.rank, world.size))
+        hr = hr.to(device)
         lr = downsample(hr, config.scale)
-        terms = criterion(model(lr), hr)
+        if channels_last:
+            hr, lr = hr.contiguous(memory_format=memory_format), lr.contiguous(memory_format=memory_format)
+        with torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+            terms = criterion(network(lr), hr)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
@@ -267,17 +404,20 @@ def train(
             running[name] = running.get(name, 0.0) + float(value.detach())
         if step % config.log_every == 0 or step == config.iterations:
             count = config.log_every if step % config.log_every == 0 else step % config.log_every
-            averaged = {name: total / count for name, total in running.items()}
+            averaged = mean_over_ranks({name: total / count for name, total in running.items()}, world)
             rows.append({"step": step, **averaged, "seconds": time.perf_counter() - started})
             bar.set_postfix(loss=f"{averaged['loss']:.4f}")
-            if on_log is not None:
+            if on_log is not None and world.is_main:
                 on_log(step, averaged)
             running.clear()
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and world.is_main:
                 resumable = {
                     "scheduler": scheduler.state_dict(),
                     "generator": generator.get_state(),
                     "curve": rows,
+                    "fingerprint": fingerprint,
                 }
                 save_checkpoint(model, config, step, checkpoint_path, optimizer, resumable)
+    # No rank returns (and rank 0 writes no output) until every rank has finished its last step.
+    barrier(world)
     return model.eval(), pd.DataFrame(rows)

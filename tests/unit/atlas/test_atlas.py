@@ -417,7 +417,10 @@ def test_atlas_stages_on_a_tiny_config(tmp_path, monkeypatch):
     assert list(lpips["layer"]) == ["relu1_2"]
     sensitivity = pd.read_csv(out / "sensitivity.csv")
     assert (sensitivity.loc[sensitivity["reference"] == sensitivity["variant"], "spearman_vfss"] == 1.0).all()
-    metrics = yaml.safe_load((tmp_path / "metrics/atlas/vgg16.json").read_text())
+    metrics = yaml.safe_load((out / "summary.json").read_text())
     assert set(metrics["layers"]) == {"relu1_1", "relu1_2"}
+    headline = yaml.safe_load((tmp_path / "metrics/atlas/vgg16.json").read_text())
+    assert set(headline) == {"maps", "share_reliable", "share_band_pass", "lpips_spearman_vfss"}
+    assert headline["maps"] == 128 and headline["lpips_spearman_vfss"] == round(float(lpips["spearman_vfss"][0]), 4)
     for name in ("heatmaps", "distributions", "orientation", "vfss", "sensitivity", "lpips", "stimuli"):
         assert (out / f"{name}.png").stat().st_size > 1000, name

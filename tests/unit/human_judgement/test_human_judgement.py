@@ -398,8 +398,10 @@ def test_stage_runs_on_a_local_copy(
     scores = pd.read_parquet(tmp_path / "data/human_judgement/scores.parquet")
     assert set(scores["dataset"]) == {"tid2013", "bapps", "bapps/traditional", "bapps/cnn"}
     assert scores[scores["dataset"] == "tid2013"]["n"].eq(4).all()  # max_pairs
-    metrics = json.loads((tmp_path / "metrics/human_judgement.json").read_text())
+    metrics = json.loads((tmp_path / "data/human_judgement/summary.json").read_text())
     assert metrics["bapps"]["vgg"]["2afc"] == pytest.approx(1.0) and "subsets" in metrics
+    headline = json.loads((tmp_path / "metrics/human_judgement.json").read_text())
+    assert headline["bapps_2afc"]["vgg"] == pytest.approx(1.0) and set(headline) == {"tid2013_srcc", "bapps_2afc"}
     assert len(pd.read_parquet(tmp_path / "data/human_judgement/subsets.parquet")) == 2 * 3
     assert (tmp_path / "data/human_judgement/scores.png").stat().st_size > 0
     assert "map subsets" in capsys.readouterr().out

@@ -13,9 +13,8 @@ import pytest
 from conftest import ROOT
 
 from psychovis.errors import DataError
-from psychovis.pipeline.offline_plots import VEGA_PACKAGES, build_template
+from psychovis.pipeline.offline_plots import TEMPLATE, VEGA_PACKAGES, build_template
 
-NODE_MODULES = ROOT / ".venv" / "vega" / "node_modules"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -56,13 +55,21 @@ def test_wrong_or_missing_version_is_refused(tmp_path: Path) -> None:
         build_template(modules, tmp_path / "offline.html")
 
 
+def test_the_committed_template_inlines_the_pinned_libraries() -> None:
+    """plots/offline.html is committed and .dvc/config names it, so `dvc plots show` needs no npm or CDN."""
+    page = (ROOT / TEMPLATE).read_text(encoding="utf-8")
+    assert "<script src" not in page and "{plot_divs}" in page
+    for package, (version, _) in VEGA_PACKAGES.items():
+        assert f"/* {package}@{version}, BSD-3-Clause" in page
+    config = (ROOT / ".dvc" / "config").read_text()
+    assert f"html_template = ../{TEMPLATE}" in config
+
+
 def test_dvc_plots_page_renders_offline_in_chromium(tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Chromium is not installed (`apt-get install chromium`; .ci/run installs it)")
-    if not (NODE_MODULES / "vega" / "package.json").is_file():
-        pytest.skip("vega is not installed under .venv/vega (run `make setup`, which needs npm)")
-    template = build_template(NODE_MODULES, tmp_path / "offline.html")
+    template = ROOT / TEMPLATE  # the committed page: no npm needed
     project = tmp_path / "project"
     project.mkdir()
     (project / "curve.csv").write_text("step,loss\n1,0.5\n2,0.3\n3,0.2\n")

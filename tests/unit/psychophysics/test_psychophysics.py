@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -28,7 +27,8 @@ def fake_scores(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def tiny_spec(**overrides: object) -> pp.StimulusSpec:
-    settings = dict(size=32, frequencies_cpd=(2.0, 6.0, 18.0), contrasts=CONTRASTS, phases=2)
+    # Tiny stimuli hold under two cycles at the lowest frequency: that check has its own test.
+    settings = dict(size=32, frequencies_cpd=(2.0, 6.0, 18.0), contrasts=CONTRASTS, phases=2, min_cycles=0.0)
     return pp.StimulusSpec(**{**settings, **overrides})
 
 
@@ -192,19 +192,6 @@ def test_thresholds_frame_is_tidy(vgg_grid: pp.DistanceGrid) -> None:
     vgg = thresholds[thresholds["distance"] == "vgg"]
     assert vgg["threshold"].notna().all() and vgg["monotone"].all()
     np.testing.assert_allclose(vgg["sensitivity"], 1 / vgg["threshold"])
-
-
-def test_summary_metrics_are_json_safe(vgg_grid: pp.DistanceGrid) -> None:
-    thresholds = pp.thresholds_frame(vgg_grid)
-    scores = pp.score_thresholds(thresholds)
-    metrics = pp.summary_metrics(
-        scores, pp.masking_table(thresholds), pp.subset_curve(vgg_grid, fake_scores(), (8,), 2)
-    )
-    json.dumps(metrics, allow_nan=False)  # NaN (e.g. the flat pixel-MSE curve's peak) became null
-    assert metrics["pixel_mse"]["grey"]["peak_frequency_cpd"] is None
-    assert metrics["pixel_mse"]["texture"]["mean_threshold_elevation"] == pytest.approx(1.0)
-    assert set(metrics["subsets"]) == {"topk_k8", "bottomk_k8", "randomk_k8"}
-    assert metrics["human_csf"]["reference"]["log_correlation"] == 1.0
 
 
 # -------------------------------------------------------------------------------------------- scores

@@ -60,6 +60,29 @@ def test_random_crops_deterministic_shape_range_and_flip() -> None:
     assert bool((crops[:, 1, 1:, 0] > crops[:, 1, :-1, 0]).all())  # never flipped vertically
 
 
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_rank_shards_of_random_crops_make_the_global_batch(ranks: int) -> None:
+    images = [np.random.default_rng(index).random((40 + index, 50, 3), dtype=np.float32) for index in range(3)]
+    whole_generator = torch.Generator().manual_seed(5)
+    whole = random_crops(images, 16, 8, whole_generator)
+    shards = []
+    for rank in range(ranks):
+        generator = torch.Generator().manual_seed(5)  # every rank seeds its own, identically
+        shards.append(random_crops(images, 16, 8, generator, shard=(rank, ranks)))
+        # ... and ends in the same state as a single process, so the next batch agrees too
+        assert torch.equal(generator.get_state(), whole_generator.get_state())
+    assert all(shard.shape == (8 // ranks, 3, 16, 16) for shard in shards)
+    assert torch.equal(torch.cat(shards), whole)
+
+
+def test_random_crops_refuses_a_batch_the_ranks_cannot_share() -> None:
+    images = [np.zeros((32, 32, 3), dtype=np.float32)]
+    with pytest.raises(ParamsError, match=r"multiple of train\.processes"):
+        random_crops(images, 16, 3, torch.Generator(), shard=(0, 2))
+    with pytest.raises(ParamsError, match="rank 2"):
+        random_crops(images, 16, 4, torch.Generator(), shard=(2, 2))
+
+
 def test_random_crops_refuses_small_images() -> None:
     pool = {"big": np.zeros((64, 64, 3), np.float32), "thumb": np.zeros((64, 20, 3), np.float32)}
     with pytest.raises(DataError, match="thumb is 20x64 px"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,17 @@ from psychovis.errors import ParamsError, WeightsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.images import bundled_images
 from psychovis.names import LOSSES
+from psychovis.sr.distributed import World
 from psychovis.sr.model import SRResNet
-from psychovis.sr.training import TrainConfig, build_criterion, load_checkpoint, save_checkpoint, train
+from psychovis.sr.training import (
+    TrainConfig,
+    build_criterion,
+    load_checkpoint,
+    read_resume_checkpoint,
+    run_fingerprint,
+    save_checkpoint,
+    train,
+)
 
 TINY = {"iterations": 3, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2}
 
@@ -149,3 +159,97 @@ def test_lpips_weighted_uses_the_layers_of_its_weights(weights_dir: Path) -> Non
     criterion = build_criterion(TrainConfig(loss="lpips_weighted", **TINY), weights_dir)
     target = torch.rand(1, 3, 32, 32)
     assert set(criterion(target.clone(), target)) == {"pixel", "loss", "perceptual"}
+
+
+def _interrupted(config: TrainConfig, images: object, checkpoint: Path, **kwargs: object) -> None:
+    """Train until the step-4 log and stop there, as if killed (the last checkpoint: step 2)."""
+
+    def stop(step: int, terms: dict[str, float]) -> None:
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, images, progress=False, on_log=stop, checkpoint_path=checkpoint, **kwargs)  # type: ignore[arg-type]
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(
+    images: list[np.ndarray], tmp_path: Path, weights_dir: Path
+) -> None:
+    config = TrainConfig(loss="pixel", **{**TINY, "iterations": 6})
+    named = {"astronaut": images[0], "rocket": images[1]}
+    checkpoint = tmp_path / "partial.pt"
+    _interrupted(config, named, checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert set(state["fingerprint"]) == {"images", "weights", "warm_start", "params"}
+    cases = {
+        "image set": {"train_images": {"astronaut": images[0], "other": images[1]}},
+        "training params": {"config": TrainConfig(loss="pixel", **{**TINY, "iterations": 7})},
+        "training params ": {"autocast": True},  # a numerics switch is part of the params
+    }
+    for what, change in cases.items():
+        arguments = {"config": config, "train_images": named, "progress": False, "checkpoint_path": checkpoint}
+        with pytest.raises(WeightsError, match=f"made with another {what.strip()}") as caught:
+            train(**{**arguments, **change}, resume=True)  # type: ignore[arg-type]
+        assert "\n" not in str(caught.value) and "unset PSYCHOVIS_RESUME" in str(caught.value)
+    # Without resume the checkpoint is ignored (and replaced), as before.
+    train(config, {"astronaut": images[0]}, progress=False, checkpoint_path=checkpoint)
+
+
+def test_resume_refuses_changed_weights_and_warm_start(images: list[np.ndarray], tmp_path: Path) -> None:
+    warm = TrainConfig(loss="pixel", **TINY)
+    model, _ = train(warm, images, progress=False)
+    pretrained = save_checkpoint(model, warm, warm.iterations, tmp_path / "pretrain.pt")
+    folder = tmp_path / "weights"
+    scores = torch.linspace(0.1, 1.0, 256)
+    FeatureWeights("vgg16", "vfss", {"relu3_2": scores / scores.sum()}).save(folder / "vfss.safetensors")
+    config = TrainConfig(loss="vfss", **{**TINY, "iterations": 6})
+    before = run_fingerprint(config, images, folder, pretrained)
+    FeatureWeights("vgg16", "vfss", {"relu3_2": scores.flip(0) / scores.sum()}).save(folder / "vfss.safetensors")
+    after = run_fingerprint(config, images, folder, pretrained)
+    assert before["weights"] != after["weights"] and before["images"] == after["images"]
+    torch.save({**{key: 0 for key in ("model", "optimizer", "scheduler", "generator", "curve", "step")},
+                "config": asdict(config), "fingerprint": before}, tmp_path / "partial.pt")  # fmt: skip
+    with pytest.raises(WeightsError, match="another feature-weights file"):
+        read_resume_checkpoint(tmp_path / "partial.pt", config, after)
+    save_checkpoint(SRResNet(4, 8, 1), warm, 1, pretrained)  # the warm start retrained
+    with pytest.raises(WeightsError, match=r"another feature-weights file; another warm start"):
+        read_resume_checkpoint(tmp_path / "partial.pt", config, run_fingerprint(config, images, folder, pretrained))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut short", None])
+def test_resume_from_a_truncated_or_foreign_checkpoint_is_one_line(
+    content: bytes | None, images: list[np.ndarray], tmp_path: Path
+) -> None:
+    config = TrainConfig(loss="pixel", **TINY)
+    checkpoint = tmp_path / "partial.pt"
+    if content is None:  # a whole checkpoint, but a final one (no resume state), or from before fingerprints
+        save_checkpoint(SRResNet(4, 8, 1), config, 3, checkpoint)
+        expected = "lacks optimizer, scheduler, generator, curve, fingerprint"
+    else:
+        checkpoint.write_bytes(content)
+        expected = "is unreadable or truncated"
+    with pytest.raises(WeightsError, match=expected) as caught:
+        train(config, images, progress=False, checkpoint_path=checkpoint, resume=True)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_world_of_one_trains_exactly_like_no_world(images: list[np.ndarray]) -> None:
+    config = TrainConfig(loss="pixel", **TINY)
+    plain, curve = train(config, images, progress=False)
+    single, single_curve = train(config, images, progress=False, world=World())
+    for (name, a), (_, b) in zip(plain.state_dict().items(), single.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert curve["loss"].tolist() == single_curve["loss"].tolist()
+
+
+def test_channels_last_and_autocast_train_close_to_the_default(images: list[np.ndarray]) -> None:
+    config = TrainConfig(loss="pixel", **TINY)
+    reference, curve = train(config, images, progress=False)
+    fast, fast_curve = train(config, images, progress=False, channels_last=True)
+    for (name, a), (_, b) in zip(reference.state_dict().items(), fast.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b.contiguous(), rtol=1e-4, atol=1e-5, msg=name)
+    mixed, mixed_curve = train(config, images, progress=False, autocast=True)
+    assert all(torch.isfinite(tensor).all() for tensor in mixed.state_dict().values())
+    # bfloat16 keeps ~3 significant digits: the logged loss agrees to about 1 %
+    np.testing.assert_allclose(mixed_curve["loss"], curve["loss"], rtol=0.05)
+    np.testing.assert_allclose(fast_curve["loss"], curve["loss"], rtol=1e-4)

@@ -1,0 +1,25 @@
+"""`dvc exp show --only-changed` fits a 200-column terminal with the headline results readable."""
+
+from __future__ import annotations
+
+import pytest
+from uxkit import EXPERIMENTS, experiments
+
+
+@pytest.mark.e2e
+def test_only_changed_fits_in_200_columns(tmp_path_factory: pytest.TempPathFactory) -> None:
+    repo = experiments(tmp_path_factory)
+    shown = repo.check("dvc", "exp", "show", "--only-changed", "--no-pager", COLUMNS="200")
+    lines = shown.splitlines()
+    widest = max(len(line) for line in lines)
+    assert widest <= 200, f"widest line {widest} columns:\n{shown}"
+    # What does not fit is folded into one last "…" column (the changed deps' hashes, which come after
+    # the metrics and params); no header or value before it may be cut.
+    for line in lines:
+        assert "…" not in line.rstrip().rstrip("…"), f"a column is cut short:\n{shown}"
+    for name, _ in EXPERIMENTS:
+        assert name in shown, shown
+    # the headline results that the experiments changed are columns: the topk model's scores and verdict
+    header = " ".join(lines[:6])
+    for column in ("psnr_y.topk", "vs_vgg", "weights.top_k", "train.perceptual_weight"):
+        assert column in header, f"{column} not among the columns:\n{shown}"

@@ -1,0 +1,101 @@
+"""Every plot dvc.yaml declares renders with data: `dvc plots show` opened in headless Chromium.
+
+A chart whose x/y fields or types do not fit its CSV (a categorical axis in a quantitative
+template, a long-format CSV drawn as one line) renders an empty or zig-zag frame without any error;
+so the test reads the drawn SVG marks (the offline page renders SVG, see
+:mod:`psychovis.pipeline.offline_plots`), not just the absence of errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from uxkit import baseline
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DATA_MARKS = ("line", "rect", "symbol", "area")  # vega mark groups that hold the data (not axes or rules)
+# Long-format CSVs: one line per series (method; distance x background), never one zig-zag.
+SERIES = {
+    "data/evaluate/bands.csv": "method",
+    "data/psychophysics/sensitivity.csv": "distance",
+}
+
+
+def drawn_marks(dom: str, plot_id: str) -> dict[str, int]:
+    """Mark kind -> how many drawn SVG paths (``d="M..."``) the chart of ``plot_id`` holds."""
+    start = dom.find(f'<div id="{plot_id}"')
+    if start < 0:
+        return {}
+    end = dom.find('<div id="', start + 10)
+    chunk = dom[start : end if end > 0 else len(dom)]
+    marks: dict[str, int] = {}
+    for kind, body in re.findall(r'<g class="mark-(\w+) role-mark[^"]*"[^>]*>(.*?)</g>', chunk, re.S):
+        marks[kind] = marks.get(kind, 0) + len(re.findall(r'<path[^>]* d="M', body))
+    return marks
+
+
+@pytest.mark.e2e
+def test_every_declared_plot_renders_with_data(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (`apt-get install chromium`); it renders the plots page")
+    repo = baseline(tmp_path_factory)
+    shown = json.loads(repo.check("dvc", "plots", "show", "--json"))
+    assert not shown.get("errors"), shown["errors"]
+    declared = shown["data"]
+    assert len(declared) >= 20, sorted(declared)
+    out = tmp_path / "plots"
+    page_made = repo.run("dvc", "plots", "show", "-o", str(out))
+    assert page_made.returncode == 0 and "failed to load" not in page_made.stderr, page_made.stderr
+    html = (out / "index.html").read_text()
+    assert "<script src" not in html and "cdn.jsdelivr" not in html  # the offline page from .dvc/config
+    dom = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            (out / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+
+    problems = []
+    for path, renders in declared.items():
+        kinds = {render["type"] for render in renders}
+        plot_id = re.sub(r"[^\w]", "_", path)
+        if kinds == {"image"}:
+            name = "static/workspace_" + path.replace("/", "_")  # where `dvc plots show -o` copies it
+            image = name if f'<img src="{name}">' in dom.stdout else None
+            if image is None or (out / image).read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+                problems.append(f"{path}: no PNG image on the page")
+            continue
+        marks = drawn_marks(dom.stdout, plot_id)
+        drawn = sum(marks.get(kind, 0) for kind in DATA_MARKS)
+        if not drawn:
+            problems.append(f"{path}: the chart is empty (marks {marks})")
+        elif path in SERIES:
+            csv = (repo.path / path).read_text().splitlines()
+            column = csv[0].split(",").index(SERIES[path])
+            series = {line.split(",")[column] for line in csv[1:]}
+            if marks.get("line", 0) < len(series):
+                problems.append(f"{path}: {marks.get('line', 0)} lines drawn for {len(series)} {SERIES[path]}s")
+    assert not problems, "\n".join(problems)
