@@ -118,7 +118,7 @@ CASES = by_name(
             "list_item_nan", "stimuli", edit_params(stimuli__contrasts=[float("nan")]), (r"contrasts\[0\]", r"finite")
         ),
         Case("section_null", "vfss", edit_params(vfss=None), (r"section 'vfss' is missing or not a mapping",)),
-        Case("file_empty", "vfss", params_text(""), (r"section 'images' is missing|section 'vfss' is missing",)),
+        Case("file_empty", "vfss", params_text(""), (r"section '\w+' is missing or not a mapping",)),
         Case("file_a_list", "vfss", params_text("- 1\n- 2\n"), (r"must be a mapping of sections",)),
         Case("file_a_scalar", "vfss", params_text("just text\n"), (r"must be a mapping of sections",)),
         Case(
