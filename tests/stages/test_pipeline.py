@@ -155,7 +155,10 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
 def test_rigour_outputs_null_sweep_gain_and_sensitivity(project: tuple[Path, dict[str, str]]) -> None:
     """The psychophysics null, criterion sweep, Nyquist-safe and gain-normalised scores; VFSS gain and sensitivity."""
     workdir, _ = project
-    psychophysics = json.loads((workdir / "metrics/psychophysics.json").read_text())
+    headline = json.loads((workdir / "metrics/psychophysics.json").read_text())
+    assert headline["null_draws"] == 20 and 0 <= headline["subsets_k8"]["topk_pct"] <= 100
+    assert set(headline["topk_pct_by_criterion"]) == {"c0.01", "c0.1"}
+    psychophysics = json.loads((workdir / "data/psychophysics/summary.json").read_text())
     assert psychophysics["null_draws"] == 20
     assert set(psychophysics["subsets_k8"]) == {"main", "nyquist_safe", "gain_normalised"}
     assert set(psychophysics["criterion_sweep"]) == {"c0.01", "c0.1"}
@@ -164,7 +167,12 @@ def test_rigour_outputs_null_sweep_gain_and_sensitivity(project: tuple[Path, dic
     nulls = pd.read_csv(workdir / "data/psychophysics/nulls.csv")
     assert len(nulls) == 2 * 2 * 2 * 2 * 2  # levels x controls x ranges x CSFs x ks
     assert nulls["topk_percentile"].between(0, 100).all() and (nulls["draws"] <= 20).all()
-    vfss = json.loads((workdir / "metrics/vfss.json").read_text())
+    assert set(json.loads((workdir / "metrics/vfss.json").read_text())["spearman_range"]) == {
+        "relu1_1",
+        "relu2_1",
+        "relu3_2",
+    }
+    vfss = json.loads((workdir / "data/vfss/summary.json").read_text())
     assert set(vfss["gain"]) == {"relu1_1", "relu2_1", "relu3_2"}
     assert {"input_scaling=matlab_literal", "normalise=mean_response", "csf=barten_2003"} <= set(vfss["sensitivity"])
     other = pd.read_parquet(workdir / "data/features/other_scaling.parquet")
