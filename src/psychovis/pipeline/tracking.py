@@ -214,7 +214,25 @@ def _command_matches(cmd: str | Sequence[str], argv: Sequence[str], root: Path) 
         return False
     script = Path(argv[0])
     script_rel = script.resolve().relative_to(root) if script.is_absolute() and script.is_relative_to(root) else script
-    return [Path(words[0]).as_posix(), *words[1:]] == [script_rel.as_posix(), *argv[1 : len(words)]]
+    # How many processes run a stage does not say which stage it is (torchrun relaunches drop it too).
+    wanted, given = _without_launch_options(words[1:]), _without_launch_options(list(argv[1:]))
+    return Path(words[0]).as_posix() == script_rel.as_posix() and wanted == given[: len(wanted)]
+
+
+LAUNCH_OPTIONS = ("--processes",)
+"""Stage options (with one value) that choose how a stage runs, not which stage it is."""
+
+
+def _without_launch_options(words: Sequence[str]) -> list[str]:
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in LAUNCH_OPTIONS:
+            skip = True
+        elif not word.startswith(tuple(f"{option}=" for option in LAUNCH_OPTIONS)):
+            kept.append(word)
+    return kept
 
 
 def _data_files(path: Path, root: Path) -> list[str]:
