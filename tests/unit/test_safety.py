@@ -69,7 +69,17 @@ def _is_true(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is True
 
 
-def _unsafe(call: ast.Call, aliases: dict[str, str]) -> str | None:
+def _safe_loader_subclasses(tree: ast.AST, aliases: dict[str, str]) -> set[str]:
+    """Names of classes in this module that subclass a safe YAML loader (directly)."""
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any((_dotted(base, aliases) or "").rsplit(".", 1)[-1] in SAFE_YAML_LOADERS for base in node.bases)
+    }
+
+
+def _unsafe(call: ast.Call, aliases: dict[str, str], safe_local: frozenset[str] = frozenset()) -> str | None:
     """Why this call may run code while loading data, or None when it is safe."""
     name = _dotted(call.func, aliases)
     if name is None:
@@ -89,7 +99,7 @@ def _unsafe(call: ast.Call, aliases: dict[str, str]) -> str | None:
     if name in {"yaml.load", "yaml.load_all"}:
         loader = _keyword(call, "Loader") or (call.args[1] if len(call.args) > 1 else None)
         loader_name = _dotted(loader, aliases) if loader is not None else None
-        if loader_name is None or loader_name.rsplit(".", 1)[-1] not in SAFE_YAML_LOADERS:
+        if loader_name is None or loader_name.rsplit(".", 1)[-1] not in SAFE_YAML_LOADERS | safe_local:
             return f"{name}() without Loader=yaml.SafeLoader; use yaml.safe_load"
     return None
 
@@ -108,10 +118,11 @@ def findings(source: str, filename: str = "<source>") -> list[str]:
     """``file:line: reason`` for every unsafe deserialisation in ``source``."""
     tree = ast.parse(source, filename=filename)
     aliases = _aliases(tree)
+    safe_local = frozenset(_safe_loader_subclasses(tree, aliases))
     found = [
         f"{filename}:{node.lineno}: {reason}"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and (reason := _unsafe(node, aliases))
+        if isinstance(node, ast.Call) and (reason := _unsafe(node, aliases, safe_local))
     ]
     found += [f"{filename}:{line}: {reason}" for line, reason in _unpicklers_without_allow_list(tree, aliases)]
     return sorted(found)
@@ -152,6 +163,7 @@ def test_the_tree_has_no_unsafe_deserialisation() -> None:
         ("import yaml\nyaml.load(text, Loader=yaml.Loader)", "SafeLoader"),
         ("import yaml\nyaml.load(text, yaml.FullLoader)", "SafeLoader"),
         ("import yaml\nyaml.unsafe_load(text)", "safe_load"),
+        ("import yaml\nclass Loose(yaml.FullLoader):\n    pass\nyaml.load(text, Loader=Loose)", "SafeLoader"),
         ("import pandas as pd\npd.read_pickle('x.pkl')", "unpickles"),
         ("import pickle\nclass Open(pickle.Unpickler):\n    pass", "find_class"),
     ],
@@ -168,6 +180,7 @@ def test_the_scanner_catches(snippet: str, reason: str) -> None:
         "import torch\ntorch.load('m.pt', map_location='cpu', weights_only=True)",
         "import numpy as np\nnp.load('a.npy')\nnp.load('a.npy', allow_pickle=False)",
         "import yaml\nyaml.safe_load(text)\nyaml.load(text, Loader=yaml.SafeLoader)\nyaml.load(text, yaml.CSafeLoader)",
+        "import yaml\nclass Strict(yaml.SafeLoader):\n    pass\nyaml.load(text, Loader=Strict)",
         "import pickle\npickle.dumps(obj)\n"
         "class Numpy(pickle.Unpickler):\n    def find_class(self, m, n):\n        raise KeyError",
     ],
