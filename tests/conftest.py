@@ -37,3 +37,16 @@ BAD_IMAGE_PAIRS = [
     (torch.full((1, 3, 32, 32), float("nan")), torch.rand(1, 3, 32, 32), "NaN"),
 ]
 """Bad ``(x, y)`` inputs of an image metric and the message each must raise (LPIPS, DISTS)."""
+
+
+# Headless Chromium, offline and quiet: the flags every browser check uses.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

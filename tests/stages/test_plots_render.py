@@ -15,18 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM_FLAGS
 from uxkit import baseline
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DATA_MARKS = ("line", "rect", "symbol", "area")  # vega mark groups that hold the data (not axes or rules)
 # Long-format CSVs: one line per series (method; distance x background), never one zig-zag.
 SERIES = {

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from psychovis.csf import contrast_sensitivity
+from psychovis.psychophysics.robustness import select_condition
 
 SELECTION_COLOURS = {"topk": "tab:green", "bottomk": "tab:red", "randomk": "tab:grey"}
 
@@ -91,24 +92,12 @@ def subsets_figure(nulls: pd.DataFrame, panels: Mapping[str, Mapping[str, object
     """
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
     for axis, (title, condition) in zip(axes[0], panels.items(), strict=True):
-        rows = nulls
-        for column, value in condition.items():
-            rows = rows[rows[column] == value]
-        rows = rows.sort_values("k")
-        grey = SELECTION_COLOURS["randomk"]
+        rows = select_condition(nulls, condition).sort_values("k")
         draws = int(rows["draws"].min()) if len(rows) else 0
-        axis.fill_between(
-            rows["k"],
-            rows["null_low"],
-            rows["null_high"],
-            color=grey,
-            alpha=0.25,
-            lw=0,
-            label=f"random k: 95 % band ({draws} draws)",
+        _null_and_selections(axis, rows, "k", f"random k: 95 % band ({draws} draws)", "")
+        axis.plot(
+            rows["k"], rows["null_median"], color=SELECTION_COLOURS["randomk"], ls="--", lw=1, label="random k: median"
         )
-        axis.plot(rows["k"], rows["null_median"], color=grey, ls="--", lw=1, label="random k: median")
-        for selection in ("topk", "bottomk"):
-            axis.plot(rows["k"], rows[selection], marker="o", color=SELECTION_COLOURS[selection], label=selection)
         axis.set_xscale("log", base=2)
         ks = sorted(rows["k"].unique())
         axis.set_xticks(ks, [str(k) for k in ks])
@@ -134,30 +123,9 @@ def criterion_sweep_figure(table: pd.DataFrame, nulls: pd.DataFrame, k: int, con
         The figure, criterion contrast on a log axis.
     """
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    chosen = nulls[nulls["k"] == k]
-    fixed = table
-    for column, value in condition.items():
-        chosen = chosen[chosen[column] == value]
-        fixed = fixed[fixed[column] == value]
-    chosen = chosen.sort_values("criterion_contrast")
-    grey = SELECTION_COLOURS["randomk"]
-    axis.fill_between(
-        chosen["criterion_contrast"],
-        chosen["null_low"],
-        chosen["null_high"],
-        color=grey,
-        alpha=0.25,
-        lw=0,
-        label=f"random {k} maps: 95 % band",
-    )
-    for selection in ("topk", "bottomk"):
-        axis.plot(
-            chosen["criterion_contrast"],
-            chosen[selection],
-            marker="o",
-            color=SELECTION_COLOURS[selection],
-            label=f"{selection} ({k} maps)",
-        )
+    chosen = select_condition(nulls[nulls["k"] == k], condition).sort_values("criterion_contrast")
+    fixed = select_condition(table, condition)
+    _null_and_selections(axis, chosen, "criterion_contrast", f"random {k} maps: 95 % band", f" ({k} maps)")
     distances = fixed[fixed["kind"] == "distance"]
     for name, rows in distances.groupby("name", sort=False):
         if name == "pixel_mse" or name in SELECTION_COLOURS:
@@ -172,3 +140,13 @@ def criterion_sweep_figure(table: pd.DataFrame, nulls: pd.DataFrame, k: int, con
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     return figure
+
+
+def _null_and_selections(axis: plt.Axes, rows: pd.DataFrame, x: str, band_label: str, suffix: str) -> None:
+    """The random-subset null's 95 % band and the top-k and bottom-k lines of ``rows`` against column ``x``."""
+    colour = SELECTION_COLOURS["randomk"]
+    axis.fill_between(rows[x], rows["null_low"], rows["null_high"], color=colour, alpha=0.25, lw=0, label=band_label)
+    for selection in ("topk", "bottomk"):
+        axis.plot(
+            rows[x], rows[selection], marker="o", color=SELECTION_COLOURS[selection], label=f"{selection}{suffix}"
+        )

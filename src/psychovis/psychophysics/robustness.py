@@ -225,6 +225,14 @@ def robustness_table(
     return pd.concat(frames, ignore_index=True)
 
 
+def select_condition(frame: pd.DataFrame, condition: Mapping[str, object]) -> pd.DataFrame:
+    """The rows of ``frame`` (a robustness table or null summary) matching every ``column: value`` of ``condition``."""
+    chosen = frame
+    for column, value in condition.items():
+        chosen = chosen[chosen[column] == value]
+    return chosen
+
+
 def percentile_in(null: np.ndarray, value: float) -> float:
     """Where ``value`` falls in ``null``: ``100 * P(null < value)``, ties counted half (NaN if empty)."""
     null = np.asarray(null, dtype=np.float64)

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from psychovis.io import json_number
-from psychovis.psychophysics.robustness import CONDITION
+from psychovis.psychophysics.robustness import CONDITION, select_condition
 
 NULL_FIELDS = ("topk", "bottomk", "topk_percentile", "bottomk_percentile", "null_low", "null_high")
 """What ``metrics/psychophysics.json`` keeps of a row of :func:`~psychovis.psychophysics.robustness.null_summary`."""
@@ -43,7 +43,8 @@ def summary_metrics(nulls: pd.DataFrame, table: pd.DataFrame, k: int, main: Mapp
         return {field: json_number(row[field]) for field in NULL_FIELDS}
 
     def distance_values(names: tuple[str, ...], **changes: Any) -> dict[str, float | None]:
-        rows = _rows(table[table["kind"] == "distance"], {**main, **changes}).set_index("name")["log_correlation"]
+        rows = select_condition(table[table["kind"] == "distance"], {**main, **changes})
+        rows = rows.set_index("name")["log_correlation"]
         return {name: json_number(rows[name]) for name in names if name in rows.index}
 
     def percentiles(**changes: Any) -> dict[str, float | None]:
@@ -80,15 +81,8 @@ def summary_metrics(nulls: pd.DataFrame, table: pd.DataFrame, k: int, main: Mapp
     }
 
 
-def _rows(frame: pd.DataFrame, condition: Mapping[str, Any]) -> pd.DataFrame:
-    chosen = frame
-    for column, value in condition.items():
-        chosen = chosen[chosen[column] == value]
-    return chosen
-
-
 def _one(frame: pd.DataFrame, condition: Mapping[str, Any]) -> pd.Series:
-    chosen = _rows(frame, condition)
+    chosen = select_condition(frame, condition)
     if chosen.empty:
         raise ValueError(f"no null summary row for {dict(condition)}")
     return chosen.iloc[0]

@@ -10,21 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import CHROMIUM_FLAGS, ROOT
 
 from psychovis.errors import DataError
 from psychovis.pipeline.offline_plots import TEMPLATE, VEGA_PACKAGES, build_template
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _fake_node_modules(folder: Path) -> Path:
