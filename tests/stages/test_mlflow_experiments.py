@@ -24,7 +24,8 @@ from PIL import Image
 from stagekit import VENV_BIN, Built, built_project, free_port, stage_env
 
 CHROMIUM = Path("/usr/bin/chromium")
-OVERRIDES = {"baseline_losses": ["pixel"], "weighted_losses": ["topk"], "seeds": [0]}
+# The pixel model always trains (stage train_pixel); baseline_losses lists the other baselines.
+OVERRIDES = {"baseline_losses": ["vgg"], "weighted_losses": ["topk"], "seeds": [0]}
 EXPERIMENTS = ("exp-a", "exp-b")
 SERVER_STARTUP_S = 90
 
@@ -94,7 +95,7 @@ def test_each_experiment_has_one_parent_run_with_its_stages_nested(experiments: 
     runs = experiments["runs"]
     assert experiments["experiment"].tags["mlflow.experimentKind"] == "custom_model_development"
     expected = {
-        "exp-a": {"pretrain", "train@pixel-s0", "train@topk-s0", "evaluate"},
+        "exp-a": {"pretrain", "train@pixel-s0", "train@vgg-s0", "train@topk-s0", "evaluate"},
         # top_k changes the weights and what reads them; the warm start and the pixel model are reused
         "exp-b": {"weights", "train@topk-s0", "evaluate"},
     }
@@ -161,7 +162,7 @@ def test_evaluate_logs_one_nested_run_per_method(experiments: dict[str, Any]) ->
     for name in EXPERIMENTS:
         evaluate = next(r for r in _by_experiment(runs, name) if r.info.run_name == "evaluate")
         methods = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == evaluate.info.run_id]
-        assert {r.data.tags["method"] for r in methods} == {"bicubic", "pretrain", "pixel", "topk"}
+        assert {r.data.tags["method"] for r in methods} == {"bicubic", "pretrain", "pixel", "vgg", "topk"}
         for method in methods:
             assert method.info.run_name == f"evaluate@{method.data.tags['method']}"
             assert set(method.data.metrics) == {"psnr_y", "gmsd"}

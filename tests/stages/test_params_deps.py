@@ -49,10 +49,16 @@ def _values(template: Any, params: dict[str, Any]) -> list[str]:
 def traces_of(name: str, traces: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
     """The trace files of stage ``name``'s runs: its cmd, with each ``${item.x}`` one of its matrix values."""
     stage = STAGES[name]
-    pattern = re.escape(stage["cmd"])
     matrix = {key: _values(values, params) for key, values in (stage.get("matrix") or {}).items()}
-    for key in matrix:
-        pattern = pattern.replace(re.escape(f"${{item.{key}}}"), f"(?P<{key}>\\S+)")
+    # ${item.x} becomes a named group; any other interpolation (e.g. ${train.processes}) any one word.
+    pattern = "".join(
+        f"(?P<{part[7:-1]}>\\S+)"
+        if part.startswith("${item.")
+        else "\\S+"
+        if part.startswith("${")
+        else re.escape(part)
+        for part in re.split(r"(\$\{[^}]*\})", stage["cmd"])
+    )
     found = []
     for trace in traces:
         match = re.fullmatch(pattern, " ".join(["python", f"stages/{trace['stage']}.py", *trace["argv"]]))

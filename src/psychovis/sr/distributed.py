@@ -186,23 +186,32 @@ _ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.DOTALL
 def explain_failure(logs: Path, processes: int, returncode: int) -> str:
     """One line on why a torchrun run failed, from its logs.
 
-    A rank's own one-line error (``psychovis <stage>: error: ...``) wins; else torchrun's "root cause"
-    (the first rank to fail and its exit code or signal); else torchrun's exit code.
+    A rank killed by a signal other than SIGTERM (the out-of-memory killer's SIGKILL) wins: the other
+    ranks' errors (a connection reset by the dead peer) and torchrun's SIGTERM to the survivors are
+    its consequences. Then a rank's own one-line error
+    (``psychovis <stage>: error: ...``); else torchrun's "root cause" (the first rank to fail and its
+    exit code); else torchrun's exit code.
     """
+    agent = (logs / "torchrun.log").read_text(errors="replace") if (logs / "torchrun.log").exists() else ""
+    for found in _ROOT_CAUSE.finditer(agent.partition("Failures:")[2]):
+        rank, code = int(found.group(1)), int(found.group(2))
+        # SIGTERM is how torchrun stops the surviving ranks, not why the run failed.
+        if code < 0 and -code in signal.valid_signals() and -code != signal.SIGTERM:
+            return _died(rank, processes, f"killed by {signal.Signals(-code).name}", logs)
     for local_rank in range(processes):
         for path in sorted(logs.glob(f"*/attempt_*/{local_rank}/stderr.log")):
             for line in path.read_text(errors="replace").splitlines():
                 found = re.match(r"psychovis \S+: error: (.*)", line.strip())
                 if found:
                     return f"rank {local_rank} of {processes}: {found.group(1)}"
-    agent = (logs / "torchrun.log").read_text(errors="replace") if (logs / "torchrun.log").exists() else ""
     cause = _ROOT_CAUSE.search(agent.partition("Root Cause")[2])
     if cause:
-        rank, code = int(cause.group(1)), int(cause.group(2))
-        killed = code < 0 and -code in signal.valid_signals()
-        how = f"killed by {signal.Signals(-code).name}" if killed else f"exit code {code}"
-        return (
-            f"rank {rank} of {processes} died ({how}); the other ranks were stopped and no outputs were written; "
-            f"rank logs in {logs}; rerun, or set PSYCHOVIS_RESUME=1 to continue from the last checkpoint"
-        )
+        return _died(int(cause.group(1)), processes, f"exit code {int(cause.group(2))}", logs)
     return f"torchrun failed with exit code {returncode} and no outputs were written; logs in {logs}"
+
+
+def _died(rank: int, processes: int, how: str, logs: Path) -> str:
+    return (
+        f"rank {rank} of {processes} died ({how}); the other ranks were stopped and no outputs were written; "
+        f"rank logs in {logs}; rerun, or set PSYCHOVIS_RESUME=1 to continue from the last checkpoint"
+    )
