@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +192,15 @@ def built_project(factory: Any) -> Built:
             seconds[stage] = time.perf_counter() - started
         _BUILT["upstream"] = Built(project, base / "mlflow.db", seconds)
     return _BUILT["upstream"]
+
+
+def server_healthy(url: str) -> bool:
+    """Whether an ``mlflow server`` at ``url`` answers its health check (False while it starts)."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def free_port() -> int:

@@ -12,8 +12,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from stagekit import VENV_BIN, Built, built_project, free_port, stage_env
+from stagekit import VENV_BIN, Built, built_project, free_port, server_healthy, stage_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The pixel model always trains (stage train_pixel); baseline_losses lists the other baselines.
@@ -179,14 +177,6 @@ def test_filtering_by_the_experiment_tag_finds_its_runs(experiments: dict[str, A
     assert all(run.data.tags["dvc.experiment"] == "exp-b" for run in found)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture
 def server(experiments: dict[str, Any], tmp_path: Path) -> Iterator[str]:
     """``mlflow server`` on the experiments' store, on a free port; stopped with its process group."""
@@ -200,7 +190,7 @@ def server(experiments: dict[str, Any], tmp_path: Path) -> Iterator[str]:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + SERVER_STARTUP_S
-        while not _healthy(url):
+        while not server_healthy(url):
             assert process.poll() is None and time.monotonic() < deadline, (
                 f"mlflow server did not answer on {url}:\n{(tmp_path / 'server.log').read_text()[-2000:]}"
             )

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from stagekit import VENV_BIN, check, copy_sources, free_port, run, stage_env
+from stagekit import VENV_BIN, check, copy_sources, free_port, run, server_healthy, stage_env
 
 STARTUP_TIMEOUT_S = 90  # the server migrates a fresh SQLite store first; slow on a busy 2-core machine
 
@@ -33,14 +33,6 @@ def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"{}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -89,7 +81,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
+        while not server_healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = (tmp_path / "server.log").read_text(errors="replace")[-2000:]
                 reason = f"exited with {process.returncode}" if process.poll() is not None else "did not answer"
