@@ -118,19 +118,27 @@ def bootstrap_counts(n: int, resamples: int, seed: int = 0) -> np.ndarray:
     return _counts(index, np.ones(index.shape, dtype=bool), n)
 
 
-def cluster_bootstrap_counts(clusters: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
+def cluster_bootstrap_counts(clusters: np.ndarray, resamples: int, seed: int = 0, within: bool = True) -> np.ndarray:
     """Two-stage (hierarchical) bootstrap counts: clusters with replacement, then rows within each drawn cluster.
 
     Rows of one cluster (e.g. the seeds of one test image) are not independent; resampling rows
     alone would treat them as if they were and give too narrow intervals. Each resample draws as
     many clusters as there are, with replacement (:func:`bootstrap_indices` with ``seed``), and for
-    each drawn cluster as many of its rows as it has, with replacement. Resampling at both stages
-    slightly overstates the variance (Davison & Hinkley 1997, Sec. 3.8): a conservative choice.
+    each drawn cluster as many of its rows as it has, with replacement (``within=True``) or all
+    of its rows once (``within=False``).
+
+    For a balanced two-level design ``y_ij = mu + a_i + e_ij`` (``I`` clusters of ``J`` rows) the
+    variance of the mean is ``s_a^2 / I + s_e^2 / (I J)``. Resampling clusters only reproduces it
+    up to the factor ``(I - 1) / I``; resampling at both stages adds about ``(J - 1) / J * s_e^2 / (I J)``
+    (Davison & Hinkley 1997, Sec. 3.8): conservative when the clusters are many, but with few
+    clusters the ``(I - 1) / I`` shrinkage and the discreteness of the resamples dominate, and
+    percentile intervals are anti-conservative (3 clusters: an effective alpha of 0.25).
 
     Args:
         clusters: ``(n,)`` cluster label of each row.
         resamples: number of resamples.
         seed: seed of the draws (clusters from ``default_rng(seed)``, rows from ``default_rng((seed, 1))``).
+        within: also resample rows within each drawn cluster (two-stage); False keeps each drawn cluster whole.
 
     Returns:
         ``(resamples, n)`` counts; a resample's row total varies with the sizes of the drawn clusters.
@@ -148,6 +156,11 @@ def cluster_bootstrap_counts(clusters: np.ndarray, resamples: int, seed: int = 0
     if n == 0 or drawn.shape[0] == 0:
         return np.zeros((drawn.shape[0], n))
     drawn_sizes = sizes[drawn][..., None]  # (resamples, clusters, 1)
+    if not within:
+        slots = np.arange(sizes.max())
+        used = slots < drawn_sizes
+        rows = order[starts[drawn][..., None] + np.where(used, slots, 0)]
+        return _counts(rows.reshape(drawn.shape[0], -1), used.reshape(drawn.shape[0], -1), n)
     # One uniform per (resample, drawn cluster, slot): slots beyond the drawn cluster's size are masked out.
     uniform = np.random.default_rng((seed, 1)).random((*drawn.shape, int(sizes.max())))
     within = np.minimum((uniform * drawn_sizes).astype(np.int64), drawn_sizes - 1)
@@ -163,66 +176,29 @@ def _counts(index: np.ndarray, used: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
 
 
-def paired_differences(
+def _check_level(level: float) -> None:
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
+        raise ParamsError(f"level must be a number in (0, 1), got {level!r}")
+
+
+def difference_matrix(
     scores: pd.DataFrame,
     baseline: str,
     higher_is_better: Mapping[str, bool],
     methods: Sequence[str] | None = None,
-    resamples: int = 2000,
-    seed: int = 0,
-    level: float = CI_LEVEL,
-    cluster: str | None = None,
-) -> pd.DataFrame:
-    """Paired differences of each method from ``baseline`` per judge, with percentile bootstrap CIs.
+) -> tuple[list[str], list[str], pd.DataFrame, np.ndarray]:
+    """The oriented paired differences (positive = better) of each method from ``baseline``, checked.
 
-    Each method's row is paired with the baseline's row of the same ``(seed, image, judge)``; both
-    must have exactly the same keys (a missing or duplicated row is an error, never silently
-    dropped). The difference is ``value - baseline`` for a judge where higher is better and
-    ``baseline - value`` where lower is better, so **positive = the method is better**.
-
-    A pair whose difference is not finite (e.g. PSNR = inf on both sides of a perfect
-    reconstruction, or a NaN score) is left out of that method's and judge's statistics; ``n``
-    counts the pairs used. Left-out pairs keep their place in the resamples (with weight zero),
-    so every method and judge still shares one set of resamples.
-
-    Args:
-        scores: long table with columns :data:`SCORE_COLUMNS` (``method, seed, image, judge, value``).
-        baseline: the method every other is compared with.
-        higher_is_better: judge name -> whether a higher value is better; must cover every judge
-            of ``scores`` (extra names are ignored).
-        methods: the methods to compare (default: every method of ``scores``, in order of
-            appearance); ``baseline`` itself is skipped.
-        resamples: bootstrap resamples (>= 1).
-        seed: seed of the resamples; the same seed gives the same resamples for every call with the
-            same pairs (e.g. for each baseline).
-        level: confidence level of the percentile interval, in (0, 1).
-        cluster: ``None`` to resample pairs; ``"image"`` (or ``"seed"``) to resample clusters of
-            pairs sharing that value with replacement, then pairs within (see
-            :func:`cluster_bootstrap_counts`) - seeds of one image are not independent. The point
-            estimate is the mean over pairs either way.
+    Args: as :func:`paired_differences`.
 
     Returns:
-        One row per method and judge (methods in the given order, judges in order of appearance),
-        with columns :data:`DIFFERENCE_COLUMNS`: ``mean`` difference, ``ci_low``/``ci_high`` its
-        percentile interval, ``win_share`` the share of pairs where the method is strictly better
-        (ties count half), ``n`` the pairs used, ``verdict`` ``"better"`` when ``ci_low > 0``,
-        ``"worse"`` when ``ci_high < 0``, else ``"no detectable difference"`` (also when no pair is
-        finite: then ``mean``, the CI and ``win_share`` are NaN); ``level``, ``resamples`` and
-        ``resample_unit`` (``"pair"`` or the cluster column) say how the interval was made.
+        ``(methods, judges, pairs, differences)``: the compared methods and the judges (in order),
+        the ``(seed, image)`` pairs sorted (a DataFrame), and ``differences`` of shape
+        ``(methods x judges, pairs)`` (row ``m * len(judges) + j``), NaN where a score is missing.
 
     Raises:
-        ParamsError: a column is missing, ``baseline`` or a method is not in ``scores``, a judge
-            has no direction, a row is duplicated, a method lacks a pair the baseline has (or the
-            other way round), or ``resamples``/``level``/``cluster`` is out of range.
-
-    References:
-        B. Efron, R. J. Tibshirani, "An Introduction to the Bootstrap", Chapman & Hall, 1993.
+        ParamsError: as :func:`paired_differences`.
     """
-    resamples = integer_at_least("resamples", resamples, 1)
-    if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
-        raise ParamsError(f"level must be a number in (0, 1), got {level!r}")
-    if cluster is not None and cluster not in PAIR_KEYS:
-        raise ParamsError(f"cluster must be None or one of {list(PAIR_KEYS)}, got {cluster!r}")
     missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
     if missing:
         raise ParamsError(f"scores lack column(s) {missing}; expected {list(SCORE_COLUMNS)}")
@@ -263,6 +239,75 @@ def paired_differences(
     sign = np.array([1.0 if higher_is_better[judge] else -1.0 for judge in judges])[None, :, None]
     with np.errstate(invalid="ignore"):
         differences = (sign * (cube[1:] - cube[:1])).reshape(len(methods) * len(judges), len(pairs))
+
+    return methods, judges, pairs, differences
+
+
+def paired_differences(
+    scores: pd.DataFrame,
+    baseline: str,
+    higher_is_better: Mapping[str, bool],
+    methods: Sequence[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+    cluster: str | None = None,
+) -> pd.DataFrame:
+    """Paired differences of each method from ``baseline`` per judge, with percentile bootstrap CIs.
+
+    Each method's row is paired with the baseline's row of the same ``(seed, image, judge)``; both
+    must have exactly the same keys (a missing or duplicated row is an error, never silently
+    dropped). The difference is ``value - baseline`` for a judge where higher is better and
+    ``baseline - value`` where lower is better, so **positive = the method is better**.
+
+    A pair whose difference is not finite (e.g. PSNR = inf on both sides of a perfect
+    reconstruction, or a NaN score) is left out of that method's and judge's statistics; ``n``
+    counts the pairs used. Left-out pairs keep their place in the resamples (with weight zero),
+    so every method and judge still shares one set of resamples.
+
+    Args:
+        scores: long table with columns :data:`SCORE_COLUMNS` (``method, seed, image, judge, value``).
+        baseline: the method every other is compared with.
+        higher_is_better: judge name -> whether a higher value is better; must cover every judge
+            of ``scores`` (extra names are ignored).
+        methods: the methods to compare (default: every method of ``scores``, in order of
+            appearance); ``baseline`` itself is skipped.
+        resamples: bootstrap resamples (>= 1).
+        seed: seed of the resamples; the same seed gives the same resamples for every call with the
+            same pairs (e.g. for each baseline).
+        level: confidence level of the percentile interval, in (0, 1).
+        cluster: ``None`` to resample pairs; ``"image"`` (or ``"seed"``) to resample clusters of
+            pairs sharing that value with replacement, then pairs within (see
+            :func:`cluster_bootstrap_counts`) - seeds of one image are not independent. The point
+            estimate is the mean over pairs either way. Neither is conservative with few
+            clusters: with 3 images the image-clustered percentile interval excludes 0 whenever
+            all 3 images agree in sign, which happens with probability 0.25 under no difference
+            (an effective alpha of 0.25, not 0.05); with ``None`` the interval conditions on the
+            images and treats their seeds as independent (too narrow for a claim about images).
+            :func:`image_level_inference` makes the image the unit and says so.
+
+    Returns:
+        One row per method and judge (methods in the given order, judges in order of appearance),
+        with columns :data:`DIFFERENCE_COLUMNS`: ``mean`` difference, ``ci_low``/``ci_high`` its
+        percentile interval, ``win_share`` the share of pairs where the method is strictly better
+        (ties count half), ``n`` the pairs used, ``verdict`` ``"better"`` when ``ci_low > 0``,
+        ``"worse"`` when ``ci_high < 0``, else ``"no detectable difference"`` (also when no pair is
+        finite: then ``mean``, the CI and ``win_share`` are NaN); ``level``, ``resamples`` and
+        ``resample_unit`` (``"pair"`` or the cluster column) say how the interval was made.
+
+    Raises:
+        ParamsError: a column is missing, ``baseline`` or a method is not in ``scores``, a judge
+            has no direction, a row is duplicated, a method lacks a pair the baseline has (or the
+            other way round), or ``resamples``/``level``/``cluster`` is out of range.
+
+    References:
+        B. Efron, R. J. Tibshirani, "An Introduction to the Bootstrap", Chapman & Hall, 1993.
+    """
+    resamples = integer_at_least("resamples", resamples, 1)
+    _check_level(level)
+    if cluster is not None and cluster not in PAIR_KEYS:
+        raise ParamsError(f"cluster must be None or one of {list(PAIR_KEYS)}, got {cluster!r}")
+    methods, judges, pairs, differences = difference_matrix(scores, baseline, higher_is_better, methods)
 
     counts = (
         bootstrap_counts(len(pairs), resamples, seed)
@@ -319,6 +364,344 @@ def _check_same_keys(base: pd.DataFrame, other: pd.DataFrame, baseline: str, met
                 f"{len(unpaired)} row(s) of {has!r} have no pair in {lacks!r}, e.g. "
                 f"{_describe(unpaired.iloc[0], keys)}; every method needs the same (seed, image, judge) rows"
             )
+
+
+# --- Images as the unit of inference: Holm, TOST, power, drift robustness ------------------------------------------
+
+EQUIVALENT = "equivalent"
+"""Verdict of :func:`image_level_inference` when the TOST shows the difference lies within the margin."""
+
+INFERENCE_COLUMNS: tuple[str, ...] = (
+    "method",
+    "baseline",
+    "judge",
+    "primary",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "eq_low",
+    "eq_high",
+    "n_images",
+    "n_pairs",
+    "sd_image",
+    "p_value",
+    "p_holm",
+    "margin",
+    "tost_p",
+    "verdict",
+    "drift",
+    "flip_rate",
+    "fragile",
+    "power_at_margin",
+    "images_for_power",
+    "level",
+    "resamples",
+    "resample_unit",
+)
+"""Columns of :func:`image_level_inference`'s table (one row per method and judge)."""
+
+CONDITIONS_ON = (
+    "the trained models (their warm starts and crop seeds are fixed, not resampled); "
+    "the held-out images are the sampled unit"
+)
+"""What the image-level intervals condition on, for reports."""
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control); NaN stays NaN and is not counted.
+
+    ``p_(i)`` sorted ascending over the ``m`` finite values gets ``max_{k <= i} min(1, (m - k + 1) p_(k))``.
+    Reject at ``alpha`` where the adjusted p-value is ``<= alpha``.
+
+    References:
+        S. Holm, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6(2), 1979.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    if m == 0:
+        return adjusted
+    order = finite[np.argsort(p[finite], kind="stable")]
+    steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted[order] = np.maximum.accumulate(steps)
+    return adjusted
+
+
+def paired_t_p(differences: np.ndarray) -> float:
+    """Two-sided one-sample t-test p-value of ``mean(differences) = 0`` (NaN ignored; NaN when < 2 values or SD 0)."""
+    from scipy import stats
+
+    values = np.asarray(differences, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 2 or float(np.std(values, ddof=1)) == 0.0:
+        return math.nan
+    return float(stats.ttest_1samp(values, 0.0).pvalue)
+
+
+def tost_paired(differences: np.ndarray, margin: float) -> tuple[float, float, float]:
+    """Two one-sided t-tests (TOST) that the mean paired difference lies within ``(-margin, +margin)``.
+
+    ``H0: mean <= -margin`` against ``mean > -margin`` and ``H0: mean >= margin`` against
+    ``mean < margin``, each a one-sample t-test with ``n - 1`` degrees of freedom; equivalence is
+    shown at ``alpha`` when the larger p-value is ``<= alpha`` (equivalently, the ``1 - 2 alpha``
+    t interval lies inside the margins).
+
+    Args:
+        differences: paired differences (NaN ignored).
+        margin: the equivalence margin (> 0), in the units of the differences.
+
+    Returns:
+        ``(p_lower, p_upper, p)`` with ``p = max(p_lower, p_upper)``; NaN with fewer than 2 values.
+
+    References:
+        D. J. Schuirmann, "A comparison of the two one-sided tests procedure and the power approach
+        for assessing the equivalence of average bioavailability", J. Pharmacokinet. Biopharm. 15(6), 1987.
+    """
+    from scipy import stats
+
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
+        raise ParamsError(f"equivalence margin must be a number > 0, got {margin!r}")
+    values = np.asarray(differences, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return math.nan, math.nan, math.nan
+    n = values.size
+    se = float(np.std(values, ddof=1)) / math.sqrt(n)
+    mean = float(values.mean())
+    if se == 0.0:
+        inside = -margin < mean < margin
+        return (0.0, 0.0, 0.0) if inside else (1.0, 1.0, 1.0)
+    p_lower = float(stats.t.sf((mean + margin) / se, n - 1))
+    p_upper = float(stats.t.cdf((mean - margin) / se, n - 1))
+    return p_lower, p_upper, max(p_lower, p_upper)
+
+
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided one-sample (paired) t-test at ``alpha`` to detect a true mean ``effect``.
+
+    Noncentral t with ``n - 1`` degrees of freedom and noncentrality ``effect / (sd / sqrt(n))``.
+    NaN when ``n < 2`` or ``sd`` is not a positive number.
+
+    References:
+        J. Cohen, "Statistical Power Analysis for the Behavioral Sciences", 2nd ed., 1988, Ch. 2.
+    """
+    from scipy import stats
+
+    if n < 2 or not (math.isfinite(sd) and sd > 0) or not math.isfinite(effect):
+        return math.nan
+    df = n - 1
+    critical = stats.t.ppf(1.0 - alpha / 2.0, df)
+    noncentrality = abs(effect) / (sd / math.sqrt(n))
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
+def images_for_power(
+    effect: float, sd: float, power: float = 0.8, alpha: float = 0.05, most: int = 100_000
+) -> int | None:
+    """The fewest images for which :func:`paired_t_power` reaches ``power`` (None when undefined or above ``most``)."""
+    if not (math.isfinite(sd) and sd > 0 and math.isfinite(effect) and effect != 0):
+        return None
+    low, high = 2, 2
+    while paired_t_power(effect, sd, high, alpha) < power:
+        if high >= most:
+            return None
+        low, high = high, min(2 * high, most)
+    while low < high:  # smallest n in [low, high] with enough power
+        middle = (low + high) // 2
+        if paired_t_power(effect, sd, middle, alpha) >= power:
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
+def _image_verdicts(image_means: np.ndarray, p_holm: np.ndarray, alpha: float, tost_p: np.ndarray) -> list[str]:
+    """Verdict per row: better/worse when Holm's p <= alpha (by the sign of the mean), else equivalent, else none."""
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(image_means, axis=1) if image_means.shape[1] else np.full(image_means.shape[0], np.nan)
+    verdicts = []
+    for row in range(image_means.shape[0]):
+        if p_holm[row] <= alpha and mean[row] != 0:
+            verdicts.append(BETTER if mean[row] > 0 else WORSE)
+        elif tost_p[row] <= alpha:
+            verdicts.append(EQUIVALENT)
+        else:
+            verdicts.append(NO_DIFFERENCE)
+    return verdicts
+
+
+def _image_means(differences: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``(rows, images)`` mean difference per image (sorted by label) over its finite pairs; NaN where none."""
+    labels, uniques = pd.factorize(images, sort=True)
+    finite = np.isfinite(differences)
+    sums = np.zeros((differences.shape[0], uniques.size))
+    counts = np.zeros_like(sums)
+    for image in range(uniques.size):
+        columns = labels == image
+        sums[:, image] = np.where(finite[:, columns], differences[:, columns], 0.0).sum(axis=1)
+        counts[:, image] = finite[:, columns].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+def image_level_inference(
+    scores: pd.DataFrame,
+    baseline: str,
+    higher_is_better: Mapping[str, bool],
+    primary_judge: str,
+    margin: float,
+    drift: float,
+    drift_halfwidths: float = 0.95,
+    methods: Sequence[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+    draws: int = 200,
+) -> pd.DataFrame:
+    """Every method against ``baseline`` per judge with the held-out **image** as the unit of inference.
+
+    - Interval: hierarchical percentile bootstrap (images with replacement, then the image's
+      (seed, warm start) pairs with replacement within each drawn image; :func:`cluster_bootstrap_counts`).
+      ``eq_low``/``eq_high``: the same at ``1 - 2 (1 - level)``, the interval of the TOST.
+    - Test: the per-image mean differences (over seeds) are the observations: a two-sided paired
+      t-test (``n_images - 1`` df), Holm-adjusted over every method x judge of this baseline
+      (:func:`holm`). Verdict ``better``/``worse`` when the adjusted p <= ``1 - level``; else
+      ``equivalent`` (primary judge only) when the TOST against ``±margin`` gives p <= ``1 - level``
+      (:func:`tost_paired`; not adjusted: one family per claim of no difference); else
+      ``no detectable difference``. With ``n`` images no exact sign test can go below
+      ``2^(1 - n)``: 0.25 for 3 images.
+    - Robustness: each verdict is recomputed ``draws`` times with every method's scores shifted by a
+      constant drawn uniformly within ``±drift`` (the primary judge, in its units: the measured
+      cross-machine shift of a model's mean score) or ``±drift_halfwidths`` of the cell's CI
+      half-width (other judges). ``flip_rate`` is the share of reruns whose verdict differs;
+      ``fragile`` is True when any rerun flips or an interval edge lies within the drift of zero.
+    - Power (primary judge): of the paired t-test at ``1 - level`` to detect a difference of
+      ``margin`` given the measured SD of the per-image differences (``sd_image``), with the
+      images at hand (``power_at_margin``) and the images needed for 80 % (``images_for_power``).
+
+    The intervals condition on the trained models (:data:`CONDITIONS_ON`): with one warm start
+    they say nothing about retraining; with several (the ``seed`` key distinguishing them) their
+    spread enters within images only, as a crossed factor held fixed.
+
+    Args:
+        scores: long table with columns :data:`SCORE_COLUMNS`.
+        baseline: the method compared with.
+        higher_is_better: judge -> direction (see :func:`paired_differences`).
+        primary_judge: the judge named in advance (e.g. ``lpips_alex``); must be scored.
+        margin: equivalence margin of the primary judge, in its units (> 0).
+        drift: cross-machine drift of the primary judge's scores, in its units (>= 0).
+        drift_halfwidths: drift of the other judges, as a fraction of each cell's CI half-width (>= 0).
+        methods: as :func:`paired_differences`.
+        resamples: bootstrap resamples (>= 1).
+        seed: seed of the resamples and of the drift reruns.
+        level: confidence level; ``1 - level`` is the tests' alpha.
+        draws: drift reruns (>= 0).
+
+    Returns:
+        One row per method and judge with columns :data:`INFERENCE_COLUMNS`.
+
+    Raises:
+        ParamsError: as :func:`paired_differences`, an unscored primary judge, or bad margin/drift.
+    """
+    resamples = integer_at_least("resamples", resamples, 1)
+    draws = integer_at_least("drift draws", draws, 0)
+    _check_level(level)
+    for key, value in (("drift", drift), ("drift_halfwidths", drift_halfwidths)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ParamsError(f"{key} must be a number >= 0, got {value!r}")
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
+        raise ParamsError(f"equivalence margin must be a number > 0, got {margin!r}")
+    methods, judges, pairs, differences = difference_matrix(scores, baseline, higher_is_better, methods)
+    if primary_judge not in judges:
+        raise ParamsError(f"primary judge {primary_judge!r} has no scores; judges present: {judges}")
+    alpha = 1.0 - level
+    image_means = _image_means(differences, pairs["image"].to_numpy())
+    n_images = np.isfinite(image_means).sum(axis=1)
+    cells = [(method, judge) for method in methods for judge in judges]
+    is_primary = np.array([judge == primary_judge for _, judge in cells])
+
+    counts = cluster_bootstrap_counts(pairs["image"].to_numpy(), resamples, seed)
+    finite = np.isfinite(differences)
+    filled = np.where(finite, differences, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        replicates = (counts @ filled.T) / (counts @ finite.T.astype(np.float64))
+        mean = np.nanmean(np.where(np.isfinite(image_means), image_means, np.nan), axis=1)
+    intervals = np.array([percentile_ci(replicates[:, c], level) for c in range(len(cells))]).reshape(-1, 2)
+    equivalence = np.array([percentile_ci(replicates[:, c], 1.0 - 2.0 * alpha) for c in range(len(cells))])
+    equivalence = equivalence.reshape(-1, 2)
+
+    def decide(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        shifted = image_means + shift[:, None]
+        p = np.array([paired_t_p(row) for row in shifted])
+        adjusted = holm(p)
+        tost = np.array(
+            [
+                tost_paired(row, margin)[2] if primary else math.nan
+                for row, primary in zip(shifted, is_primary, strict=True)
+            ]
+        )
+        return p, adjusted, tost, _image_verdicts(shifted, adjusted, alpha, tost)
+
+    p_value, p_holm, tost_p, verdicts = decide(np.zeros(len(cells)))
+    half_width = (intervals[:, 1] - intervals[:, 0]) / 2.0
+    cell_drift = np.where(is_primary, float(drift), float(drift_halfwidths) * half_width)
+    rng = np.random.default_rng((seed, 2))
+    flips = np.zeros(len(cells))
+    for _ in range(draws):
+        shift = rng.uniform(-1.0, 1.0, len(cells)) * cell_drift
+        flips += np.array(decide(np.nan_to_num(shift))[3]) != np.array(verdicts)
+    flip_rate = flips / draws if draws else np.zeros(len(cells))
+    with np.errstate(invalid="ignore"):
+        nearest = np.minimum(np.abs(intervals[:, 0]), np.abs(intervals[:, 1]))
+        edge_near = nearest <= cell_drift
+        sd_image = np.array(
+            [
+                np.nanstd(row, ddof=1) if count > 1 else math.nan
+                for row, count in zip(image_means, n_images, strict=True)
+            ]
+        )
+
+    records = []
+    for c, (method, judge) in enumerate(cells):
+        primary = bool(is_primary[c])
+        records.append(
+            {
+                "method": method,
+                "baseline": baseline,
+                "judge": judge,
+                "primary": primary,
+                "mean": float(mean[c]),
+                "ci_low": float(intervals[c, 0]),
+                "ci_high": float(intervals[c, 1]),
+                "eq_low": float(equivalence[c, 0]),
+                "eq_high": float(equivalence[c, 1]),
+                "n_images": int(n_images[c]),
+                "n_pairs": int(finite[c].sum()),
+                "sd_image": float(sd_image[c]),
+                "p_value": float(p_value[c]),
+                "p_holm": float(p_holm[c]),
+                "margin": float(margin) if primary else math.nan,
+                "tost_p": float(tost_p[c]),
+                "verdict": verdicts[c],
+                "drift": float(cell_drift[c]),
+                "flip_rate": float(flip_rate[c]),
+                "fragile": bool(flip_rate[c] > 0 or edge_near[c]),
+                "power_at_margin": paired_t_power(margin, float(sd_image[c]), int(n_images[c]), alpha)
+                if primary
+                else math.nan,
+                "images_for_power": images_for_power(margin, float(sd_image[c]), 0.8, alpha) if primary else None,
+                "level": float(level),
+                "resamples": resamples,
+                "resample_unit": "image, then (seed) pairs within",
+            }
+        )
+    return pd.DataFrame(records, columns=list(INFERENCE_COLUMNS))
+
+
+def min_sign_test_p(n: int) -> float:
+    """The smallest two-sided exact sign-test p-value that ``n`` paired units can give: ``2^(1 - n)`` (1 for n < 1)."""
+    return 1.0 if n < 1 else min(1.0, 2.0 ** (1 - n))
 
 
 def compare_metrics(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
