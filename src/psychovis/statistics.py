@@ -571,11 +571,14 @@ def image_level_inference(
       (:func:`tost_paired`; not adjusted: one family per claim of no difference); else
       ``no detectable difference``. With ``n`` images no exact sign test can go below
       ``2^(1 - n)``: 0.25 for 3 images.
-    - Robustness: each verdict is recomputed ``draws`` times with every method's scores shifted by a
-      constant drawn uniformly within ``±drift`` (the primary judge, in its units: the measured
-      cross-machine shift of a model's mean score) or ``±drift_halfwidths`` of the cell's CI
-      half-width (other judges). ``flip_rate`` is the share of reruns whose verdict differs;
-      ``fragile`` is True when any rerun flips or an interval edge lies within the drift of zero.
+    - Robustness: each verdict is recomputed ``draws`` times on shifted scores: on the primary judge
+      every model's scores (the baseline's too) shift by a constant drawn uniformly within
+      ``±drift`` (its units: the measured cross-machine shift of a model's mean score), so a
+      difference moves by up to ``2 drift``; on the other judges each difference moves by up to
+      ``drift_halfwidths`` of its CI half-width. ``drift`` (column) is that largest move;
+      ``flip_rate`` the share of reruns whose verdict differs. ``fragile`` is True when any rerun
+      flips, when a better/worse verdict's interval edge lies within the drift of zero, or when an
+      equivalent verdict's TOST interval lies within the drift of a margin.
     - Power (primary judge): of the paired t-test at ``1 - level`` to detect a difference of
       ``margin`` given the measured SD of the per-image differences (``sd_image``), with the
       images at hand (``power_at_margin``) and the images needed for 80 % (``images_for_power``).
@@ -645,16 +648,26 @@ def image_level_inference(
 
     p_value, p_holm, tost_p, verdicts = decide(np.zeros(len(cells)))
     half_width = (intervals[:, 1] - intervals[:, 0]) / 2.0
-    cell_drift = np.where(is_primary, float(drift), float(drift_halfwidths) * half_width)
+    # The largest shift of a difference: two models each off by up to ``drift`` (primary judge), or a share of the CI.
+    cell_drift = np.where(is_primary, 2.0 * float(drift), float(drift_halfwidths) * half_width)
     rng = np.random.default_rng((seed, 2))
     flips = np.zeros(len(cells))
     for _ in range(draws):
-        shift = rng.uniform(-1.0, 1.0, len(cells)) * cell_drift
+        model_shift = rng.uniform(-drift, drift, (len(methods) + 1, len(judges)))  # row 0: the baseline
+        primary_shift = (model_shift[1:] - model_shift[:1]).ravel()
+        shift = np.where(is_primary, primary_shift, rng.uniform(-1.0, 1.0, len(cells)) * cell_drift)
         flips += np.array(decide(np.nan_to_num(shift))[3]) != np.array(verdicts)
     flip_rate = flips / draws if draws else np.zeros(len(cells))
+    verdict_array = np.array(verdicts)
     with np.errstate(invalid="ignore"):
+        # better/worse: the CI edge nearest 0 within the drift of 0; equivalent: the TOST interval within it of a margin
         nearest = np.minimum(np.abs(intervals[:, 0]), np.abs(intervals[:, 1]))
-        edge_near = nearest <= cell_drift
+        to_margin = float(margin) - np.maximum(np.abs(equivalence[:, 0]), np.abs(equivalence[:, 1]))
+        edge_near = np.where(
+            np.isin(verdict_array, [BETTER, WORSE]),
+            nearest <= cell_drift,
+            (verdict_array == EQUIVALENT) & (to_margin <= cell_drift),
+        )
         sd_image = np.array(
             [
                 np.nanstd(row, ddof=1) if count > 1 else math.nan

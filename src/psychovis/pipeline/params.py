@@ -189,6 +189,11 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "resamples": Number(1, 1_000_000, integer=True),
         "level": Number(0.5, 0.999),
         "cluster": Nullable(Choice(("image",))),
+        "primary_judge": Choice(JUDGES),
+        "equivalence_margin": Number(1e-12, None),
+        "drift": Number(0.0, None),
+        "drift_halfwidths": Number(0.0, None),
+        "drift_draws": Number(0, 100_000, integer=True),
     },
 }
 
