@@ -76,3 +76,20 @@ def test_primary_summary_names_unit_conditioning_power_and_fragility() -> None:
     assert summary["power"]["median_sd_image"] is not None
     lines = stage.primary_lines(table, summary)
     assert "images as the unit" in lines and "power at margin" in lines and "vgg vs pixel" in lines
+
+
+def test_report_names_the_unit_and_what_the_intervals_condition_on() -> None:
+    from psychovis import report
+
+    stage = _stage()
+    table = stage.inference(_scores(), PARAMS, DIRECTIONS, seed=0)
+    summary = stage.primary_summary(table, PARAMS)
+    section = "\n".join(report.image_level_section(table, summary))
+    assert "images as the unit" in section and "condition on the trained models" in section
+    assert "p = 0.25" in section and "Power:" in section and "fragile" in section
+    sentence = report.image_level_sentence(table, "vgg", "pixel", "lpips_alex")
+    assert "unit: the held-out image, n = 3" in sentence and "conditional on the trained models" in sentence
+    pairs = st.paired_differences(_scores(), "vgg", DIRECTIONS, resamples=50)
+    assert "(unit: the (seed, image) pair, n = 9; the intervals condition on" in report.unit_verdict_sentence(
+        pairs, "vfss", "vgg"
+    )
