@@ -99,3 +99,26 @@ def test_fetched_photographs_verify_and_load() -> None:
     images = photos.load_photos(ROOT / photos.DEFAULT_FOLDER, names=["beach-malibu", "castle"])
     assert [image.shape for image in images.values()] == [(360, 480, 3)] * 2
     assert len(photos.verify_folder(ROOT / photos.DEFAULT_FOLDER)) == 50
+
+
+def test_scratch_split_fails_with_one_line_when_not_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from psychovis.sr.data import PHOTO_SET, load_dataset
+
+    monkeypatch.setattr(photos, "DEFAULT_FOLDER", tmp_path / "absent")
+    with pytest.raises(DataError) as caught:
+        load_dataset(PHOTO_SET, 3)
+    assert "\n" not in str(caught.value) and "python -m psychovis.photos fetch" in str(caught.value)
+    with pytest.raises(DataError, match="exceeds the 50 photographs"):
+        load_dataset(PHOTO_SET, 51)
+
+
+@pytest.mark.skipif(not (ROOT / photos.DEFAULT_FOLDER).is_dir(), reason="photographs not fetched (make setup)")
+def test_scratch_split_holds_out_photographs_and_trains_on_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from psychovis.images import BUNDLED_IMAGES
+    from psychovis.sr.data import PHOTO_SET, load_dataset
+
+    monkeypatch.chdir(ROOT)
+    train, test = load_dataset(PHOTO_SET, 4)
+    assert list(train) == list(BUNDLED_IMAGES)
+    assert len(test) == 4 and all(image.shape == (360, 480, 3) for image in test.values())
+    assert list(test) == list(load_dataset(PHOTO_SET, 5)[1])[:4]  # a fixed order: more photos extend the set

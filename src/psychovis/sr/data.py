@@ -5,6 +5,11 @@ held out for evaluation; the other bundled photographs are for training. When mo
 are asked for, the test set grows in the fixed order of ``_TEST_ORDER``, where the motorcycle
 stereo pair comes last so that its two near-identical views are split only when a single
 training image is left. A user's folder (e.g. DIV2K) is split by sorted file name instead.
+
+``image_dir: scratch`` (:data:`PHOTO_SET`) holds out real photographs instead: the 50 photographs of
+Debian package ``scratch`` fetched at set-up (:mod:`psychovis.photos`, sha256-verified on every
+read), the first ``test_images`` of them in a fixed pseudo-random order (by sha256); every bundled
+image is then for training.
 """
 
 from __future__ import annotations
@@ -36,13 +41,40 @@ _TEST_ORDER: tuple[str, ...] = (
 )
 
 
+PHOTO_SET = "scratch"
+"""``image_dir`` value: hold out the fetched photographs (:mod:`psychovis.photos`), train on the bundled."""
+
+
+def _photo_split(test_images: int, min_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every bundled image for training; the first ``test_images`` fetched photographs (sha256 order) held out."""
+    from psychovis import photos
+
+    entries = sorted(photos.manifest(), key=lambda photo: photo.sha256)
+    if test_images > len(entries):
+        raise DataError(f"test_images={test_images} exceeds the {len(entries)} photographs of image_dir: {PHOTO_SET}")
+    test = photos.load_photos(photos.DEFAULT_FOLDER, [photo.name for photo in entries[:test_images]])
+    return _checked_bundled(min_size), test
+
+
+def _checked_bundled(min_size: int) -> dict[str, np.ndarray]:
+    images = bundled_images()
+    for name, image in images.items():
+        if min(image.shape[:2]) < min_size:
+            raise DataError(
+                f"bundled image {name!r} is {image.shape[1]}x{image.shape[0]} px, smaller than the minimum "
+                f"{min_size} px; lower the crop size"
+            )
+    return images
+
+
 def load_dataset(
     image_dir: str | None, test_images: int, min_size: int = DEFAULT_MIN_SIZE
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Split the bundled images, or a user's folder, into training and test images.
 
     Args:
-        image_dir: a folder of images, or None for :data:`BUNDLED_IMAGES`.
+        image_dir: a folder of images, None for :data:`BUNDLED_IMAGES`, or :data:`PHOTO_SET` (``"scratch"``)
+            to hold out the fetched photographs and train on every bundled image.
         test_images: how many images to hold out (at least 1). Bundled: the first ones of
             :data:`TEST_IMAGES`, extended in a fixed order when more are asked for. Folder: the
             last ``test_images`` file names in sorted order.
@@ -53,7 +85,8 @@ def load_dataset(
 
     Raises:
         ParamsError: ``test_images`` or ``min_size`` is not a positive integer.
-        DataError: an image is unreadable or too small, or fewer than ``test_images + 1`` images exist.
+        DataError: an image is unreadable or too small, or fewer than ``test_images + 1`` images exist, or
+            (``scratch``) the photographs are not fetched or fail their sha256 (one line saying how to fetch).
     """
     test_images = integer_at_least("test_images", test_images)
     min_size = integer_at_least("min_size", min_size)
@@ -63,17 +96,13 @@ def load_dataset(
                 f"test_images={test_images} leaves no training image: only {len(BUNDLED_IMAGES)} bundled images "
                 f"exist; lower test_images to at most {len(BUNDLED_IMAGES) - 1} or set an image folder"
             )
-        images = bundled_images()
-        for name, image in images.items():
-            if min(image.shape[:2]) < min_size:
-                raise DataError(
-                    f"bundled image {name!r} is {image.shape[1]}x{image.shape[0]} px, smaller than the minimum "
-                    f"{min_size} px; lower the crop size"
-                )
+        images = _checked_bundled(min_size)
         test_names = set(_TEST_ORDER[:test_images])
         test = {name: images[name] for name in _TEST_ORDER[:test_images]}
         train = {name: image for name, image in images.items() if name not in test_names}
         return train, test
+    if image_dir == PHOTO_SET:
+        return _photo_split(test_images, min_size)
     images = read_image_folder(image_dir, min_size)
     if len(images) < test_images + 1:
         raise DataError(
