@@ -14,7 +14,7 @@ the power of the primary judge's test from the measured per-image SD.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -44,46 +44,41 @@ def judge_directions() -> dict[str, bool]:
     return {name: bool(judge.higher_is_better) for name, judge in JUDGES.items()}
 
 
+def per_baseline(
+    compare_one: Callable[..., pd.DataFrame],
+    scores: pd.DataFrame,
+    baselines: Sequence[str],
+    higher_is_better: Mapping[str, bool],
+    **options: Any,
+) -> pd.DataFrame:
+    """``compare_one(scores, baseline, higher_is_better, **options)`` for each baseline, concatenated."""
+    tables = [compare_one(scores, baseline, higher_is_better, **options) for baseline in baselines]
+    return pd.concat(tables, ignore_index=True)
+
+
 def differences(
     scores: pd.DataFrame, p: Mapping[str, Any], higher_is_better: Mapping[str, bool], seed: int
 ) -> pd.DataFrame:
     """Every method against each baseline of ``p["baselines"]``, on one set of resamples (``seed``)."""
-    tables = [
-        paired_differences(
-            scores,
-            baseline,
-            higher_is_better,
-            resamples=p["resamples"],
-            seed=seed,
-            level=p["level"],
-            cluster=p["cluster"],
-        )
-        for baseline in p["baselines"]
-    ]
-    return pd.concat(tables, ignore_index=True)
+    options = {"resamples": p["resamples"], "seed": seed, "level": p["level"], "cluster": p["cluster"]}
+    return per_baseline(paired_differences, scores, p["baselines"], higher_is_better, **options)
 
 
 def inference(
     scores: pd.DataFrame, p: Mapping[str, Any], higher_is_better: Mapping[str, bool], seed: int
 ) -> pd.DataFrame:
     """Every method against each baseline with images as the unit (:func:`image_level_inference`), one seed."""
-    tables = [
-        image_level_inference(
-            scores,
-            baseline,
-            higher_is_better,
-            primary_judge=p["primary_judge"],
-            margin=p["equivalence_margin"],
-            drift=p["drift"],
-            drift_halfwidths=p["drift_halfwidths"],
-            resamples=p["resamples"],
-            seed=seed,
-            level=p["level"],
-            draws=p["drift_draws"],
-        )
-        for baseline in p["baselines"]
-    ]
-    return pd.concat(tables, ignore_index=True)
+    options = {
+        "primary_judge": p["primary_judge"],
+        "margin": p["equivalence_margin"],
+        "drift": p["drift"],
+        "drift_halfwidths": p["drift_halfwidths"],
+        "resamples": p["resamples"],
+        "seed": seed,
+        "level": p["level"],
+        "draws": p["drift_draws"],
+    }
+    return per_baseline(image_level_inference, scores, p["baselines"], higher_is_better, **options)
 
 
 PRIMARY_KEYS = ("verdict", "mean", "ci_low", "ci_high", "p_holm", "tost_p", "fragile", "flip_rate", "sd_image")

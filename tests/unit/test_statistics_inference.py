@@ -75,6 +75,19 @@ def test_tost_matches_two_one_sided_scipy_t_tests() -> None:
         st.tost_paired(differences, 0.0)
 
 
+def test_row_tests_match_the_scalar_tests() -> None:
+    rng = np.random.default_rng(2)
+    rows = rng.normal(0.01, 0.02, (6, 5))
+    rows[1, 2] = math.nan
+    rows[2] = 0.003  # constant: no t-test, TOST decided by the margin
+    p, tost = st.row_t_tests(rows, 0.02)
+    for row, p_row, tost_row in zip(rows, p, tost, strict=True):
+        expected = st.paired_t_p(row)
+        assert (math.isnan(p_row) and math.isnan(expected)) or p_row == pytest.approx(expected, rel=1e-9)
+        assert tost_row == pytest.approx(st.tost_paired(row, 0.02)[2], rel=1e-9)
+    assert math.isnan(st.row_t_tests(np.array([[1.0, math.nan]]), 0.1)[0][0])
+
+
 def test_power_of_the_paired_t_test() -> None:
     # Cohen's d = 1 with 10 pairs: power 0.803 (two-sided alpha 0.05); 9 pairs fall short of 0.8
     assert st.paired_t_power(1.0, 1.0, 10) == pytest.approx(0.8031, abs=0.002)
