@@ -1,11 +1,12 @@
 """Copy the study preset's results into docs/study/, so the `report` stage renders them from files.
 
 Run the study preset in a checkout (README: ``dvc exp run -n study -S 'train.seeds=[0,1,2,3,4]'
--S train.iterations=450``), then, from this repository::
+-S train.iterations=450 -S train.image_dir=scratch -S train.test_images=24``), then, from this repository::
 
     python benchmarks/collect_study.py --from /path/to/that/checkout --wall-minutes 41
 
-It copies ``data/evaluate/scores.json`` (as evaluate.json) and ``data/compare/differences.csv`` and
+It copies ``data/evaluate/scores.json`` (as evaluate.json), ``data/compare/differences.csv`` (and
+``inference.csv``/``inference.json``, the image-level verdicts, when present) and
 writes ``facts.json`` (what was run, read from that checkout's params.yaml). Then ``dvc repro report``.
 """
 
@@ -32,6 +33,9 @@ def main() -> None:
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.source / "data/evaluate/scores.json", destination / "evaluate.json")
     shutil.copyfile(args.source / "data/compare/differences.csv", destination / "differences.csv")
+    for name in ("inference.csv", "inference.json"):  # images as the unit of inference (compare stage)
+        if (args.source / "data/compare" / name).is_file():
+            shutil.copyfile(args.source / "data/compare" / name, destination / name)
     params = yaml.safe_load((args.source / "params.yaml").read_text())
     train, pretrain, compare = params["train"], params["pretrain"], params["compare"]
     pairs = int(pd.read_csv(destination / "differences.csv")["n"].max())

@@ -88,7 +88,10 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
         ),
     ]
     image_level, primary_findings = image_level_pages(root)
-    results = report.render_results(evaluate, differences, run, judges, study, tuning, analysis, image_level)
+    study_image_level, _ = image_level_pages(root / STUDY, Path("inference.csv"), Path("inference.json"))
+    results = report.render_results(
+        evaluate, differences, run, judges, study, tuning, analysis, image_level, study_image_level
+    )
     tuning_metrics = read_json(root / TUNING_SUMMARY)
     atlas = root / ATLAS
     findings = report.analysis_findings(
@@ -104,13 +107,15 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     return results, report.render_summary(evaluate, differences, run, [*primary_findings, *findings])
 
 
-def image_level_pages(root: Path) -> tuple[list[str], list[str]]:
+def image_level_pages(
+    root: Path, table: Path = INFERENCE, summary_file: Path = INFERENCE_SUMMARY
+) -> tuple[list[str], list[str]]:
     """The results section and README bullets of the primary judge with images as the unit (none before the
     compare stage wrote ``data/compare/inference.csv``)."""
-    if not (root / INFERENCE).is_file() or not (root / INFERENCE_SUMMARY).is_file():
+    if not (root / table).is_file() or not (root / summary_file).is_file():
         return [], []
-    inference = pd.read_csv(root / INFERENCE)
-    summary = read_json(root / INFERENCE_SUMMARY)
+    inference = pd.read_csv(root / table)
+    summary = read_json(root / summary_file)
     judge = summary["primary_judge"]
     losses = list(dict.fromkeys(inference.loc[inference["baseline"] == "vgg", "method"]))
     bullets = [report.image_level_sentence(inference, "vgg", "pixel", judge)]

@@ -432,10 +432,11 @@ def render_results(
     tuning: Sequence[Mapping[str, Any]] = (),
     analysis: Sequence[str] = (),
     image_level: Sequence[str] = (),
+    study_image_level: Sequence[str] = (),
 ) -> str:
     """The whole ``docs/results.md``: the default run (then ``image_level``: :func:`image_level_section`), the
-    study preset if given, the tuning, then the analysis sections (:func:`psychophysics_section`,
-    :func:`vfss_section`)."""
+    study preset if given (then ``study_image_level``), the tuning, then the analysis sections
+    (:func:`psychophysics_section`, :func:`vfss_section`)."""
     lines = [
         "# Results",
         "",
@@ -448,6 +449,7 @@ def render_results(
     lines += list(image_level)
     if study is not None:
         lines += sr_section("The study preset: more seeds, longer fine-tunes", *study, judges)
+        lines += list(study_image_level)
     if tuning:
         lines += tuning_section(tuning)
     lines += list(analysis)
