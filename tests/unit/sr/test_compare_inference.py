@@ -93,3 +93,12 @@ def test_report_names_the_unit_and_what_the_intervals_condition_on() -> None:
     assert "(unit: the (seed, image) pair, n = 9; the intervals condition on" in report.unit_verdict_sentence(
         pairs, "vfss", "vgg"
     )
+
+
+def test_one_image_gives_no_verdict_and_strict_json() -> None:
+    stage = _stage()
+    table = stage.inference(_scores(images=1, seeds=2), PARAMS, DIRECTIONS, seed=0)
+    assert set(table["verdict"]) == {st.NO_DIFFERENCE}  # one image: no test, however many seeds
+    summary = stage.primary_summary(table, PARAMS)
+    json.dumps(summary, allow_nan=False)
+    assert summary["min_sign_test_p"] == 1.0 and summary["power"]["median_images_for_80"] is None
