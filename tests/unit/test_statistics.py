@@ -234,7 +234,17 @@ def test_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     bicubic = scores[scores["method"] == "vgg"].assign(method="bicubic", value=lambda frame: frame["value"] - 1.0)
     (tmp_path / "data/evaluate").mkdir(parents=True)
     pd.concat([scores, bicubic]).to_parquet(tmp_path / "data/evaluate/per_image.parquet")
-    section = {"baselines": ["vgg", "pixel"], "resamples": 200, "level": 0.9, "cluster": "image"}
+    section = {
+        "baselines": ["vgg", "pixel"],
+        "resamples": 200,
+        "level": 0.9,
+        "cluster": "image",
+        "primary_judge": "lpips_vgg",
+        "equivalence_margin": 0.01,
+        "drift": 0.0009,
+        "drift_halfwidths": 0.95,
+        "drift_draws": 20,
+    }
     params = params_module.validate(
         {"base": {"seed": 0, "device": "cpu", "backbone": "vgg16"}, "compare": section}, ["base", "compare"]
     )
@@ -256,6 +266,10 @@ def test_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert metrics["bicubic_vs_vgg"]["psnr_y"]["ci_high"] < 0
     out = capsys.readouterr().out
     assert "vfss vs vgg" in out and "+ better" in out and "90 % percentile bootstrap" in out
+    images = pd.read_csv(tmp_path / "data/compare/inference.csv")
+    assert len(images) == len(written) and images["n_images"].eq(4).all()
+    primary = json.loads((tmp_path / "data/compare/inference.json").read_text())
+    assert primary["primary_judge"] == "lpips_vgg" and primary["n_images"] == 4 and "images as the unit" in out
 
     import mlflow
 
