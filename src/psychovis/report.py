@@ -123,7 +123,7 @@ def unit_clause(differences: pd.DataFrame) -> str:
         )
     return (
         f"unit: the {unit}, then pairs within, n = {n} pairs; the intervals condition on the warm start and seeds, "
-        "and with 3 images an image-clustered interval is anti-conservative (effective alpha 0.25)"
+        "and with few images an image-clustered interval is anti-conservative (3 images: effective alpha about 0.25)"
     )
 
 

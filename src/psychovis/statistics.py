@@ -132,7 +132,11 @@ def cluster_bootstrap_counts(clusters: np.ndarray, resamples: int, seed: int = 0
     up to the factor ``(I - 1) / I``; resampling at both stages adds about ``(J - 1) / J * s_e^2 / (I J)``
     (Davison & Hinkley 1997, Sec. 3.8): conservative when the clusters are many, but with few
     clusters the ``(I - 1) / I`` shrinkage and the discreteness of the resamples dominate, and
-    percentile intervals are anti-conservative (3 clusters: an effective alpha of 0.25).
+    percentile intervals are anti-conservative (3 clusters: an effective alpha of 0.25). Simulated with
+    3 images x 3 seeds, the images carrying ~90 % of the variance (as measured on the SR comparison),
+    a nominal 95 % interval excludes a true zero in 42 % of data sets resampling pairs and 23 %
+    resampling images then pairs; the paired t-test on the image means of :func:`image_level_inference`
+    in 6 % (``tests/unit/test_statistics_inference.py``).
 
     Args:
         clusters: ``(n,)`` cluster label of each row.
