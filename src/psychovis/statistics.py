@@ -527,8 +527,8 @@ def row_t_tests(rows: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray
     rows = np.asarray(rows, dtype=np.float64)
     finite = np.isfinite(rows)
     n = finite.sum(axis=1)
+    mean = _finite_mean(rows)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(finite, rows, 0.0).sum(axis=1) / n
         variance = np.where(finite, (rows - mean[:, None]) ** 2, 0.0).sum(axis=1) / (n - 1)
         se = np.sqrt(variance / n)
         df = np.maximum(n - 1, 1)
@@ -540,10 +540,16 @@ def row_t_tests(rows: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray
     return p, np.where(n < 2, np.nan, tost)
 
 
+def _finite_mean(rows: np.ndarray) -> np.ndarray:
+    """Mean of each row over its finite values; NaN (no warning) where a row has none."""
+    finite = np.isfinite(rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite, rows, 0.0).sum(axis=1) / finite.sum(axis=1)
+
+
 def _image_verdicts(image_means: np.ndarray, p_holm: np.ndarray, alpha: float, tost_p: np.ndarray) -> list[str]:
     """Verdict per row: better/worse when Holm's p <= alpha (by the sign of the mean), else equivalent, else none."""
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(image_means, axis=1) if image_means.shape[1] else np.full(image_means.shape[0], np.nan)
+    mean = _finite_mean(image_means)
     verdicts = []
     for row in range(image_means.shape[0]):
         if p_holm[row] <= alpha and mean[row] != 0:
@@ -653,7 +659,7 @@ def image_level_inference(
     filled = np.where(finite, differences, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         replicates = (counts @ filled.T) / (counts @ finite.T.astype(np.float64))
-        mean = np.nanmean(np.where(np.isfinite(image_means), image_means, np.nan), axis=1)
+        mean = _finite_mean(image_means)
     intervals = np.array([percentile_ci(replicates[:, c], level) for c in range(len(cells))]).reshape(-1, 2)
     equivalence = np.array([percentile_ci(replicates[:, c], 1.0 - 2.0 * alpha) for c in range(len(cells))])
     equivalence = equivalence.reshape(-1, 2)
