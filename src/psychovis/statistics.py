@@ -12,11 +12,20 @@ The resamples are applied as a count matrix ``W`` (``resamples x pairs``: how of
 was drawn), so the resampled means of every (method, judge) are one matrix product ``W @ D.T``
 instead of a loop over resamples; non-finite differences enter with weight zero.
 
+Those intervals condition on the held-out images. :func:`image_level_inference` makes the image the
+unit of inference: a hierarchical bootstrap (images, then pairs within), a paired t-test on the
+per-image means with Holm's correction (:func:`holm`), an equivalence test (:func:`tost_paired`)
+on a primary judge named in advance, the power of that test (:func:`paired_t_power`), and reruns
+on scores shifted by the measured cross-machine drift that flag fragile verdicts.
+
 References:
     B. Efron, R. J. Tibshirani, "An Introduction to the Bootstrap", Chapman & Hall, 1993
     (Ch. 13, percentile intervals).
     A. C. Davison, D. V. Hinkley, "Bootstrap Methods and their Application", Cambridge University
     Press, 1997 (Sec. 3.8, hierarchical data).
+    S. Holm, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6(2), 1979.
+    D. J. Schuirmann, "A comparison of the two one-sided tests procedure ...", J. Pharmacokinet.
+    Biopharm. 15(6), 1987 (TOST).
 """
 
 from __future__ import annotations
