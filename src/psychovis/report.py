@@ -155,11 +155,13 @@ def image_level_sentence(inference: pd.DataFrame, method: str, baseline: str, ju
         return f"**{method}** vs {baseline} on {JUDGE_LABELS.get(judge, judge)}: not compared."
     first = row.iloc[0]
     verdict = str(first["verdict"])
+    numbers = f"{first['mean']:+.4f} [{first['ci_low']:+.4f}, {first['ci_high']:+.4f}], Holm p={first['p_holm']:.2g}"
     if verdict == "equivalent":
         verdict = f"equivalent within ±{first['margin']:g}"
+        numbers += f", TOST p={first['tost_p']:.2g}"
     fragile = "; fragile: a rerun at the measured cross-machine drift can flip it" if bool(first["fragile"]) else ""
     return (
-        f"**{method}** vs {baseline} on {JUDGE_LABELS.get(judge, judge)}: {verdict}, {image_level_cell(first)} "
+        f"**{method}** vs {baseline} on {JUDGE_LABELS.get(judge, judge)}: {verdict}, {numbers} "
         f"(unit: the held-out image, n = {int(first['n_images'])}, seeds averaged within each image; Holm over "
         f"methods x judges; conditional on the trained models: their warm start and seeds are not resampled{fragile})."
     )
@@ -195,7 +197,7 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
         f"80 % needs about {power['median_images_for_80'] or '—'} images.",
         f"- Reproducibility: rerun on scores shifted by the measured cross-machine drift (±{summary['drift']:g} per "
         f"model on {label}, ±{summary['drift_halfwidths']:g} CI half-widths elsewhere): {summary['fragile']} of "
-        f"{summary['verdicts']} verdicts are fragile (marked).",
+        f"{summary['verdicts']} verdicts (every judge and baseline; inference.csv) are fragile (marked).",
         "",
     ]
     return lines
