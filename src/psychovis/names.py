@@ -11,8 +11,9 @@ from __future__ import annotations
 BACKBONES: tuple[str, ...] = ("vgg16", "alexnet", "vgg16_random")
 """Networks with offline weights (``vgg16_random``: the same architecture, untrained, as a control)."""
 
-CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003")
-"""Human contrast sensitivity functions: as the authors' code writes Mannos-Sakrison, the textbook form, Barten."""
+CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003", "standard_spatial_observer")
+"""Human contrast sensitivity functions: as the authors' code writes Mannos-Sakrison, the textbook form, Barten,
+and the Standard Spatial Observer (Watson & Ahumada 2005)."""
 
 FREQUENCY_MAPPINGS: tuple[str, ...] = ("paper", "physical")
 """How cycles/degree become cycles/pixel: the authors' code, or the viewing geometry."""
