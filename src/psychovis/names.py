@@ -41,6 +41,15 @@ DISTANCES: tuple[str, ...] = ("pixel_mse", "vgg", "vfss", *SELECTIONS, "lpips_vg
 """Image distances the psychophysical and human-judgement experiments compare (LPIPS-Alex and DISTS are
 the same implementations as the SR evaluation's judges, so they share nothing with the VGG-16 maps)."""
 
+MODELFEST_DISTANCES: tuple[str, ...] = (*DISTANCES, "gain_normalised", "alexnet", "vgg16_random")
+"""Deep observers of the ModelFest stage: the catalogue, the gain-normalised reading of the VGG maps,
+and the plain feature distance of AlexNet (relu2) and of the untrained VGG-16 (controls)."""
+
+MODELFEST_FAMILIES: tuple[str, ...] = (
+    "gabor_csf", "size", "shape", "compound", "blob", "line", "string", "image", "oblique", "plaid", "other",
+)  # fmt: skip
+"""ModelFest stimulus families (per-family scores, held-out folds)."""
+
 SUBSET_CONTROLS: tuple[str, ...] = ("raw", "gain_normalised")
 """How the psychophysics map-subset test weighs maps: as the loss does, or each map's error divided by
 its own error at the criterion (every map counts equally, whatever its response gain)."""
