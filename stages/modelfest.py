@@ -46,7 +46,11 @@ def main(ctx: StageContext) -> None:
         )
         io.write_json(result.summary, f"{OUT}/summary.json")
         io.write_headline(experiment.headline_metrics(result), "metrics/modelfest.json")
-        shown = [n for n in ("constant", "energy_barten_2003", "energy_standard_spatial_observer") if n in set(result.ladder["observer"])]
+        shown = [
+            n
+            for n in ("constant", "energy_barten_2003", "energy_standard_spatial_observer")
+            if n in set(result.ladder["observer"])
+        ]
         shown += [n for n in result.ladder["observer"] if n in distances or n == "gain_normalised"]
         figures = [
             io.save_figure(

@@ -58,7 +58,13 @@ def _curves_table(observers: Mapping[str, Curves], ppd: float) -> pd.DataFrame:
         s, c = np.meshgrid(np.arange(1, curves.values.shape[0] + 1), curves.contrasts, indexing="ij")
         frames.append(
             pd.DataFrame(
-                {"observer": name, "px_per_degree": float(ppd), "stimulus": s.ravel(), "contrast": c.ravel(), "distance": curves.values.ravel()}
+                {
+                    "observer": name,
+                    "px_per_degree": float(ppd),
+                    "stimulus": s.ravel(),
+                    "contrast": c.ravel(),
+                    "distance": curves.values.ravel(),
+                }
             )
         )
     return pd.concat(frames, ignore_index=True)
@@ -105,7 +111,11 @@ def geometry_aware(
         train_rms[ppd] = float(np.sqrt(((fit.thresholds_db[:, train] - people[:, train]) ** 2).mean()))
         held_out[ppd] = float(np.sqrt((fit.errors(people, test) ** 2).mean()))
     reference = min(train_rms, key=train_rms.get)
-    out = {"reference_px_per_degree": float(reference), "train_rms_db": train_rms[reference], "held_out_rms_db": held_out[reference]}
+    out = {
+        "reference_px_per_degree": float(reference),
+        "train_rms_db": train_rms[reference],
+        "held_out_rms_db": held_out[reference],
+    }
     out.update({f"held_out_rms_db_at_{ppd:g}": value for ppd, value in held_out.items()})
     return out
 
@@ -146,9 +156,13 @@ def run_experiment(
 
     # px/deg sweep: a sensitivity analysis (the headline geometry is the data's own, never fitted)
     sweep_rows = []
-    deep_by_ppd: dict[str, dict[float, Curves]] = {name: {headline_ppd: observers[name]} for name in p["sweep_distances"]}
+    deep_by_ppd: dict[str, dict[float, Curves]] = {
+        name: {headline_ppd: observers[name]} for name in p["sweep_distances"]
+    }
     sweep_deep = {name: distances[name] for name in p["sweep_distances"]}
-    ppds = sorted(set(map(float, p["sweep_px_per_degree"])) | set(map(float, p["deep_sweep_px_per_degree"])) | {headline_ppd})
+    ppds = sorted(
+        set(map(float, p["sweep_px_per_degree"])) | set(map(float, p["deep_sweep_px_per_degree"])) | {headline_ppd}
+    )
     for ppd in ppds:
         if ppd == headline_ppd:
             at, at_kinds = observers, kinds
@@ -164,13 +178,19 @@ def run_experiment(
         scored = scored[scored["observer"] != "human"]
         keep = [n for n in scored["observer"] if at_kinds.get(n) == "classical" or n in p["sweep_distances"]]
         scored = scored[scored["observer"].isin(keep)]
-        sweep_rows.append(scored.assign(px_per_degree=ppd)[["observer", "kind", "px_per_degree", "rms_db", "rms_mean_db", "held_out_rms_db"]])
+        sweep_rows.append(
+            scored.assign(px_per_degree=ppd)[
+                ["observer", "kind", "px_per_degree", "rms_db", "rms_mean_db", "held_out_rms_db"]
+            ]
+        )
     sweep = pd.concat(sweep_rows, ignore_index=True)
 
     geometry_rows = []
     for name, by_ppd in deep_by_ppd.items():
         if len(by_ppd) > 1:
-            geometry_rows.append({"observer": f"geometry_aware_{name}", **geometry_aware(by_ppd, people, train_families)})
+            geometry_rows.append(
+                {"observer": f"geometry_aware_{name}", **geometry_aware(by_ppd, people, train_families)}
+            )
     geometry = pd.DataFrame(geometry_rows)
 
     families = {s.number: s.family for s in STIMULI}
@@ -191,7 +211,9 @@ def run_experiment(
         "observers": ladder.replace({np.nan: None}).to_dict(orient="records"),
         **extra,
         "people": ids,
-        "published_anchors_db": {name: {"rms_db": value, "reference": ref} for name, (value, ref) in PUBLISHED_ANCHORS_DB.items()},
+        "published_anchors_db": {
+            name: {"rms_db": value, "reference": ref} for name, (value, ref) in PUBLISHED_ANCHORS_DB.items()
+        },
         "geometry_aware": geometry.replace({np.nan: None}).to_dict(orient="records"),
         "sweep": sweep.to_dict(orient="records"),
         "contrasts": contrasts.tolist(),

@@ -7,15 +7,17 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from psychovis.modelfest.stimuli import FAMILIES  # noqa: E402
+from psychovis.modelfest.stimuli import FAMILIES
 
 
-def thresholds_figure(people: np.ndarray, per_stimulus: pd.DataFrame, observers: Sequence[str], px_per_degree: float) -> Figure:
+def thresholds_figure(
+    people: np.ndarray, per_stimulus: pd.DataFrame, observers: Sequence[str], px_per_degree: float
+) -> Figure:
     """Threshold (dB) per stimulus: each person (grey), their mean, and each model at the mean person's criterion."""
     figure, axis = plt.subplots(figsize=(11, 4.2))
     x = np.arange(1, people.shape[1] + 1)

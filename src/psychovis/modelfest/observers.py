@@ -75,7 +75,9 @@ class Curves:
 def contrast_grid(contrast_min: float, contrast_max: float, n: int) -> np.ndarray:
     """``n`` log-spaced peak contrasts from ``contrast_min`` to ``contrast_max``."""
     if not 0 < contrast_min < contrast_max <= 1 or n < 2:
-        raise ParamsError(f"need 0 < contrast_min < contrast_max <= 1 and >= 2 contrasts, got {contrast_min}, {contrast_max}, {n}")
+        raise ParamsError(
+            f"need 0 < contrast_min < contrast_max <= 1 and >= 2 contrasts, got {contrast_min}, {contrast_max}, {n}"
+        )
     return np.geomspace(contrast_min, contrast_max, int(n))
 
 
@@ -332,4 +334,3 @@ def deep_curves(
             total += (matrix[:, live] / scale[live]).mean(axis=1)
         curves["gain_normalised"] = Curves(contrasts, total.reshape(n_s, n_c))
     return curves
-

@@ -68,7 +68,9 @@ def bootstrap_plan(n_people: int, n_stimuli: int, resamples: int, seed: int) -> 
     return bootstrap_counts(n_people, resamples, seed), bootstrap_counts(n_stimuli, resamples, seed + 1)
 
 
-def observer_rms_samples(curves: Curves, people: np.ndarray, plan: tuple[np.ndarray, np.ndarray], n_grid: int = 400) -> np.ndarray:
+def observer_rms_samples(
+    curves: Curves, people: np.ndarray, plan: tuple[np.ndarray, np.ndarray], n_grid: int = 400
+) -> np.ndarray:
     """The pooled RMS dB of one observer in every bootstrap world (criteria refitted in each)."""
     person_counts, stimulus_counts = plan
     _, model = model_db(curves, n_grid)
@@ -172,14 +174,21 @@ def score_observers(
         }
         row.update({f"rms_{family}": value for family, value in family_rms(fit, people).items()})
         rows.append(row)
-        per_stimulus.append(pd.DataFrame({"observer": name, "stimulus": np.arange(1, people.shape[1] + 1), "threshold_db": model}))
+        per_stimulus.append(
+            pd.DataFrame({"observer": name, "stimulus": np.arange(1, people.shape[1] + 1), "threshold_db": model})
+        )
     band = human_band(people)
     human = float(np.sqrt((band**2).mean()))
     low, high = percentile_ci(human_rms_samples(people, plan), level) if plan else (np.nan, np.nan)
     rows.append({"observer": "human", "kind": "human", "rms_db": human, "ci_low": low, "ci_high": high})
     ladder = pd.DataFrame(rows)
     extra = {
-        "human_band_db": {"pooled": human, "min": float(band.min()), "max": float(band.max()), "per_person": band.tolist()},
+        "human_band_db": {
+            "pooled": human,
+            "min": float(band.min()),
+            "max": float(band.max()),
+            "per_person": band.tolist(),
+        },
         "noise_floor_of_mean_db": noise_floor_of_mean(people),
         "repeat_floor_db": repeat_floor(repeats),
         "resamples": int(resamples),

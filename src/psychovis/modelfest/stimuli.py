@@ -13,7 +13,8 @@ vertical bars unless noted:
 
 - 1-10: Gabors, sigma 0.5 deg, 1.12 .. 30 cpd (half-octave steps);
 - 11-14: 2/4/8/16 cpd with sigma 0.28/0.14/0.07/0.035 deg (constant bandwidth);
-- 15-17: elongated Gabors 4/8/16 cpd, sigma across x along the bars (0.28 x 0.5, 0.14 x 0.5, 0.07 x 0.5);
+- 15-17: elongated Gabors 4/8/16 cpd, sigma across x along the bars
+  (0.28 x 0.5, 0.14 x 0.5, 0.07 x 0.5);
 - 18-21: "baguettes", 4 cpd: 0.14 x 0.28, 0.14 x 0.5, 0.28 x 0.14, 0.5 x 0.14;
 - 22-25: compound Gabors (mean of two, sigma 0.5): 2 + 2.83, 2 + 4, 4 + 5.66, 4 + 8 cpd;
 - 26-29: Gaussian blobs, sigma 30, 8.43, 2.106, 1.05 arcmin;
@@ -24,7 +25,8 @@ vertical bars unless noted:
 - 36/37: 4-cpd Gabor, sigma 0.14, at 45 deg / vertical;
 - 38/39: plaids, mean of the vertical 4-cpd Gabor (sigma 0.14) and a horizontal / 45-deg one;
 - 40: disk of radius 0.1249 deg (no window); 41: Bessel J0 at 4 cpd, mean removed, Gaussian window 0.5 deg;
-- 42: checkerboard of 2.81 cpd (checks 1/5.62 deg wide) turned 45 deg, Gaussian window 0.5 deg; 43: natural scene (image file).
+- 42: checkerboard of 2.81 cpd (checks 1/5.62 deg wide) turned 45 deg, Gaussian window 0.5 deg;
+- 43: natural scene (image file).
 """
 
 from __future__ import annotations
@@ -118,7 +120,11 @@ def gabor(x, y, frequency_cpd, sigma_across, sigma_along=None, orientation_deg=0
     dx, dy = x - centre[0], y - centre[1]
     u = dx * np.cos(theta) + dy * np.sin(theta)
     v = -dx * np.sin(theta) + dy * np.cos(theta)
-    return sign * np.cos(2 * np.pi * frequency_cpd * u) * np.exp(-(u**2) / (2 * sigma_across**2) - v**2 / (2 * sigma_along**2))
+    return (
+        sign
+        * np.cos(2 * np.pi * frequency_cpd * u)
+        * np.exp(-(u**2) / (2 * sigma_across**2) - v**2 / (2 * sigma_along**2))
+    )
 
 
 def gaussian(x, y, sigma):
@@ -160,7 +166,7 @@ FIELD_DEG = SIZE / NATIVE_PX_PER_DEGREE
 
 def canvas_size(px_per_degree: float) -> int:
     """Pixels across ModelFest's 2.13-deg field at ``px_per_degree`` (256 at 120; at least 32)."""
-    return max(32, int(round(FIELD_DEG * px_per_degree)))
+    return max(32, round(FIELD_DEG * px_per_degree))
 
 
 def pattern(number: int, px_per_degree: float = NATIVE_PX_PER_DEGREE, size: int | None = None) -> np.ndarray:
@@ -224,9 +230,7 @@ def _raw_pattern(number: int, px_per_degree: float, size: int) -> np.ndarray:
         window = 0.5
     elif n in (33, 34):
         signs = (1, 1, 1, 1, 1) if n == 33 else (1, -1, 1, -1, 1)
-        p = sum(
-            gabor(x, y, 8.0, 0.07, sign=s, centre=(0.0, (i - 2) * 0.35)) for i, s in enumerate(signs)
-        )
+        p = sum(gabor(x, y, 8.0, 0.07, sign=s, centre=(0.0, (i - 2) * 0.35)) for i, s in enumerate(signs))
     elif n == 35:
         p = _image_pattern("modelfest_noise.tif", px_per_degree, size)
     elif n in (36, 37):
