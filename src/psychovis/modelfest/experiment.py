@@ -88,7 +88,7 @@ def observe(
     if distances or gain_normalised:
         deep = deep_curves(distances, unit, contrasts, batch_size, device, gain_normalised, progress)
         observers.update(deep)
-        kinds.update(dict.fromkeys(deep, "deep"))
+        kinds.update({name: "pixel" if name == "pixel_mse" else "deep" for name in deep})
     return observers, kinds
 
 
