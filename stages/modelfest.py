@@ -25,19 +25,20 @@ def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["modelfest"]
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="modelfest.layers")
     catalogue = [name for name in p["distances"] if name in DISTANCES]
-    distances = {}
+    distances, scores = {}, None
     if catalogue:
-        distances, _ = load_distances("modelfest", {**p, "distances": catalogue}, base, layers)
+        distances, scores = load_distances("modelfest", {**p, "distances": catalogue}, base, layers)
     distances.update(experiment.control_distances(p["distances"], layers))
     with ctx.run() as run:
         started = time.perf_counter()
-        result = experiment.run_experiment(p, distances, base["seed"], ctx.device)
+        result = experiment.run_experiment(p, distances, base["seed"], ctx.device, vfss_scores=scores)
         elapsed = time.perf_counter() - started
         result.summary["elapsed_s"] = elapsed
         io.write_parquet(result.ladder, f"{OUT}/ladder.parquet")
         io.write_parquet(result.per_stimulus, f"{OUT}/thresholds.parquet")
         io.write_parquet(result.sweep, f"{OUT}/sweep.parquet")
         io.write_parquet(result.curves, f"{OUT}/curves.parquet")
+        io.write_parquet(result.fitted_weights, f"{OUT}/fitted_weights.parquet")
         io.write_csv(
             result.sweep.rename(columns={"observer": "distance"}).assign(background="modelfest")[
                 ["distance", "background", "px_per_degree", "rms_db"]
@@ -73,6 +74,8 @@ def main(ctx: StageContext) -> None:
             run.log_artifact(figure, "figures")
     columns = ["observer", "rms_db", "ci_low", "ci_high", "rms_mean_db", "pearson_r", "held_out_rms_db"]
     print(result.ladder[columns].round(2).to_string(index=False))
+    for row in result.summary["fitted_weights"]:
+        print({key: round(value, 3) if isinstance(value, float) else value for key, value in row.items()})
     if len(result.geometry):
         print(result.geometry.round(2).to_string(index=False))
     print(f"modelfest: {len(result.ladder) - 1} observers at {p['px_per_degree']:g} px/deg in {elapsed:.0f} s")

@@ -57,7 +57,12 @@ class SharedPlan:
         """
         plan = cls(backbone)
         for name, distance in distances.items():
-            if isinstance(distance, PsychovisualLoss) and distance.data_range == (0.0, 1.0):
+            # a loss that resamples to its reference geometry needs its own pass
+            if (
+                isinstance(distance, PsychovisualLoss)
+                and distance.data_range == (0.0, 1.0)
+                and getattr(distance, "px_per_degree", None) is None
+            ):
                 candidate, group = distance.extractor.spec.name, plan.weighted
             elif share_lpips and isinstance(distance, LPIPS):
                 candidate, group = distance.backbone, plan.lpips

@@ -19,6 +19,7 @@ from psychovis.distances.engine import Distance
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import ParamsError
 from psychovis.modelfest import data as mf_data
+from psychovis.modelfest.fitted import premise_test
 from psychovis.modelfest.observers import Curves, classical_curves, contrast_grid, deep_curves, fit_criteria
 from psychovis.modelfest.scores import PUBLISHED_ANCHORS_DB, score_observers
 from psychovis.modelfest.stimuli import FAMILIES, STIMULI, check_families, patterns
@@ -50,6 +51,7 @@ class Result:
     geometry: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
     people: np.ndarray | None = None
+    fitted_weights: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _curves_table(observers: Mapping[str, Curves], ppd: float) -> pd.DataFrame:
@@ -79,6 +81,7 @@ def observe(
     device: torch.device | str,
     gain_normalised: bool = False,
     progress: bool = True,
+    maps_out: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Curves], dict[str, str]]:
     """Every observer's curves at one geometry, and each observer's kind (classical / deep)."""
     unit = patterns(px_per_degree)
@@ -86,7 +89,7 @@ def observe(
     observers = classical_curves(unit, px_per_degree, contrasts, csfs)
     kinds = dict.fromkeys(observers, "classical")
     if distances or gain_normalised:
-        deep = deep_curves(distances, unit, contrasts, batch_size, device, gain_normalised, progress)
+        deep = deep_curves(distances, unit, contrasts, batch_size, device, gain_normalised, progress, maps_out)
         observers.update(deep)
         kinds.update({name: "pixel" if name == "pixel_mse" else "deep" for name in deep})
     return observers, kinds
@@ -126,6 +129,7 @@ def run_experiment(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    vfss_scores: Mapping[str, np.ndarray] | None = None,
 ) -> Result:
     """The experiment of the ``modelfest`` params section (see ``params.yaml``).
 
@@ -136,6 +140,7 @@ def run_experiment(
         distances: name -> deep distance (the names of ``p["distances"]`` except ``gain_normalised``).
         seed: bootstrap seed.
         device: where the networks run.
+        vfss_scores: layer -> VFSS per map, for the fitted-weights premise test (None: no VFSS correlation).
     """
     table = mf_data.read_sensitivities()
     people, ids = mf_data.threshold_matrix(table)
@@ -147,7 +152,10 @@ def run_experiment(
     if unknown:
         raise ParamsError(f"modelfest.sweep_distances {unknown} must also be in modelfest.distances")
     gain = "gain_normalised" in p["distances"]
-    observers, kinds = observe(headline_ppd, distances, contrasts, p["csfs"], p["batch_size"], device, gain, progress)
+    maps: dict[str, np.ndarray] = {}
+    observers, kinds = observe(
+        headline_ppd, distances, contrasts, p["csfs"], p["batch_size"], device, gain, progress, maps
+    )
     ladder, per_stimulus, extra = score_observers(
         observers, people, repeats, kinds, p["bootstrap"], seed, train_families
     )
@@ -170,7 +178,7 @@ def run_experiment(
             wanted = sweep_deep if ppd in map(float, p["deep_sweep_px_per_degree"]) else {}
             at, at_kinds = observe(ppd, wanted, contrasts, p["csfs"], p["batch_size"], device, False, progress)
             if ppd not in map(float, p["sweep_px_per_degree"]):
-                at = {name: curves for name, curves in at.items() if at_kinds[name] == "deep"}
+                at = {name: curves for name, curves in at.items() if at_kinds[name] != "classical"}
             curves_tables.append(_curves_table(at, ppd))
             for name in wanted:
                 deep_by_ppd[name][ppd] = at[name]
@@ -192,6 +200,24 @@ def run_experiment(
                 {"observer": f"geometry_aware_{name}", **geometry_aware(by_ppd, people, train_families)}
             )
     geometry = pd.DataFrame(geometry_rows)
+
+    train = np.concatenate([np.asarray(FAMILIES[f]) - 1 for f in train_families])
+    fitted_rows, weight_frames = [], []
+    for layer, errors in maps.items():
+        vfss = None if vfss_scores is None or layer not in vfss_scores else np.asarray(vfss_scores[layer])
+        weights, numbers = premise_test(errors, contrasts, people, train, vfss, ridge=p["weights_ridge"])
+        fitted_rows.append({"layer": layer, **numbers})
+        weight_frames.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "channel": np.arange(weights.size),
+                    "weight": weights,
+                    "vfss": np.nan if vfss is None else vfss,
+                }
+            )
+        )
+    fitted = pd.DataFrame(fitted_rows)
 
     families = {s.number: s.family for s in STIMULI}
     per_stimulus["family"] = per_stimulus["stimulus"].map(families)
@@ -215,6 +241,7 @@ def run_experiment(
             name: {"rms_db": value, "reference": ref} for name, (value, ref) in PUBLISHED_ANCHORS_DB.items()
         },
         "geometry_aware": geometry.replace({np.nan: None}).to_dict(orient="records"),
+        "fitted_weights": fitted.replace({np.nan: None}).to_dict(orient="records"),
         "sweep": sweep.to_dict(orient="records"),
         "contrasts": contrasts.tolist(),
         "notes": (
@@ -223,7 +250,10 @@ def run_experiment(
             f"held_out_rms_db: criteria fitted on {train_families}, scored on the other stimuli"
         ),
     }
-    return Result(ladder, per_stimulus, sweep, pd.concat(curves_tables, ignore_index=True), geometry, summary, people)
+    empty = pd.DataFrame({"layer": [], "channel": [], "weight": [], "vfss": []})
+    weights_table = pd.concat(weight_frames, ignore_index=True) if weight_frames else empty
+    curves_table = pd.concat(curves_tables, ignore_index=True)
+    return Result(ladder, per_stimulus, sweep, curves_table, geometry, summary, people, weights_table)
 
 
 HEADLINE_CLASSICAL = ("constant", "pixel_energy", "energy_barten_2003", "energy_standard_spatial_observer")

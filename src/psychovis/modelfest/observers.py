@@ -274,13 +274,14 @@ def deep_curves(
     device: torch.device | str = "cpu",
     gain_normalised: bool = False,
     progress: bool = True,
+    maps_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Curves]:
     """Every distance between each stimulus at each contrast and the blank, in one shared pass per batch.
 
     Feature distances on one backbone (``PsychovisualLoss`` with inputs in [0, 1], ``LPIPS``) share
     one forward pass (:class:`SharedPlan`); the blank's features are computed once. With
     ``gain_normalised``, the per-map errors of the first weighted distance's layers also give the
-    ``gain_normalised`` observer.
+    ``gain_normalised`` observer. ``maps_out``, when given, receives layer -> ``(S, C, maps)`` per-map errors.
     """
     device = torch.device(device)
     n_s, n_c = unit.shape[0], len(contrasts)
@@ -325,6 +326,8 @@ def deep_curves(
         out.update(plan.weighted_values(errors))
     contrasts = np.asarray(contrasts, dtype=np.float64)
     curves = {name: Curves(contrasts, values.reshape(n_s, n_c)) for name, values in out.items()}
+    if maps_out is not None:
+        maps_out.update({layer: matrix.reshape(n_s, n_c, -1) for layer, matrix in errors.items()})
     if gain_normalised and errors:
         total = np.zeros(rows)
         for matrix in errors.values():

@@ -199,6 +199,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "deep_sweep_px_per_degree": ListOf(Number(1.0, 10_000.0), min_length=0),
         "sweep_distances": ListOf(Choice(MODELFEST_DISTANCES), min_length=0),
         "fit_families": ListOf(Choice(MODELFEST_FAMILIES)),
+        "weights_ridge": Number(0.0, 1e6),
         "bootstrap": Number(0, 100_000, integer=True),
         "batch_size": Number(1, 4096, integer=True),
     },
