@@ -29,6 +29,6 @@ def test_geometry_arguments_go_together_and_are_checked():
         PsychovisualLoss(px_per_degree=120)
     with pytest.raises(ParamsError, match="positive"):
         PsychovisualLoss(px_per_degree=-1, reference_px_per_degree=30)
-    tiny = PsychovisualLoss(layers=["relu1_2"], px_per_degree=240, reference_px_per_degree=30)
+    tiny = PsychovisualLoss(layers=["relu3_2"], px_per_degree=960, reference_px_per_degree=30)  # 32 px -> 1 px
     with pytest.raises(ValueError, match="smaller than"):
         tiny(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
