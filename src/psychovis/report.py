@@ -532,6 +532,14 @@ def modelfest_section(summary: Mapping[str, Any]) -> list[str]:
             f"{', '.join(summary['train_families'])}; held-out RMS {number(row['held_out_rms_db'], 2)} dB "
             f"(at {ppd:g} px/deg: {number(row.get(f'held_out_rms_db_at_{ppd:g}'), 2)} dB)."
         )
+    for row in summary.get("fitted_weights") or []:
+        lines.append(
+            f"- Per-map weights fitted to people at {row['layer']} (positive, ridge {number(row['ridge'], 2)} towards "
+            f"uniform, fitted on {', '.join(summary['train_families'])}): held-out RMS "
+            f"{number(row['held_out_rms_db'], 2)} dB against {number(row['held_out_rms_db_uniform'], 2)} dB for "
+            f"uniform weights; Spearman with VFSS {number(row.get('spearman_vfss'), 2)}, with the maps' response "
+            f"gain {number(row.get('spearman_gain'), 2)} (VFSS with gain: {number(row.get('spearman_vfss_gain'), 2)})."
+        )
     sweep = pd.DataFrame(summary.get("sweep", []))
     if len(sweep):
         wide = sweep.pivot_table(index="observer", columns="px_per_degree", values="rms_db", sort=False)
