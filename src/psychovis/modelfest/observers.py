@@ -36,7 +36,6 @@ import torch
 
 from psychovis.csf import barten_2003, contrast_sensitivity, standard_spatial_observer
 from psychovis.distances.engine import Distance, map_errors, per_pair_distance
-from psychovis.distances.lpips import normalise_channels
 from psychovis.distances.plan import SharedPlan
 from psychovis.errors import ParamsError
 from psychovis.modelfest.stimuli import MEAN
@@ -288,24 +287,13 @@ def deep_curves(
     rows = n_s * n_c
     plan = SharedPlan.of(distances)
     out = {name: np.empty(rows) for name in distances}
-    errors: dict[str, np.ndarray] = {}
     size = unit.shape[-1]
     blank = torch.full((1, 3, size, size), MEAN, device=device)
     unit_t = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32)).to(device)
     c_t = torch.as_tensor(np.asarray(contrasts, dtype=np.float32), device=device)
     si, ci = np.divmod(np.arange(rows), n_c)
     with torch.inference_mode():
-        for module in distances.values():
-            if isinstance(module, torch.nn.Module):
-                module.to(device)
-        extractor = None
-        if plan.shared:
-            from psychovis.backbones import FeatureExtractor
-
-            extractor = FeatureExtractor(plan.backbone, plan.layers).to(device)
-            reference = extractor(blank)
-            errors = {layer: np.empty((rows, extractor.channels[layer])) for layer in plan.map_layers}
-            normalised_reference = {layer: normalise_channels(feature) for layer, feature in reference.items()}
+        extractor, reference, errors, normalised_reference = plan.start(distances, blank, rows, device)
         for start in Progress(range(0, rows, batch_size), desc="modelfest", unit="batch", enabled=progress):
             stop = min(start + batch_size, rows)
             s_idx = torch.as_tensor(si[start:stop], device=device)

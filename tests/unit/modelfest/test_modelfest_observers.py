@@ -76,3 +76,21 @@ def test_human_band_and_floors():
     assert row["ci_low"] <= row["rms_db"] <= row["ci_high"]
     assert row["rms_db"] < ladder.set_index("observer").loc["human", "rms_db"]
     assert row["pearson_r"] > 0.95 and len(per_stimulus) == 43
+
+
+def test_deep_curves_share_one_pass_and_match_the_closed_form_pixel_distance():
+    from psychovis.distances import pixel_mse
+    from psychovis.distances.loss import PsychovisualLoss
+    from psychovis.modelfest.stimuli import patterns
+
+    unit = patterns(30.0, numbers=[2, 26])  # 64 x 64 px
+    contrasts = ob.contrast_grid(1e-2, 1.0, 3)
+    maps: dict = {}
+    distances = {"pixel_mse": pixel_mse, "vgg": PsychovisualLoss(layers=["relu1_2"], reduction="none")}
+    curves = ob.deep_curves(distances, unit, contrasts, 4, "cpu", True, False, maps)
+    expected = 0.25 * contrasts[None] ** 2 * (unit.astype(np.float64) ** 2).mean(axis=(1, 2))[:, None]
+    np.testing.assert_allclose(curves["pixel_mse"].values, expected, rtol=1e-5)
+    assert set(curves) == {"pixel_mse", "vgg", "gain_normalised"}
+    assert maps["relu1_2"].shape == (2, 3, 64)
+    np.testing.assert_allclose(curves["vgg"].values, maps["relu1_2"].mean(axis=2), rtol=1e-6)
+    assert (np.diff(curves["vgg"].values, axis=1) > 0).all()
