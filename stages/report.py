@@ -29,6 +29,7 @@ NULLS = Path("data/psychophysics/nulls.csv")
 PSYCHOPHYSICS_SUMMARY = Path("data/psychophysics/summary.json")  # metrics/psychophysics.json holds the headline
 VFSS_SUMMARY = Path("data/vfss/summary.json")  # metrics/vfss.json holds the headline
 SENSITIVITY = Path("data/vfss/sensitivity.csv")
+MODELFEST = Path("data/modelfest/summary.json")  # the ModelFest ladder (when the stage ran)
 ATLAS = Path("data/atlas/vgg16/summary.json")  # the per-layer detail (metrics/atlas/ holds the headline)
 """The trained VGG-16's atlas metrics (VFSS vs LPIPS weights), when the atlas ran."""
 INFERENCE = Path("data/compare/inference.csv")  # images as the unit of inference (the compare stage)
@@ -89,6 +90,9 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     ]
     image_level, primary_findings = image_level_pages(root)
     study_image_level, _ = image_level_pages(root / STUDY, Path("inference.csv"), Path("inference.json"))
+    modelfest = read_json(root / MODELFEST) if (root / MODELFEST).is_file() else None
+    if modelfest is not None:
+        analysis += report.modelfest_section(modelfest)
     results = report.render_results(
         evaluate, differences, run, judges, study, tuning, analysis, image_level, study_image_level
     )
@@ -104,6 +108,8 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
         pd.read_csv(root / SENSITIVITY),
         pp["nyquist_safe_cpp"],
     )
+    if modelfest is not None:
+        findings.append(report.modelfest_finding(modelfest))
     return results, report.render_summary(evaluate, differences, run, [*primary_findings, *findings])
 
 

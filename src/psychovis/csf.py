@@ -7,6 +7,8 @@ References:
     Image Quality and System Performance, pp. 231-238, 2003 (doi:10.1117/12.537476); the
     simplified closed form of P. G. J. Barten, "Contrast Sensitivity of the Human Eye and Its
     Effects on Image Quality", SPIE Press, 1999 (doi:10.1117/3.353254).
+    A. B. Watson, A. J. Ahumada, "A standard model for foveal detection of spatial contrast",
+    J. Vision 5(9):6, 2005 (the Standard Spatial Observer).
 """
 
 from __future__ import annotations
@@ -76,10 +78,26 @@ def barten_2003(
     return np.where(u == 0, 0.0, 5200.0 * optics / np.sqrt(noise))
 
 
+SSO_GAIN, SSO_FM_CPD, SSO_L, SSO_S_CPD = 330.74, 7.28, 0.837, 1.809
+
+
+def standard_spatial_observer(frequency_cpd: np.ndarray) -> np.ndarray:
+    """The Standard Spatial Observer's CSF (Watson & Ramirez 1999; Watson & Ahumada 2005).
+
+    ``S(f) = g (exp(-f / fm) - l exp(-f^2 / s^2))`` with g = 330.74, fm = 7.28 cpd, l = 0.837,
+    s = 1.809 cpd: a difference of exponentials fitted to ModelFest, peaking near 4 cpd (about 200).
+    Its oblique-effect filter is applied by the observers that use orientation
+    (:func:`psychovis.modelfest.observers.oblique_filter`).
+    """
+    f = np.asarray(frequency_cpd, dtype=np.float64)
+    return SSO_GAIN * (np.exp(-f / SSO_FM_CPD) - SSO_L * np.exp(-(f**2) / SSO_S_CPD**2))
+
+
 CSF_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mannos_sakrison_code": mannos_sakrison_code,
     "mannos_sakrison": mannos_sakrison,
     "barten_2003": barten_2003,  # L = 100 cd/m^2, X0 = 10 deg
+    "standard_spatial_observer": standard_spatial_observer,
 }
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 BACKBONES: tuple[str, ...] = ("vgg16", "alexnet", "vgg16_random")
 """Networks with offline weights (``vgg16_random``: the same architecture, untrained, as a control)."""
 
-CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003")
-"""Human contrast sensitivity functions: as the authors' code writes Mannos-Sakrison, the textbook form, Barten."""
+CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003", "standard_spatial_observer")
+"""Human contrast sensitivity functions: as the authors' code writes Mannos-Sakrison, the textbook form, Barten,
+and the Standard Spatial Observer (Watson & Ahumada 2005)."""
 
 FREQUENCY_MAPPINGS: tuple[str, ...] = ("paper", "physical")
 """How cycles/degree become cycles/pixel: the authors' code, or the viewing geometry."""
@@ -39,6 +40,15 @@ SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
 DISTANCES: tuple[str, ...] = ("pixel_mse", "vgg", "vfss", *SELECTIONS, "lpips_vgg", "lpips_alex", "dists")
 """Image distances the psychophysical and human-judgement experiments compare (LPIPS-Alex and DISTS are
 the same implementations as the SR evaluation's judges, so they share nothing with the VGG-16 maps)."""
+
+MODELFEST_DISTANCES: tuple[str, ...] = (*DISTANCES, "gain_normalised", "alexnet", "vgg16_random")
+"""Deep observers of the ModelFest stage: the catalogue, the gain-normalised reading of the VGG maps,
+and the plain feature distance of AlexNet (relu2) and of the untrained VGG-16 (controls)."""
+
+MODELFEST_FAMILIES: tuple[str, ...] = (
+    "gabor_csf", "size", "shape", "compound", "blob", "line", "string", "image", "oblique", "plaid", "other",
+)  # fmt: skip
+"""ModelFest stimulus families (per-family scores, held-out folds)."""
 
 SUBSET_CONTROLS: tuple[str, ...] = ("raw", "gain_normalised")
 """How the psychophysics map-subset test weighs maps: as the loss does, or each map's error divided by

@@ -534,3 +534,138 @@ def analysis_findings(
         per_layer = ", ".join(f"{layer} {number(value, 2)}" for layer, value in agreement.items())
         findings.append(f"Atlas VFSS vs the LPIPS linear weights (Spearman, VGG-16): {per_layer}.")
     return findings
+
+
+def _interval(row: Mapping[str, Any], digits: int = 2) -> str:
+    """``rms [low, high]`` of one ladder row (no brackets without an interval)."""
+    rms = number(row.get("rms_db"), digits)
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return rms
+    return f"{rms} [{number(low, digits)}, {number(high, digits)}]"
+
+
+def _compare_intervals(row: Mapping[str, Any], other: Mapping[str, Any]) -> str:
+    """``below`` / ``above`` when the two 95 % intervals do not overlap, else ``overlapping``."""
+    if None in (row.get("ci_low"), row.get("ci_high"), other.get("ci_low"), other.get("ci_high")):
+        return "overlapping"
+    if row["ci_high"] < other["ci_low"]:
+        return "below"
+    if row["ci_low"] > other["ci_high"]:
+        return "above"
+    return "overlapping"
+
+
+def modelfest_section(summary: Mapping[str, Any]) -> list[str]:
+    """The ModelFest ladder (null, classical, deep, human band, floor, published anchors) worded by its intervals."""
+    rows = {row["observer"]: row for row in summary["observers"]}
+    human, null = rows.get("human"), rows.get("constant")
+    ppd = summary["px_per_degree"]
+    table = []
+    for name, row in rows.items():
+        if name == "human":
+            continue
+        verdicts = []
+        if null is not None and name != "constant":
+            verdicts.append(f"{_compare_intervals(row, null)} the null")
+        if human is not None:
+            verdicts.append(f"{_compare_intervals(row, human)} the human band")
+        table.append(
+            [
+                name,
+                row["kind"],
+                _interval(row),
+                number(row.get("rms_mean_db"), 2),
+                number(row.get("pearson_r"), 2),
+                number(row.get("held_out_rms_db"), 2),
+                "; ".join(verdicts),
+            ]
+        )
+    band = summary["human_band_db"]
+    table.append(
+        [
+            "person vs the other 15",
+            "human",
+            _interval(human or {}),
+            "—",
+            "—",
+            "—",
+            f"range {number(band['min'], 2)} .. {number(band['max'], 2)}",
+        ]
+    )
+    table.append(["noise floor of the mean", "floor", "—", number(summary["noise_floor_of_mean_db"], 2), "—", "—", ""])
+    for name, anchor in summary.get("published_anchors_db", {}).items():
+        table.append([name, "published", "—", number(anchor["rms_db"], 2), "—", "—", anchor["reference"]])
+    deep = [row for row in rows.values() if row["kind"] == "deep"]
+    best_deep = min(deep, key=lambda row: row["rms_db"]) if deep else None
+    classical = [row for row in rows.values() if row["kind"] == "classical" and row["observer"] != "constant"]
+    best_classical = min(classical, key=lambda row: row["rms_db"]) if classical else None
+    lines = [
+        f"## Do the distances predict human detection? (ModelFest, {ppd:g} px/deg)",
+        "",
+        f"{len(summary.get('people', []))} people x 43 ModelFest stimuli (Watson & Ahumada 2005), "
+        f"rendered at {ppd:g} px/deg (the data's own is 120; never fitted). Each observer's threshold is the "
+        "contrast where its distance to the blank reaches a criterion, one criterion per person fitted "
+        "to the RMS error in dB. RMS is pooled over people and stimuli; brackets: 95 % two-way bootstrap "
+        f"intervals ({summary['resamples']} resamples of people and stimuli). 'vs mean' fits one criterion "
+        "to the mean person (how the published anchors are scored); 'held-out': criteria fitted on "
+        f"{', '.join(summary['train_families'])} only and scored on the other stimuli. Verdicts compare "
+        "intervals: below/above when they do not overlap.",
+        "",
+        markdown_table(["observer", "kind", "RMS dB [95 % CI]", "vs mean", "r", "held-out", "intervals"], table),
+        "",
+    ]
+    if best_deep is not None and best_classical is not None:
+        lines += [
+            f"- Best deep observer: {best_deep['observer']}, {_interval(best_deep)} dB, "
+            f"{_compare_intervals(best_deep, best_classical)} the best classical one ({best_classical['observer']}, "
+            f"{_interval(best_classical)} dB).",
+        ]
+    geometry = summary.get("geometry_aware") or []
+    for row in geometry:
+        lines.append(
+            f"- {row['observer']}: reference {number(row['reference_px_per_degree'], 1)} px/deg chosen on "
+            f"{', '.join(summary['train_families'])}; held-out RMS {number(row['held_out_rms_db'], 2)} dB "
+            f"(at {ppd:g} px/deg: {number(row.get(f'held_out_rms_db_at_{ppd:g}'), 2)} dB)."
+        )
+    for row in summary.get("fitted_weights") or []:
+        lines.append(
+            f"- Per-map weights fitted to people at {row['layer']} (positive, ridge {number(row['ridge'], 2)} towards "
+            f"uniform, fitted on {', '.join(summary['train_families'])}): held-out RMS "
+            f"{number(row['held_out_rms_db'], 2)} dB against {number(row['held_out_rms_db_uniform'], 2)} dB for "
+            f"uniform weights; Spearman with VFSS {number(row.get('spearman_vfss'), 2)}, with the maps' response "
+            f"gain {number(row.get('spearman_gain'), 2)} (VFSS with gain: {number(row.get('spearman_vfss_gain'), 2)})."
+        )
+    sweep = pd.DataFrame(summary.get("sweep", []))
+    if len(sweep):
+        wide = sweep.pivot_table(index="observer", columns="px_per_degree", values="rms_db", sort=False)
+        header = ["observer", *[f"{value:g} px/deg" for value in wide.columns]]
+        body = [
+            [name, *[number(value, 2) for value in values]]
+            for name, values in zip(wide.index, wide.to_numpy(), strict=True)
+        ]
+        lines += [
+            "",
+            "Sensitivity to the viewing geometry (RMS dB, one criterion per person; 61.8 px/deg is how the paper's "
+            "probe code behaves, 120 the data's own): a sensitivity analysis, not a fitted parameter. The field "
+            "stays 2.13 deg; below 60 px/deg the 0.5-arcmin line and dipole and the smallest blob fall below a "
+            "pixel, so every observer's error rises there.",
+            "",
+            markdown_table(header, body),
+        ]
+    return [*lines, ""]
+
+
+def modelfest_finding(summary: Mapping[str, Any]) -> str:
+    """One README bullet: the ladder's key rungs at the data's geometry."""
+    rows = {row["observer"]: row for row in summary["observers"]}
+    parts = [
+        f"{name} {_interval(rows[name])}"
+        for name in ("constant", "energy_barten_2003", "energy_standard_spatial_observer", "vgg", "vfss", "lpips_vgg")
+        if name in rows
+    ]
+    return (
+        f"ModelFest detection ({summary['px_per_degree']:g} px/deg, RMS dB with 95 % CIs, one criterion per person): "
+        + ", ".join(parts)
+        + f"; a person vs the other 15: {_interval(rows['human'])}."
+    )

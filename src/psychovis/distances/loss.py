@@ -67,6 +67,12 @@ class PsychovisualLoss(nn.Module):
             give one warning per module; network outputs overshooting the range are fine.
             ``"strict"``: inputs more than a quarter of the range outside it raise ``ValueError``.
             ``False``: no value checks (no host sync per call; NaN inputs then give a NaN loss).
+        px_per_degree: off by default. The display's pixels per degree of visual angle: with
+            ``reference_px_per_degree`` the images are resampled (bilinear, antialiased) by
+            ``reference_px_per_degree / px_per_degree`` before the network, so it sees them at its
+            own reference geometry (the network's sensitivity is fixed in pixels, people's in degrees;
+            see the `modelfest` stage, which fits the reference on a declared subset of ModelFest).
+        reference_px_per_degree: the network's reference px/deg (required with ``px_per_degree``).
 
     Returns:
         Calling the module returns a scalar tensor (or ``(N,)`` with ``reduction="none"``).
@@ -89,8 +95,21 @@ class PsychovisualLoss(nn.Module):
         data_range: tuple[float, float] = (0.0, 1.0),
         reduction: str = "mean",
         check_range: bool | str = "warn",
+        *,
+        px_per_degree: float | None = None,
+        reference_px_per_degree: float | None = None,
     ) -> None:
         super().__init__()
+        if (px_per_degree is None) != (reference_px_per_degree is None):
+            raise ParamsError(
+                "px_per_degree and reference_px_per_degree go together (the display's and the network's "
+                f"px/deg), got {px_per_degree!r} and {reference_px_per_degree!r}"
+            )
+        for name, value in (("px_per_degree", px_per_degree), ("reference_px_per_degree", reference_px_per_degree)):
+            if value is not None and not (isinstance(value, int | float) and 0 < value < float("inf")):
+                raise ParamsError(f"{name} must be a positive number of pixels per degree, got {value!r}")
+        self.px_per_degree = None if px_per_degree is None else float(px_per_degree)
+        self.reference_px_per_degree = None if reference_px_per_degree is None else float(reference_px_per_degree)
         if reduction not in REDUCTIONS:
             raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
         self.data_range = check_data_range(data_range)
@@ -147,6 +166,23 @@ class PsychovisualLoss(nn.Module):
         """The per-map weights of ``layer``, rescaled to mean 1."""
         return getattr(self, f"weight_{layer}")
 
+    def to_reference(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` resampled from ``px_per_degree`` to ``reference_px_per_degree`` (bilinear, antialiased).
+
+        Raises:
+            ValueError: the resampled images are smaller than the backbone accepts.
+        """
+        scale = self.reference_px_per_degree / self.px_per_degree
+        height, width = (max(1, round(side * scale)) for side in images.shape[-2:])
+        if min(height, width) < self.min_size:
+            raise ValueError(
+                f"images of {tuple(images.shape[-2:])} px at {self.px_per_degree:g} px/deg become {height}x{width} at "
+                f"{self.reference_px_per_degree:g} px/deg, smaller than the {self.min_size} px the backbone accepts"
+            )
+        return torch.nn.functional.interpolate(
+            images, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )
+
     def _follow(self, device: torch.device) -> None:
         """Move the module to ``device`` if it is elsewhere (piq's behaviour), once per change of device."""
         if self.layer_weights(self.layers[0]).device != device:
@@ -166,6 +202,8 @@ class PsychovisualLoss(nn.Module):
         if (low, high) != (0.0, 1.0):
             prediction = (prediction - low) / (high - low)
             target = (target - low) / (high - low)
+        if self.px_per_degree is not None and self.px_per_degree != self.reference_px_per_degree:
+            prediction, target = self.to_reference(prediction), self.to_reference(target)
         predicted = self.extractor(prediction)
         with torch.no_grad():
             reference = self.extractor(target)

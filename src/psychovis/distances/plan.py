@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from psychovis.backbones import FeatureExtractor
 from psychovis.distances.engine import Distance, weighted_errors
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.distances.lpips import LPIPS, head_distance, normalise_channels
@@ -57,7 +58,12 @@ class SharedPlan:
         """
         plan = cls(backbone)
         for name, distance in distances.items():
-            if isinstance(distance, PsychovisualLoss) and distance.data_range == (0.0, 1.0):
+            # a loss that resamples to its reference geometry needs its own pass
+            if (
+                isinstance(distance, PsychovisualLoss)
+                and distance.data_range == (0.0, 1.0)
+                and getattr(distance, "px_per_degree", None) is None
+            ):
                 candidate, group = distance.extractor.spec.name, plan.weighted
             elif share_lpips and isinstance(distance, LPIPS):
                 candidate, group = distance.backbone, plan.lpips
@@ -76,6 +82,35 @@ class SharedPlan:
         kept = {*extra_layers, *(layer for distance in plan.weighted.values() for layer in distance.layers)}
         plan.map_layers = [layer for layer in plan.layers if layer in kept]
         return plan
+
+    def start(
+        self, distances: Mapping[str, Distance], references: torch.Tensor, rows: int, device: torch.device
+    ) -> tuple[FeatureExtractor | None, dict[str, torch.Tensor], dict[str, np.ndarray], dict[str, torch.Tensor]]:
+        """Move ``distances`` to ``device`` and, when a pass is shared, build it and read the references once.
+
+        Call inside ``torch.inference_mode()``.
+
+        Args:
+            distances: every distance of the plan.
+            references: ``(R, 3, H, W)`` reference images (backgrounds, the blank) in [0, 1].
+            rows: how many image pairs will be evaluated (the size of the per-map error buffers).
+            device: where to run.
+
+        Returns:
+            ``(extractor, reference_features, errors, normalised_reference)``: the truncated backbone (None
+            when nothing is shared), the references' features, empty ``(rows, maps)`` per-map error
+            buffers of :attr:`map_layers`, and the channel-normalised reference features (for LPIPS).
+        """
+        for module in distances.values():
+            if isinstance(module, torch.nn.Module):
+                module.to(device)
+        if not self.shared:
+            return None, {}, {}, {}
+        extractor = FeatureExtractor(self.backbone, self.layers).to(device)
+        reference = extractor(references)
+        errors = {layer: np.empty((rows, extractor.channels[layer])) for layer in self.map_layers}
+        normalised = {layer: normalise_channels(feature) for layer, feature in reference.items()}
+        return extractor, reference, errors, normalised
 
     @property
     def shared(self) -> dict[str, Distance]:

@@ -31,6 +31,8 @@ from psychovis.names import (
     GRATING_KINDS,
     INPUT_SCALINGS,
     JUDGES,
+    MODELFEST_DISTANCES,
+    MODELFEST_FAMILIES,
     ORIENTATION_POOLINGS,
     UPSAMPLERS,
     VFSS_NORMALISATIONS,
@@ -184,6 +186,23 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "top_k": Number(1, 4096, integer=True),
         "example_maps": Number(1, 64, integer=True),
     },
+    "modelfest": {  # every distance as an observer of the ModelFest detection thresholds (stage modelfest)
+        "px_per_degree": Number(1.0, 10_000.0),
+        "distances": ListOf(Choice(MODELFEST_DISTANCES), min_length=0),
+        "layers": ListOf(Text()),
+        "top_k": Number(1, 4096, integer=True),
+        "csfs": ListOf(Choice(CSF_MODELS), min_length=0),
+        "contrast_min": Number(1e-6, 1.0),
+        "contrast_max": Number(1e-6, 1.0),
+        "contrasts": Number(2, 64, integer=True),
+        "sweep_px_per_degree": ListOf(Number(1.0, 10_000.0), min_length=0),
+        "deep_sweep_px_per_degree": ListOf(Number(1.0, 10_000.0), min_length=0),
+        "sweep_distances": ListOf(Choice(MODELFEST_DISTANCES), min_length=0),
+        "fit_families": ListOf(Choice(MODELFEST_FAMILIES)),
+        "weights_ridge": Number(0.0, 1e6),
+        "bootstrap": Number(0, 100_000, integer=True),
+        "batch_size": Number(1, 4096, integer=True),
+    },
     "compare": {  # paired bootstrap differences of the SR methods per judge (stage compare)
         "baselines": ListOf(Text()),
         "resamples": Number(1, 1_000_000, integer=True),
@@ -242,7 +261,28 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
         for low, high in (("frequency_min_cpd", "frequency_max_cpd"), ("contrast_min", "contrast_max")):
             if psychophysics[high] <= psychophysics[low]:
                 raise ParamsError(f"params.yaml: psychophysics.{high} must be greater than psychophysics.{low}")
+    modelfest = validated.get("modelfest")
+    if modelfest:
+        _check_modelfest(modelfest)
     return validated
+
+
+def _check_modelfest(p: Mapping[str, Any]) -> None:
+    """The cross-key rules of the ``modelfest`` section (one-line errors naming the keys)."""
+    if p["contrast_max"] <= p["contrast_min"]:
+        raise ParamsError("params.yaml: modelfest.contrast_max must be greater than modelfest.contrast_min")
+    allowed = [name for name in p["distances"] if name != "gain_normalised"]
+    outside = [name for name in p["sweep_distances"] if name not in allowed]
+    if outside:
+        raise ParamsError(
+            f"params.yaml: modelfest.sweep_distances {outside} must be among modelfest.distances "
+            f"(gain_normalised excluded); allowed: {allowed}"
+        )
+    if set(p["fit_families"]) == set(MODELFEST_FAMILIES):
+        raise ParamsError(
+            "params.yaml: modelfest.fit_families must leave at least one family out (the held-out score); "
+            f"allowed: a subset of {list(MODELFEST_FAMILIES)}"
+        )
 
 
 class _StrictLoader(yaml.SafeLoader):

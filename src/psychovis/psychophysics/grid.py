@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from psychovis.backbones import FeatureExtractor
 from psychovis.distances import engine
 from psychovis.distances.engine import Distance, per_pair_distance
-from psychovis.distances.lpips import normalise_channels
 from psychovis.distances.plan import SharedPlan
 from psychovis.errors import ParamsError
 from psychovis.progress import Progress
@@ -124,15 +122,8 @@ def distance_grid(
     clipped = np.empty(rows)
 
     with torch.inference_mode():
-        for module in distances.values():
-            if isinstance(module, torch.nn.Module):
-                module.to(device)
-        extractor = None
-        if plan.shared:
-            extractor = FeatureExtractor(plan.backbone, plan.layers).to(device)
-            reference_features = extractor(background_images.float()[:, None].expand(-1, 3, -1, -1).contiguous())
-            errors = {layer: np.empty((rows, extractor.channels[layer])) for layer in plan.map_layers}
-            normalised_reference = {layer: normalise_channels(feature) for layer, feature in reference_features.items()}
+        references = background_images.float()[:, None].expand(-1, 3, -1, -1).contiguous()
+        extractor, reference_features, errors, normalised_reference = plan.start(distances, references, rows, device)
         for start in Progress(range(0, rows, batch_size), desc="psychophysics", unit="batch", enabled=progress):
             stop = min(start + batch_size, rows)
             index = slice(start, stop)

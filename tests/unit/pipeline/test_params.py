@@ -140,7 +140,12 @@ def test_non_finite_number(present):
 @pytest.mark.parametrize(
     ("section", "key", "value", "allowed"),
     [
-        ("vfss", "csf", "barten", ["barten_2003", "mannos_sakrison", "mannos_sakrison_code"]),
+        (
+            "vfss",
+            "csf",
+            "barten",
+            ["barten_2003", "mannos_sakrison", "mannos_sakrison_code", "standard_spatial_observer"],
+        ),
         ("base", "backbone", "resnet50", ["alexnet", "vgg16", "vgg16_random"]),
         ("base", "device", "gpu", ["auto", "cpu", "cuda"]),
         ("stimuli", "frequency_mapping", "retinal", ["paper", "physical"]),

@@ -1,0 +1,39 @@
+"""The generated ModelFest section: the ladder worded by its intervals."""
+
+from psychovis import report
+
+
+def _summary():
+    def row(name, kind, rms, low, high):
+        return {"observer": name, "kind": kind, "rms_db": rms, "ci_low": low, "ci_high": high, "rms_mean_db": rms,
+                "pearson_r": 0.5, "held_out_rms_db": rms}  # fmt: skip
+
+    return {
+        "px_per_degree": 120.0,
+        "people": ["a"] * 16,
+        "resamples": 100,
+        "train_families": ["gabor_csf"],
+        "observers": [
+            row("constant", "classical", 8.6, 6.5, 10.3),
+            row("energy_barten_2003", "classical", 3.9, 3.0, 4.6),
+            row("vgg", "deep", 12.2, 10.5, 14.7),
+            {"observer": "human", "kind": "human", "rms_db": 2.4, "ci_low": 1.9, "ci_high": 2.9},
+        ],
+        "human_band_db": {"pooled": 2.4, "min": 1.2, "max": 3.5},
+        "noise_floor_of_mean_db": 0.6,
+        "published_anchors_db": {"castleCSF": {"rms_db": 2.48, "reference": "Ashraf et al. 2024"}},
+        "geometry_aware": [],
+        "fitted_weights": [],
+        "sweep": [{"observer": "vgg", "px_per_degree": 30.0, "rms_db": 12.9}],
+    }
+
+
+def test_section_words_the_ladder_by_intervals():
+    text = "\n".join(report.modelfest_section(_summary()))
+    assert "| vgg | deep | 12.20 [10.50, 14.70] |" in text
+    assert "above the null; above the human band" in text
+    assert "below the null; above the human band" in text  # Barten: 3.0..4.6 vs 6.5..10.3 and 1.9..2.9
+    assert "castleCSF" in text and "30 px/deg" in text
+    assert "above the best classical one" in text
+    finding = report.modelfest_finding(_summary())
+    assert "vgg 12.20 [10.50, 14.70]" in finding and "2.40 [1.90, 2.90]" in finding
