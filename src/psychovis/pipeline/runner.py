@@ -216,6 +216,16 @@ def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) ->
     )
 
 
+def params_epilog(sections: Sequence[str]) -> str:
+    """The ``--help`` text that lists the ``params.yaml`` keys a stage reads, section by section."""
+    lines = ["reads params.yaml:"]
+    for section in dict.fromkeys([*sections, "images"]):
+        keys = ", ".join(params_module.SCHEMA.get(section, {}))
+        lines.append(f"  {section}: {keys}" if keys else f"  {section}")
+    lines.append("change one with `dvc exp run -S section.key=value`; `python -m psychovis list` shows allowed names")
+    return "\n".join(lines)
+
+
 def run_stage(
     stage: str,
     main: Callable[[StageContext], None],
@@ -232,6 +242,8 @@ def run_stage(
     ``PSYCHOVIS_DEBUG=1``) to see the full traceback instead.
     """
     parser = parser or argparse.ArgumentParser(description=f"psychovis `{stage}` stage")
+    parser.epilog = params_epilog(sections)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
