@@ -506,6 +506,27 @@ class StageRun:
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
 
+    def log_parent_metrics(self, metrics: Mapping[str, float | None]) -> None:
+        """Log metrics on this run's parent (the pipeline execution), e.g. the run's headline numbers.
+
+        The runs table then shows each execution's headline on its parent row, as ``dvc exp show``
+        does; None and NaN values are left out.
+        """
+        run = self._mlflow.active_run()
+        parent = run.data.tags.get("mlflow.parentRunId") if run is not None else None
+        if parent is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        clean = [
+            Metric(key, float(value), now, 0) for key, value in metrics.items() if value is not None and value == value
+        ]
+        client = self._mlflow.MlflowClient()
+        for start in range(0, len(clean), 1000):  # the REST API takes at most 1000 metrics a request
+            batch = clean[start : start + 1000]
+            self.write(lambda batch=batch: client.log_batch(parent, metrics=batch))
+
     @contextlib.contextmanager
     def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
         """A run nested under this one for one item of the stage (e.g. one evaluated method).
