@@ -6,6 +6,7 @@ VENV := .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
+PORT ?= 5000  # `make mlflow PORT=5001` when 5000 is taken
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -47,7 +48,7 @@ bench: setup
 	python benchmarks/bench.py
 
 mlflow: setup
-	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+	mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///mlflow.db
 
 photos: setup  # fetch (again) the held-out photographs; fails with one line when apt-get cannot
 	python -m psychovis.photos fetch

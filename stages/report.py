@@ -141,12 +141,25 @@ def with_summary(readme: str, summary: str) -> str:
     return pattern.sub(lambda _: f"{BEGIN}\n{summary}{END}", readme)
 
 
+PARENT_JUDGES = ("psnr_y", "lpips_alex", "lpips_vgg")
+"""The judges whose per-method means the execution's parent run carries (``<judge>.<method>``)."""
+
+
 def main(ctx: StageContext) -> None:
     results, summary = pages(ctx.root, ctx.params)
     readme = with_summary(README.read_text(), summary)  # checked before anything is written
+    scores = read_json(ctx.root / "data/evaluate/scores.json")
     with ctx.run() as run:
         run.log_artifact(io.write_text(results, RESULTS), "report")
         io.write_text(readme, README)
+        run.log_parent_metrics(
+            {
+                f"{judge}.{method}": values.get(judge)
+                for method, values in scores.items()
+                for judge in PARENT_JUDGES
+                if isinstance(values, dict)
+            }
+        )
     print(f"report: wrote {RESULTS} and the summary in {README}")
 
 

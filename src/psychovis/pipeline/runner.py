@@ -159,6 +159,18 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+def _tracking_advice(detail: str) -> str:
+    """What to do about a store error: a healthy store that is busy or read-only must not be moved aside."""
+    text = detail.lower()
+    if "readonly" in text or "read-only" in text or "permission denied" in text:
+        return "the store is read-only: make mlflow.db and its folder writable, or point MLFLOW_TRACKING_URI elsewhere"
+    if "locked" in text or "unique constraint" in text or "busy" in text:
+        return "another process is writing the store: run the stage again when it has finished"
+    if "disk" in text and ("full" in text or "quota" in text):
+        return "the disk holding the store is full: free space and run again"
+    return "check MLFLOW_TRACKING_URI; if mlflow.db itself is damaged, move it aside so a new one is created"
+
+
 def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) -> str:
     """The one line a stage prints for ``exc``: what went wrong, where, and what to check.
 
@@ -191,10 +203,7 @@ def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) ->
         return _one_line(f"{exc.strerror or detail}{where}; check the file exists, is readable and its folder writable")
     module = type(exc).__module__.split(".", 1)[0]
     if module in _TRACKING_MODULES:
-        return _one_line(
-            f"the MLflow tracking store failed ({kind}: {detail[:250]}); check MLFLOW_TRACKING_URI, or move a damaged "
-            "mlflow.db aside so a new one is created"
-        )
+        return _one_line(f"the MLflow tracking store failed ({kind}: {detail[:250]}); {_tracking_advice(detail)}")
     if module == "pyarrow":
         return _one_line(
             f"a Parquet file could not be read or written ({kind}: {detail[:250]}); rerun the stages "
@@ -205,6 +214,16 @@ def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) ->
         f"unexpected {kind}: {detail[:300]}; check {named} and the upstream outputs under data/ "
         f"(rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
     )
+
+
+def params_epilog(sections: Sequence[str]) -> str:
+    """The ``--help`` text that lists the ``params.yaml`` keys a stage reads, section by section."""
+    lines = ["reads params.yaml:"]
+    for section in dict.fromkeys([*sections, "images"]):
+        keys = ", ".join(params_module.SCHEMA.get(section, {}))
+        lines.append(f"  {section}: {keys}" if keys else f"  {section}")
+    lines.append("change one with `dvc exp run -S section.key=value`; `python -m psychovis list` shows allowed names")
+    return "\n".join(lines)
 
 
 def run_stage(
@@ -223,6 +242,8 @@ def run_stage(
     ``PSYCHOVIS_DEBUG=1``) to see the full traceback instead.
     """
     parser = parser or argparse.ArgumentParser(description=f"psychovis `{stage}` stage")
+    parser.epilog = params_epilog(sections)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)

@@ -33,15 +33,19 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import shlex
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -297,13 +301,108 @@ def stage_lineage(root: str | Path = ".", argv: Sequence[str] | None = None) -> 
         return Lineage(problem=f"dvc.yaml could not be resolved: {type(exc).__name__}: {exc}")
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The store file of an ``sqlite:///`` URI (None for a server, an in-memory or another store)."""
+    if not uri.lower().startswith("sqlite:///"):
+        return None
+    return Path(urllib.parse.unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside an SQLite store while it is created or written to.
+
+    MLflow creates a new SQLite store by migrating its schema, and creates experiments, tags and
+    datasets by "look, then insert": two stage processes doing either at once (``dvc queue start
+    -j 2``) fail on ``duplicate column name`` or ``UNIQUE constraint failed``. The lock
+    (``<store>.lock``, an advisory ``flock``) serialises those steps across processes. A server
+    store needs no lock here (its writes are retried, :func:`retrying`); a folder where no lock
+    file can be made (read-only) goes without one.
+    """
+    path = sqlite_path(uri)
+    if path is None or path in _HELD:  # re-entered: this process holds it already
+        yield
+        return
+    try:
+        handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (held across the yield)
+    except OSError:
+        yield
+        return
+    import fcntl
+
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _HELD.add(path)
+        try:
+            yield
+        finally:
+            _HELD.discard(path)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_HELD: set[Path] = set()
+"""The stores whose lock this process holds (``flock`` would wait on itself if taken twice)."""
+
+
+_CONFLICTS = ("unique constraint failed", "integrityerror", "database is locked", "duplicate column name")
+"""Errors of one store written by several processes at once: the write did not happen, so it can be repeated."""
+_Result = TypeVar("_Result")
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(conflict in text for conflict in _CONFLICTS)
+
+
+def retrying(call: Callable[[], _Result], attempts: int = 8, first_wait_s: float = 0.05) -> _Result:
+    """``call()``, repeated with a growing random wait while it fails on a concurrent-write conflict.
+
+    A conflict (a duplicate insert by another process, a locked SQLite file) leaves the store as it
+    was, and the writes made here are "create if missing", so repeating one is safe: the second
+    attempt finds what the other process created. Other errors are raised at once.
+
+    Raises:
+        TrackingError: the conflict persisted over ``attempts`` tries (another process holds the store).
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_conflict(exc):
+                raise
+            if attempt == attempts - 1:
+                raise TrackingError(
+                    f"the MLflow store stayed busy with other writers over {attempts} tries ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:200]}); the store itself is fine: run the stage again when the "
+                    "other stages have finished, or give concurrent runs a tracking server"
+                ) from None
+            time.sleep(first_wait_s * (2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
 class StageRun:
     """Thin wrapper over an active MLflow run (keeps mlflow imports in one place)."""
 
-    def __init__(self, mlflow: Any, params: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        mlflow: Any,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        uri: str = "",
+    ):
         self._mlflow = mlflow
         self._params = dict(params or {})
         self._tags = dict(tags or {})
+        self._uri = uri
+
+    def write(self, call: Callable[[], _Result]) -> _Result:
+        """``call()`` (a write to the store), safe against other processes writing the same store.
+
+        Under :func:`store_lock` for SQLite, repeated on a concurrent-write conflict (:func:`retrying`):
+        two stages logging the same dataset at once, the case that made ``dvc queue start -j 2`` fail.
+        """
+        with store_lock(self._uri):
+            return retrying(call)
 
     @property
     def run_id(self) -> str:
@@ -313,7 +412,7 @@ class StageRun:
     def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
         """Log metrics; None and NaN values (undefined results) are left out."""
         clean = {key: float(value) for key, value in metrics.items() if value is not None and value == value}  # no NaN
-        self._mlflow.log_metrics(clean, step=step)
+        self.write(lambda: self._mlflow.log_metrics(clean, step=step))
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         """Log a file under the run's artifact folder ``folder``."""
@@ -333,7 +432,7 @@ class StageRun:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set tags on the run."""
-        self._mlflow.set_tags(dict(tags))
+        self.write(lambda: self._mlflow.set_tags(dict(tags)))
 
     def log_table_input(self, path: str | Path, name: str | None = None, context: str = "input") -> None:
         """Log a parquet/CSV table the stage read as an MLflow dataset (``mlflow.log_input``).
@@ -350,7 +449,7 @@ class StageRun:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         with _quiet("mlflow.data"), _no_warnings():  # MLflow warns that it guessed the source's type
             dataset = mlflow.data.from_pandas(frame, source=path.resolve().as_uri(), name=name or path.as_posix())
-            self._mlflow.log_input(dataset, context=context)
+            self.write(lambda: self._mlflow.log_input(dataset, context=context))
 
     def log_image_dataset(
         self, images: Sequence[Any], name: str = "train_images", source: str | None = None, context: str = "training"
@@ -384,7 +483,7 @@ class StageRun:
         ]
         with _quiet("mlflow.data"), _no_warnings():  # MLflow warns that it guessed the source's type
             dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=source, name=name)
-            self._mlflow.log_input(dataset, context=context)
+            self.write(lambda: self._mlflow.log_input(dataset, context=context))
 
     def log_model(self, model: Any, name: str = "model") -> None:
         """Log a trained torch model with ``mlflow.pytorch.log_model`` (rank 0 only under DDP).
@@ -407,6 +506,27 @@ class StageRun:
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
 
+    def log_parent_metrics(self, metrics: Mapping[str, float | None]) -> None:
+        """Log metrics on this run's parent (the pipeline execution), e.g. the run's headline numbers.
+
+        The runs table then shows each execution's headline on its parent row, as ``dvc exp show``
+        does; None and NaN values are left out.
+        """
+        run = self._mlflow.active_run()
+        parent = run.data.tags.get("mlflow.parentRunId") if run is not None else None
+        if parent is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        clean = [
+            Metric(key, float(value), now, 0) for key, value in metrics.items() if value is not None and value == value
+        ]
+        client = self._mlflow.MlflowClient()
+        for start in range(0, len(clean), 1000):  # the REST API takes at most 1000 metrics a request
+            batch = clean[start : start + 1000]
+            self.write(lambda batch=batch: client.log_batch(parent, metrics=batch))
+
     @contextlib.contextmanager
     def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
         """A run nested under this one for one item of the stage (e.g. one evaluated method).
@@ -414,9 +534,12 @@ class StageRun:
         It carries this run's params and execution tags, so it compares with other runs on its own.
         """
         child_tags = {**self._tags, TAG_KIND: "item", **(tags or {})}
-        with self._mlflow.start_run(run_name=name, nested=True, tags=child_tags):
-            self._mlflow.log_params(self._params)
-            yield StageRun(self._mlflow, self._params, child_tags)
+        with store_lock(self._uri):
+            active = retrying(lambda: self._mlflow.start_run(run_name=name, nested=True, tags=child_tags))
+        with active:
+            run = StageRun(self._mlflow, self._params, child_tags, self._uri)
+            run.write(lambda: self._mlflow.log_params(self._params))
+            yield run
 
 
 def _rank_zero() -> bool:
@@ -446,17 +569,71 @@ def _no_warnings() -> Iterator[None]:
         yield
 
 
+ARTIFACT_COLUMNS = {"experiments": "artifact_location", "runs": "artifact_uri", "logged_models": "artifact_location"}
+"""The columns of MLflow's SQLite schema that hold absolute artifact locations."""
+
+
+def relocate_artifacts(store: Path, old: str, new: str) -> int:
+    """Point every artifact location in ``store`` that starts with ``old`` at ``new`` instead.
+
+    MLflow stores local artifact locations as absolute ``file://`` URIs (a relative one is resolved
+    when the experiment is created), so a copied or moved checkout whose ``mlflow.db`` came along
+    would log into the original's ``mlruns/``. The copy's ``mlruns/`` holds the same files, so
+    rewriting the prefix makes the copy self-contained.
+
+    Returns:
+        The number of rows rewritten.
+    """
+    old, new = old.rstrip("/"), new.rstrip("/")
+    changed = 0
+    with contextlib.closing(sqlite3.connect(store, timeout=30)) as db, db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, column in ARTIFACT_COLUMNS.items():
+            if table not in tables:
+                continue
+            cursor = db.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                (new, len(old) + 1, old, len(old) + 1, old + "/"),
+            )
+            changed += cursor.rowcount
+    return changed
+
+
 def _experiment_id(mlflow: Any, uri: str, root: Path) -> str:
-    """The ``psychovis`` experiment's id, created (and marked for model training) when missing."""
+    """The ``psychovis`` experiment's id, created (and marked for model training) when missing.
+
+    Under the default store (``sqlite:///<root>/mlflow.db``) the experiment's artifacts live in
+    ``<root>/mlruns``; a store copied or moved from another checkout is re-pointed there first.
+    """
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = retrying(lambda: client.get_experiment_by_name(EXPERIMENT))
+    local = sqlite_path(uri)
+    artifacts = None if local is None else (repository_root(root) / "mlruns").as_uri()
     if experiment is None:
-        artifacts = None if uri.startswith(("http://", "https://")) else (repository_root(root) / "mlruns").as_uri()
-        with contextlib.suppress(Exception):  # a concurrent stage may have created it
-            client.create_experiment(EXPERIMENT, artifact_location=artifacts)
-        experiment = client.get_experiment_by_name(EXPERIMENT)
+
+        def create() -> None:
+            try:
+                client.create_experiment(
+                    EXPERIMENT, artifact_location=artifacts, tags={"mlflow.experimentKind": EXPERIMENT_KIND}
+                )
+            except Exception as exc:
+                if "already exists" not in str(exc).lower():  # else: a concurrent stage created it
+                    raise
+
+        retrying(create)
+        experiment = retrying(lambda: client.get_experiment_by_name(EXPERIMENT))
+    elif (
+        artifacts is not None
+        and local is not None
+        and local.resolve() == (repository_root(root) / "mlflow.db").resolve()
+        and experiment.artifact_location.startswith("file:")
+        and experiment.artifact_location.rstrip("/") != artifacts
+    ):
+        relocate_artifacts(local, experiment.artifact_location, artifacts)
+        experiment = retrying(lambda: client.get_experiment_by_name(EXPERIMENT))
     if experiment.tags.get("mlflow.experimentKind") is None:  # a kind chosen in the UI stays
-        client.set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+        retrying(lambda: client.set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND))
     return experiment.experiment_id
 
 
@@ -476,23 +653,22 @@ def parent_run(client: Any, experiment_id: str, execution: Execution) -> str:
     by its :attr:`Execution.key` tag. Two stages creating it at once each search again after
     creating, keep the earliest and delete their own if it lost.
     """
-    found = _parents(client, experiment_id, execution.key)
+    found = retrying(lambda: _parents(client, experiment_id, execution.key))
     if found:
         return found[0].info.run_id
     tags = {**execution.tags, TAG_KIND: "pipeline"}
-    created = client.create_run(experiment_id, run_name=execution.experiment, tags=tags)
+    created = retrying(lambda: client.create_run(experiment_id, run_name=execution.experiment, tags=tags))
     from mlflow.entities import Param
 
     flat = _flatten(execution.params)
     names = sorted(flat)
     for start in range(0, len(names), 100):  # the REST API takes at most 100 params a request
-        client.log_batch(
-            created.info.run_id, params=[Param(key, flat[key][:6000]) for key in names[start : start + 100]]
-        )
-    found = _parents(client, experiment_id, execution.key)
+        batch = [Param(key, flat[key][:6000]) for key in names[start : start + 100]]
+        retrying(lambda batch=batch: client.log_batch(created.info.run_id, params=batch))
+    found = retrying(lambda: _parents(client, experiment_id, execution.key))
     winner = found[0].info.run_id if found else created.info.run_id
     if winner != created.info.run_id:
-        client.delete_run(created.info.run_id)
+        retrying(lambda: client.delete_run(created.info.run_id))
     return winner
 
 
@@ -521,12 +697,15 @@ def stage_run(
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment_id(mlflow, uri, Path(root))
-    mlflow.set_experiment(experiment_id=experiment_id)
-    client = mlflow.MlflowClient()
     execution = current_execution(root)
-    parent = parent_run(client, experiment_id, execution)
     lineage = stage_lineage(root)
+    with store_lock(uri):  # a new SQLite store, the experiment and the parent: created by one process at a time
+        experiment_id = _experiment_id(mlflow, uri, Path(root))
+        retrying(lambda: mlflow.set_experiment(experiment_id=experiment_id))
+        client = mlflow.MlflowClient()
+        parent = parent_run(client, experiment_id, execution)
+        # The parent spans the execution: running while any of its stages runs, ended by the latest.
+        retrying(lambda: client.update_run(parent, status="RUNNING"))
     tags = {
         "stage": stage,
         "params_hash": params_hash(params),
@@ -545,15 +724,20 @@ def stage_run(
     }
     status = "FAILED"
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage, parent_run_id=parent, tags=tags):
-            mlflow.log_params(logged)
-            run = StageRun(mlflow, logged, tags)
+        with store_lock(uri):
+            active = retrying(
+                lambda: mlflow.start_run(
+                    experiment_id=experiment_id, run_name=run_name or stage, parent_run_id=parent, tags=tags
+                )
+            )
+        with active:
+            run = StageRun(mlflow, logged, tags, uri)
+            run.write(lambda: mlflow.log_params(logged))
             for path in inputs:
                 if path.endswith((".parquet", ".csv")):
                     run.log_table_input(Path(root) / path, name=path)
             yield run
         status = "FINISHED"
     finally:
-        # The parent spans the execution: it ends (or fails) with its latest stage.
-        with contextlib.suppress(Exception):
-            client.set_terminated(parent, status)
+        with contextlib.suppress(Exception), store_lock(uri):
+            retrying(lambda: client.set_terminated(parent, status))

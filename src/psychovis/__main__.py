@@ -1,0 +1,47 @@
+"""``python -m psychovis list [WHAT]``: the names a parameter or an API argument may take.
+
+Torch-free: it reads :mod:`psychovis.names`, the vocabularies the params check validates against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from psychovis import names
+
+CATALOGUE: dict[str, tuple[tuple[str, ...], str]] = {
+    "losses": (names.LOSSES, "training losses of the SR models (train.losses; PsychovisualLoss weights)"),
+    "weights": (names.WEIGHT_SCHEMES, "per-map weight schemes (data/weights/<scheme>.safetensors)"),
+    "judges": (names.JUDGES, "image-quality judges of the evaluate stage (evaluate.judges)"),
+    "distances": (names.DISTANCES, "image distances of the psychophysics and human-judgement stages"),
+    "backbones": (names.BACKBONES, "networks with offline weights (base.backbone, atlas.backbones)"),
+    "csfs": (names.CSF_MODELS, "human contrast sensitivity functions (vfss.csf, psychophysics.reference_csfs)"),
+    "mappings": (names.FREQUENCY_MAPPINGS, "cycles/degree to cycles/pixel (stimuli.frequency_mapping)"),
+    "datasets": (names.DATASETS, "human-judgement data sets with a reader (human_judgement)"),
+    "devices": (names.DEVICES, "base.device"),
+}
+"""What ``list`` shows: a name per family, its allowed values and where they are used."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the families asked for (all by default), one name per line under a heading."""
+    parser = argparse.ArgumentParser(prog="python -m psychovis", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="the losses, judges, backbones, CSFs, weight schemes, ...")
+    listing.add_argument("what", nargs="*", metavar="WHAT", help="any of: " + ", ".join(CATALOGUE))
+    args = parser.parse_args(argv)
+    unknown = [family for family in args.what if family not in CATALOGUE]
+    if unknown:
+        parser.error(f"unknown list {unknown[0][:60]!r}; choose from {', '.join(CATALOGUE)}")
+    for family in args.what or CATALOGUE:
+        values, description = CATALOGUE[family]
+        print(f"{family}: {description}")
+        for value in values:
+            print(f"  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
