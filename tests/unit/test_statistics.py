@@ -236,7 +236,8 @@ def test_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     pd.concat([scores, bicubic]).to_parquet(tmp_path / "data/evaluate/per_image.parquet")
     section = {"baselines": ["vgg", "pixel"], "resamples": 200, "level": 0.9, "cluster": "image"}
     params = params_module.validate(
-        {"base": {"seed": 0, "device": "cpu", "backbone": "vgg16"}, "compare": section}, ["base", "compare"]
+        {"base": {"seed": 0, "device": "cpu", "backbone": "vgg16", "threads": 1}, "compare": section},
+        ["base", "compare"],
     )
     table = stage.compare(StageContext("compare", params, argparse.Namespace(), tmp_path), DIRECTIONS)
 

@@ -57,6 +57,13 @@ def _to_image(tensor: torch.Tensor) -> np.ndarray:
     return tensor[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
 
+def reference_images(
+    images: Mapping[str, np.ndarray], scale: int, max_size: int | None = None
+) -> dict[str, np.ndarray]:
+    """The high-resolution references: each image centre-cropped to ``max_size`` and to a multiple of ``scale``."""
+    return {name: crop_to_multiple(centre_crop(image, max_size), scale) for name, image in images.items()}
+
+
 def super_resolve_all(
     models: Mapping[tuple[str, int], SRResNet],
     images: Mapping[str, np.ndarray],
@@ -84,7 +91,7 @@ def super_resolve_all(
         bicubic and the seedless methods appear once per seed of the models (identical outputs).
     """
     device = torch.device(device)
-    references = {name: crop_to_multiple(centre_crop(image, max_size), scale) for name, image in images.items()}
+    references = reference_images(images, scale, max_size)
     seeds = sorted({seed for _, seed in models}) or [0]
     shared = dict(seedless or {})
     outputs: Outputs = {(method, seed): {} for method in (BICUBIC, *shared) for seed in seeds}

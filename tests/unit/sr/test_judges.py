@@ -20,9 +20,9 @@ from skimage import data
 from psychovis import names
 from psychovis.distances.dists import DISTS
 from psychovis.errors import ParamsError
-from psychovis.sr import judges as judges_module
 from psychovis.registry import JUDGE_RECORDS as JUDGES
 from psychovis.registry import JudgeRecord as Judge
+from psychovis.sr import judges as judges_module
 from psychovis.sr.judges import MS_SSIM_MIN_SIZE, Judges
 from psychovis.sr.metrics import periodic_artefact_db, periodic_artefact_min_size, psnr_y, ssim_y
 
