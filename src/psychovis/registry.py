@@ -174,24 +174,28 @@ class DistanceRecord:
 
     Attributes:
         name: its name in ``psychophysics.distances`` / ``human_judgement.distances``.
-        factory: ``"module:function"``; ``factory(context)`` returns the distance, where ``context``
-            is a :class:`psychovis.distances.catalogue.DistanceContext` (layers, weights, VFSS
-            scores, k, seed, backbone).
+        factory: ``"module:function"``; ``factory(name, context)`` returns the distance, where
+            ``context`` is a :class:`psychovis.distances.catalogue.DistanceContext` (layers,
+            weights, VFSS scores, k, seed, backbone).
         shares_loss_backbone: True when it runs on the loss's VGG-16 maps.
-        needs_vfss: True when it is built from VFSS scores (a map selection, or VFSS weights
-            derived from them when no weights file is given).
         description: one sentence.
+        vfss_scores: when it needs VFSS scores: ``"never"``, ``"always"`` (a map selection), or
+            ``"without_weights"`` (VFSS weights derived from the scores when no weights file is given).
     """
 
     name: str
     factory: str
     shares_loss_backbone: bool
     description: str
-    needs_vfss: bool = False
+    vfss_scores: str = "never"
 
     def build(self, context: Any) -> Callable[..., Any]:
         """The distance (imports torch and its module now)."""
-        return load(self.factory)(context)
+        return load(self.factory)(self.name, context)
+
+    def needs_scores(self, has_weights: bool) -> bool:
+        """Whether building it needs VFSS scores, given whether a weights file was given."""
+        return self.vfss_scores == "always" or (self.vfss_scores == "without_weights" and not has_weights)
 
 
 _D = "psychovis.distances.catalogue:"
@@ -201,13 +205,13 @@ DISTANCE_RECORDS: dict[str, DistanceRecord] = {
         DistanceRecord("pixel_mse", _D + "build_pixel_mse", False, "Mean squared pixel difference."),
         DistanceRecord("vgg", _D + "build_vgg", True, "The plain VGG perceptual loss (uniform map weights)."),
         DistanceRecord(
-            "vfss", _D + "build_vfss", True, "The VFSS-weighted VGG loss (the paper's weights).", needs_vfss=True
+            "vfss", _D + "build_vfss", True, "The VFSS-weighted VGG loss (the paper's weights).", "without_weights"
         ),
-        DistanceRecord("topk", _D + "build_selection", True, "The VGG loss on the k highest-VFSS maps.", True),
-        DistanceRecord("bottomk", _D + "build_selection", True, "The VGG loss on the k lowest-VFSS maps.", True),
-        DistanceRecord("randomk", _D + "build_selection", True, "The VGG loss on k maps drawn at random.", True),
-        DistanceRecord("lpips_vgg", _D + "build_lpips_vgg", True, "LPIPS v0.1 on VGG-16."),
-        DistanceRecord("lpips_alex", _D + "build_lpips_alex", False, "LPIPS v0.1 on AlexNet."),
+        DistanceRecord("topk", _D + "build_selection", True, "The VGG loss on the k highest-VFSS maps.", "always"),
+        DistanceRecord("bottomk", _D + "build_selection", True, "The VGG loss on the k lowest-VFSS maps.", "always"),
+        DistanceRecord("randomk", _D + "build_selection", True, "The VGG loss on k maps drawn at random.", "always"),
+        DistanceRecord("lpips_vgg", _D + "build_lpips", True, "LPIPS v0.1 on VGG-16."),
+        DistanceRecord("lpips_alex", _D + "build_lpips", False, "LPIPS v0.1 on AlexNet."),
         DistanceRecord("dists", _D + "build_dists", True, "DISTS (VGG-16 with L2 pooling, learned weights)."),
     )
 }
