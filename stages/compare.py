@@ -39,9 +39,9 @@ VERDICT_MARKS = {"better": "+", "worse": "-", "no detectable difference": "="}
 
 def judge_directions() -> dict[str, bool]:
     """Judge name -> whether a higher value is better, from the judges the `evaluate` stage scores with."""
-    from psychovis.sr.judges import JUDGES  # imported here so that the comparison itself can run without it
+    from psychovis.registry import JUDGE_RECORDS  # torch-free
 
-    return {name: bool(judge.higher_is_better) for name, judge in JUDGES.items()}
+    return {name: record.higher_is_better for name, record in JUDGE_RECORDS.items()}
 
 
 def per_baseline(

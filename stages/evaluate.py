@@ -3,13 +3,22 @@
 from psychovis import io
 from psychovis.errors import ParamsError
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.training import PRETRAINED, model_path
+from psychovis.pipeline.training import WARM_START_CHECKPOINT, model_path
 from psychovis.sr import figures as sr_figures
 from psychovis.sr.data import load_dataset
-from psychovis.sr.evaluation import score, summary, super_resolve_all
+from psychovis.sr.evaluation import (
+    BICUBIC,
+    ScoreCache,
+    file_sha256,
+    reference_images,
+    score,
+    summary,
+    super_resolve_all,
+)
 from psychovis.sr.training import load_checkpoint
 
 OUT = "data/evaluate"
+CACHE = f"{OUT}/cache"  # a persistent DVC output: each model's scores, keyed by its checkpoint's sha256
 
 
 HEADLINE_JUDGES = ("psnr_y", "lpips_vgg")  # one fidelity and one perceptual judge per trained method
@@ -29,19 +38,30 @@ def main(ctx: StageContext) -> None:
         raise ParamsError(f"evaluate.figure_seed {p['figure_seed']} is not one of train.seeds {train['seeds']}")
     # pixel (L1 continued) always runs (dvc.yaml stage train_pixel); the other baselines are listed
     losses = list(dict.fromkeys(["pixel", *train["baseline_losses"], *train["weighted_losses"]]))
-    models = {
-        (loss, seed): load_checkpoint(model_path(loss, seed), device)[0] for loss in losses for seed in train["seeds"]
-    }
-    warm_start = {"pretrain": load_checkpoint(PRETRAINED, device)[0]}
+    paths = {(loss, seed): model_path(loss, seed) for loss in losses for seed in train["seeds"]}
+    models = {key: load_checkpoint(path, device)[0] for key, path in paths.items()}
+    warm_start = {"pretrain": load_checkpoint(WARM_START_CHECKPOINT, device)[0]}
     _, test_images = load_dataset(train["image_dir"], train["test_images"], train["crop_size"])
+    identities = {key: file_sha256(path) for key, path in paths.items()}
+    identities |= {(method, seed): method for method in (BICUBIC,) for seed in train["seeds"]}
+    identities |= {("pretrain", seed): file_sha256(WARM_START_CHECKPOINT) for seed in train["seeds"]}
     with ctx.run() as run:
         run.set_tags({"test_images": ",".join(test_images)})
+        references = reference_images(test_images, train["scale"], p["max_size"])
+        config = {"evaluate": p, "scale": train["scale"], "device": device.type}
+        cache = ScoreCache(CACHE, config, references)
+        # Models whose scores are cached are not run, except those the comparison figure shows.
+        skip = {key for key in models if cache.has(identities[key]) and key[1] != p["figure_seed"]}
         references, outputs = super_resolve_all(
-            models, test_images, train["scale"], p["max_size"], device, seedless=warm_start
+            models, test_images, train["scale"], p["max_size"], device, seedless=warm_start, skip=skip
         )
+        keys = [key for key in outputs if key[0] in (BICUBIC, *warm_start)] + list(models)
         per_image, per_band = score(
-            references, outputs, p["judges"], train["scale"], p["border"], p["frequency_bands"], device
-        )
+            references, outputs, p["judges"], train["scale"], p["border"], p["frequency_bands"], device,
+            cache=cache, identities=identities, keys=keys,
+        )  # fmt: skip
+        print(f"evaluate: {len(set(cache.misses))} model(s) scored, {len(set(cache.hits))} read from {CACHE}")
+        run.log_metrics({"models_scored": len(set(cache.misses)), "models_cached": len(set(cache.hits))})
         io.write_parquet(per_image, f"{OUT}/per_image.parquet")
         io.write_parquet(per_band, f"{OUT}/per_band.parquet")
         means = summary(per_image)

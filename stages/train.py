@@ -5,7 +5,7 @@ import argparse
 from psychovis import io
 from psychovis.names import LOSSES
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.training import PRETRAINED, add_arguments, run_training_stage
+from psychovis.pipeline.training import WARM_START_CHECKPOINT, add_arguments, run_training_stage
 from psychovis.sr.training import TrainConfig
 
 
@@ -13,7 +13,9 @@ def main(ctx: StageContext) -> None:
     loss, seed = ctx.args.loss, ctx.args.seed
     config = TrainConfig.from_params(ctx.params["train"], loss, seed)
     name = f"{loss}-s{seed}"
-    summary = run_training_stage(ctx, config, name, f"train@{name}", {"loss": loss, "seed": str(seed)}, PRETRAINED)
+    summary = run_training_stage(
+        ctx, config, name, f"train@{name}", {"loss": loss, "seed": str(seed)}, WARM_START_CHECKPOINT
+    )
     if summary is not None:  # rank 0 (the other ranks, and a launcher of ranks, write nothing)
         io.write_json(summary, f"data/train/{name}.json")
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from psychovis.errors import ParamsError, WeightsError
 from psychovis.names import BACKBONES
+from psychovis.registry import BACKBONE_RECORDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,21 +122,23 @@ _VGG16 = dict(
     lpips_layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
 )  # fmt: skip
 
+VGG16_SPEC = BackboneSpec(name="vgg16", hub=VGG16_HUB, **_VGG16)
+VGG16_RANDOM_SPEC = BackboneSpec(name="vgg16_random", pretrained=False, **_VGG16)
+ALEXNET_SPEC = BackboneSpec(
+    name="alexnet",
+    checkpoint="alexnet.ckpt",
+    sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+    size_bytes=9_884_491,
+    network_key="AlexNet_0",
+    conv_indices=(0, 3, 6, 8, 10),
+    layers={"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11},
+    channels={"relu1": 64, "relu2": 192, "relu3": 384, "relu4": 256, "relu5": 256},
+    lpips_layers=("relu1", "relu2", "relu3", "relu4", "relu5"),
+)
 BACKBONE_SPECS: dict[str, BackboneSpec] = {
-    "vgg16": BackboneSpec(name="vgg16", hub=VGG16_HUB, **_VGG16),
-    "vgg16_random": BackboneSpec(name="vgg16_random", pretrained=False, **_VGG16),
-    "alexnet": BackboneSpec(
-        name="alexnet",
-        checkpoint="alexnet.ckpt",
-        sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
-        size_bytes=9_884_491,
-        network_key="AlexNet_0",
-        conv_indices=(0, 3, 6, 8, 10),
-        layers={"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11},
-        channels={"relu1": 64, "relu2": 192, "relu3": 384, "relu4": 256, "relu5": 256},
-        lpips_layers=("relu1", "relu2", "relu3", "relu4", "relu5"),
-    ),
+    name: globals()[record.spec.partition(":")[2]] for name, record in BACKBONE_RECORDS.items()
 }
+"""The layer table of every backbone of :data:`psychovis.registry.BACKBONE_RECORDS` (which names it)."""
 
 
 def backbone_spec(name: str, key: str = "backbone") -> BackboneSpec:

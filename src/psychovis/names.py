@@ -3,12 +3,15 @@
 Torch-free on purpose: :mod:`psychovis.pipeline.params` validates ``params.yaml`` against these
 tuples without importing torch, and the library modules that implement each name (backbones, CSF
 models, losses, distances) import the same tuples, so the two can never drift apart. A test checks
-that every implementation table has exactly these keys.
+that every implementation table has exactly these keys. The judges, distances and backbones come from
+one record each in :mod:`psychovis.registry`.
 """
 
 from __future__ import annotations
 
-BACKBONES: tuple[str, ...] = ("vgg16", "alexnet", "vgg16_random")
+from psychovis.registry import BACKBONE_RECORDS, DISTANCE_RECORDS, JUDGE_RECORDS
+
+BACKBONES: tuple[str, ...] = tuple(BACKBONE_RECORDS)
 """Networks with offline weights (``vgg16_random``: the same architecture, untrained, as a control)."""
 
 CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003", "standard_spatial_observer")
@@ -37,7 +40,7 @@ UPSAMPLERS: tuple[str, ...] = ("pixelshuffle", "icnr", "resize_conv")
 SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
 """Ways of choosing k feature maps by VFSS: highest, lowest, or at random."""
 
-DISTANCES: tuple[str, ...] = ("pixel_mse", "vgg", "vfss", *SELECTIONS, "lpips_vgg", "lpips_alex", "dists")
+DISTANCES: tuple[str, ...] = tuple(DISTANCE_RECORDS)
 """Image distances the psychophysical and human-judgement experiments compare (LPIPS-Alex and DISTS are
 the same implementations as the SR evaluation's judges, so they share nothing with the VGG-16 maps)."""
 
@@ -81,16 +84,6 @@ BAPPS_SPLITS: tuple[str, ...] = ("val", "train")
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
-JUDGES: tuple[str, ...] = (
-    "psnr_y",
-    "ssim_y",
-    "lpips_vgg",
-    "lpips_alex",
-    "dists",
-    "ms_ssim",
-    "haarpsi",
-    "vif",
-    "gmsd",
-    "artefact_db",
-)
-"""Image-quality judges of the `evaluate` stage, in report order (:data:`psychovis.sr.judges.JUDGES` describes each)."""
+JUDGES: tuple[str, ...] = tuple(JUDGE_RECORDS)
+"""Image-quality judges of the `evaluate` stage, in report order (:data:`psychovis.registry.JUDGE_RECORDS`
+describes each)."""

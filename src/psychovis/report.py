@@ -15,18 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-JUDGE_LABELS: dict[str, str] = {
-    "psnr_y": "PSNR-Y (dB)",
-    "ssim_y": "SSIM-Y",
-    "lpips_vgg": "LPIPS-VGG *",
-    "lpips_alex": "LPIPS-Alex",
-    "dists": "DISTS *",
-    "ms_ssim": "MS-SSIM",
-    "haarpsi": "HaarPSI",
-    "vif": "VIF",
-    "gmsd": "GMSD",
-    "artefact_db": "artefact (dB)",
-}
+from psychovis.registry import JUDGE_RECORDS
+
+JUDGE_LABELS: dict[str, str] = {name: record.label for name, record in JUDGE_RECORDS.items()}
 """Column headers; * marks the judges built on the loss's own VGG-16 conv weights."""
 PERCEPTUAL_JUDGES = ("lpips_alex", "dists")
 """The judges the perceptual models must beat bicubic on (independent of the loss's weighting)."""
@@ -48,8 +39,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-DIGITS: dict[str, int] = {"psnr_y": 3, "artefact_db": 3}
-"""Decimals shown per judge (4 for the rest: MS-SSIM and GMSD differ in the fourth)."""
+DIGITS: dict[str, int] = {name: record.digits for name, record in JUDGE_RECORDS.items()}
+"""Decimals shown per judge (:attr:`psychovis.registry.JudgeRecord.digits`; 4 unless set: MS-SSIM and GMSD
+differ in the fourth)."""
 
 
 def ordered(methods: Sequence[str]) -> list[str]:

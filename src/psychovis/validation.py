@@ -98,6 +98,21 @@ class Nullable:
         return None if value is None else self.inner(key, value)
 
 
+MAX_THREADS = 1024
+
+
+@dataclass(frozen=True)
+class Threads:
+    """``"auto"`` or a whole number of threads in ``[1, MAX_THREADS]``."""
+
+    def __call__(self, key: str, value: Any) -> int | str:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+            raise ParamsError(f"{key} must be 'auto' or an integer in [1, {MAX_THREADS}], got {value!r}")
+        return value
+
+
 @dataclass(frozen=True)
 class Pair:
     """Exactly two values ``[low, high]`` with ``low < high``, each passing ``item``."""

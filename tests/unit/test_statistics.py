@@ -246,7 +246,8 @@ def test_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         "drift_draws": 20,
     }
     params = params_module.validate(
-        {"base": {"seed": 0, "device": "cpu", "backbone": "vgg16"}, "compare": section}, ["base", "compare"]
+        {"base": {"seed": 0, "device": "cpu", "backbone": "vgg16", "threads": 1}, "compare": section},
+        ["base", "compare"],
     )
     table = stage.compare(StageContext("compare", params, argparse.Namespace(), tmp_path), DIRECTIONS)
 

@@ -10,6 +10,7 @@ their distances here and evaluate them with one shared forward pass
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from psychovis.distances.loss import PsychovisualLoss
 from psychovis.distances.lpips import LPIPS
 from psychovis.errors import ParamsError
 from psychovis.feature_weights import FeatureWeights
-from psychovis.names import DISTANCES, SELECTIONS
+from psychovis.names import DISTANCES
+from psychovis.registry import DISTANCE_RECORDS
 from psychovis.validation import integer_at_least
 from psychovis.vfss import l1_weights, selection_mask
 
@@ -100,41 +102,75 @@ def build_distances(
     if weights is not None:
         backbone = weights.backbone
     layers = resolve_layers(backbone_spec(backbone), list(layers), key=layers_key)
-    needs_scores = [name for name in include if name in SELECTIONS or (name == "vfss" and weights is None)]
+    context = DistanceContext(layers, backbone, weights, vfss_scores, int(k), seed, k_key)
+    needs_scores = [name for name in include if DISTANCE_RECORDS[name].needs_scores(weights is not None)]
     if needs_scores:
         missing = [layer for layer in layers if layer not in vfss_scores]
         if missing:
             raise ParamsError(f"distances {needs_scores} need VFSS scores of layer(s) {missing}; probe them first")
+    return {name: DISTANCE_RECORDS[name].build(context) for name in include}
 
-    def masks(selection: str) -> FeatureWeights:
-        per_layer = {}
-        for layer in layers:
-            scores = np.asarray(vfss_scores[layer], dtype=np.float64)
-            per_layer[layer] = torch.from_numpy(selection_mask(scores, selection, int(k), seed, key=k_key))
-        metadata = {"selection": selection, "k": str(k), "seed": str(seed)}
-        return FeatureWeights(backbone, "topk", {layer: w.float() for layer, w in per_layer.items()}, metadata)
 
-    distances: dict[str, Distance] = {}
-    for name in include:
-        if name == "pixel_mse":
-            distances[name] = pixel_mse
-        elif name == "vgg":
-            distances[name] = PsychovisualLoss(layers=layers, backbone=backbone, reduction="none")
-        elif name == "vfss":
-            chosen = weights
-            if chosen is None:
-                chosen = FeatureWeights(
-                    backbone,
-                    "vfss",
-                    {layer: torch.from_numpy(l1_weights(vfss_scores[layer])).float() for layer in layers},
-                )
-            distances[name] = PsychovisualLoss(chosen, layers=layers, reduction="none")
-        elif name in SELECTIONS:
-            distances[name] = PsychovisualLoss(masks(name), layers=layers, reduction="none")
-        elif name == "lpips_vgg":
-            distances[name] = LPIPS("vgg16")
-        elif name == "lpips_alex":
-            distances[name] = LPIPS("alexnet")
-        else:
-            distances[name] = DISTS()
-    return distances
+@dataclass(frozen=True)
+class DistanceContext:
+    """What the distance factories of :data:`psychovis.registry.DISTANCE_RECORDS` build from.
+
+    Attributes:
+        layers: the resolved feature layers of the VGG-based distances.
+        backbone: their backbone.
+        weights: the VFSS weights, or None to derive them from ``vfss_scores``.
+        vfss_scores: layer -> VFSS of each map.
+        k: maps kept per layer by the selections.
+        seed: seed of the ``randomk`` selection.
+        k_key: the parameter that named ``k``, for error messages.
+    """
+
+    layers: list[str]
+    backbone: str
+    weights: FeatureWeights | None
+    vfss_scores: Mapping[str, np.ndarray]
+    k: int
+    seed: int
+    k_key: str = "k"
+
+
+# The factories the registry names (``DistanceRecord.factory``): ``factory(name, context)``.
+
+
+def build_pixel_mse(name: str, context: DistanceContext) -> Distance:
+    return pixel_mse
+
+
+def build_vgg(name: str, context: DistanceContext) -> Distance:
+    return PsychovisualLoss(layers=context.layers, backbone=context.backbone, reduction="none")
+
+
+def build_vfss(name: str, context: DistanceContext) -> Distance:
+    chosen = context.weights
+    if chosen is None:
+        chosen = FeatureWeights(
+            context.backbone,
+            "vfss",
+            {layer: torch.from_numpy(l1_weights(context.vfss_scores[layer])).float() for layer in context.layers},
+        )
+    return PsychovisualLoss(chosen, layers=context.layers, reduction="none")
+
+
+def build_selection(name: str, context: DistanceContext) -> Distance:
+    """``topk``, ``bottomk`` or ``randomk``: a binary mask of k maps per layer, as :class:`FeatureWeights`."""
+    per_layer = {}
+    for layer in context.layers:
+        scores = np.asarray(context.vfss_scores[layer], dtype=np.float64)
+        mask = selection_mask(scores, name, context.k, context.seed, key=context.k_key)
+        per_layer[layer] = torch.from_numpy(mask).float()
+    metadata = {"selection": name, "k": str(context.k), "seed": str(context.seed)}
+    weights = FeatureWeights(context.backbone, "topk", per_layer, metadata)
+    return PsychovisualLoss(weights, layers=context.layers, reduction="none")
+
+
+def build_lpips(name: str, context: DistanceContext) -> Distance:
+    return LPIPS({"lpips_vgg": "vgg16", "lpips_alex": "alexnet"}[name])
+
+
+def build_dists(name: str, context: DistanceContext) -> Distance:
+    return DISTS()

@@ -254,16 +254,30 @@ class DISTS(nn.Module):
             ValueError: wrong type, shape, dtype, device, size, range or NaN.
         """
         self._check_inputs(x, y)
-        dtype = self.alpha.dtype
         batch = x.shape[0]
         # One forward pass over both batches (the package runs two).
-        stages = self.stages(torch.cat([x, y]).to(dtype))
+        stages = self.stages(torch.cat([x, y]).to(self.alpha.dtype))
+        return self._distance([s[:batch] for s in stages], [_moments(s[batch:]) for s in stages])
+
+    def prepare(self, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Each stage of reference images ``y`` with its spatial mean and variance, for :meth:`compare`.
+
+        Computing them once per reference halves the cost of scoring many images against it.
+        """
+        self._check_inputs(y, y)
+        return [_moments(feature) for feature in self.stages(y.to(self.alpha.dtype))]
+
+    def compare(self, x: torch.Tensor, prepared: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """DISTS of images ``x`` against the reference of :meth:`prepare`; equals ``forward`` up to float rounding."""
+        self._check_inputs(x, x)
+        return self._distance(self.stages(x.to(self.alpha.dtype)), prepared)
+
+    def _distance(
+        self, stages_x: list[torch.Tensor], prepared_y: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         texture, structure = [], []
-        for feature in stages:
-            fx, fy = feature[:batch], feature[batch:]
-            mean_x, mean_y = fx.mean(dim=(2, 3)), fy.mean(dim=(2, 3))
-            var_x = (fx - mean_x[..., None, None]).pow(2).mean(dim=(2, 3))
-            var_y = (fy - mean_y[..., None, None]).pow(2).mean(dim=(2, 3))
+        for fx, (fy, mean_y, var_y) in zip(stages_x, prepared_y, strict=True):
+            _, mean_x, var_x = _moments(fx)
             # E[xy] - E[x]E[y], as the reference computes the covariance.
             covariance = (fx * fy).mean(dim=(2, 3)) - mean_x * mean_y
             texture.append((2 * mean_x * mean_y + DISTS_C1) / (mean_x.pow(2) + mean_y.pow(2) + DISTS_C1))
@@ -272,3 +286,9 @@ class DISTS(nn.Module):
             self.beta * torch.cat(structure, dim=1)
         ).sum(dim=1)
         return 1 - similarity
+
+
+def _moments(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(feature, spatial mean, spatial variance)`` of ``(N, C, H, W)`` maps, means and variances ``(N, C)``."""
+    mean = feature.mean(dim=(2, 3))
+    return feature, mean, (feature - mean[..., None, None]).pow(2).mean(dim=(2, 3))

@@ -126,8 +126,29 @@ class LPIPS(nn.Module):
         dtype = self.head0.dtype
         batch = x.shape[0]
         features = self.extractor(torch.cat([x, y]).to(dtype))
-        distance = torch.zeros(batch, dtype=dtype, device=x.device)
-        for position, layer in enumerate(self.layers):
-            feature = normalise_channels(features[layer])
-            distance = distance + head_distance(feature[:batch], feature[batch:], self.head(position))
+        normalised = [normalise_channels(features[layer]) for layer in self.layers]
+        return self._distance([f[:batch] for f in normalised], [f[batch:] for f in normalised])
+
+    def prepare(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """The normalised features of reference images ``y``, to compare many images with (:meth:`compare`).
+
+        Computing them once per reference halves the cost of scoring many images against it.
+        """
+        self._check_inputs(y, y)
+        features = self.extractor(y.to(self.head0.dtype))
+        return [normalise_channels(features[layer]) for layer in self.layers]
+
+    def compare(self, x: torch.Tensor, prepared: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS of images ``x`` against the reference of :meth:`prepare` (the same batch size, or 1).
+
+        Equals ``forward(x, y)`` up to float rounding (one forward pass per side instead of one for both).
+        """
+        self._check_inputs(x, x)
+        features = self.extractor(x.to(self.head0.dtype))
+        return self._distance([normalise_channels(features[layer]) for layer in self.layers], prepared)
+
+    def _distance(self, normalised_x: list[torch.Tensor], normalised_y: list[torch.Tensor]) -> torch.Tensor:
+        distance = torch.zeros(normalised_x[0].shape[0], dtype=self.head0.dtype, device=normalised_x[0].device)
+        for position, (fx, fy) in enumerate(zip(normalised_x, normalised_y, strict=True)):
+            distance = distance + head_distance(fx, fy, self.head(position))
         return distance

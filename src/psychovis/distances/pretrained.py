@@ -24,7 +24,7 @@ import yaml
 
 from psychovis.errors import ParamsError
 
-PRETRAINED = ("vfss", "topk", "vfss_normalised", "lpips_weighted")
+SHIPPED_SCHEMES = ("vfss", "topk", "vfss_normalised", "lpips_weighted")
 """The shipped schemes (see the `weights` stage)."""
 FOLDER = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -35,8 +35,8 @@ def pretrained_path(name: str) -> Path:
     Raises:
         ParamsError: an unknown name (the message lists the shipped ones).
     """
-    if name not in PRETRAINED:
-        raise ParamsError(f"pretrained weights must be one of {list(PRETRAINED)}, got {name!r}")
+    if name not in SHIPPED_SCHEMES:
+        raise ParamsError(f"pretrained weights must be one of {list(SHIPPED_SCHEMES)}, got {name!r}")
     return FOLDER / f"{name}.safetensors"
 
 
@@ -89,7 +89,7 @@ def refresh(source: str | Path = "data/weights", folder: Path = FOLDER) -> list[
     locked = _locked_params(source)
     commit = _git_commit(source.resolve().parent if source.resolve().parent.exists() else Path.cwd())
     prepared = []
-    for name in PRETRAINED:
+    for name in SHIPPED_SCHEMES:
         path = source / f"{name}.safetensors"
         data = read_weights_bytes(path)
         weights = FeatureWeights.from_bytes(data, path)

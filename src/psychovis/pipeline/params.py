@@ -39,7 +39,7 @@ from psychovis.names import (
     WEIGHTED_LOSSES,
     WINDOWS,
 )
-from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Validator
+from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Threads, Validator
 
 SCHEMA: dict[str, dict[str, Validator]] = {
     "images": {  # safety limits of every stage that decodes images; not part of any result
@@ -49,6 +49,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "seed": Number(0, 2**31 - 1, integer=True),
         "device": Choice(DEVICES),
         "backbone": Choice(BACKBONES),
+        "threads": Threads(),  # a resource, not a result: read by the runner, no stage depends on it
     },
     "stimuli": {
         "kind": Choice(GRATING_KINDS),

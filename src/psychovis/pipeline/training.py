@@ -31,7 +31,7 @@ from psychovis.sr.training import TrainConfig, save_checkpoint, train
 MODELS_DIR = Path("data/models")
 """Checkpoints: ``pretrain.pt`` and one ``<loss>-s<seed>.pt`` per fine-tune."""
 CURVES_DIR = Path("data/curves")
-PRETRAINED = MODELS_DIR / "pretrain.pt"
+WARM_START_CHECKPOINT = MODELS_DIR / "pretrain.pt"
 
 
 def model_path(loss: str, seed: int) -> Path:

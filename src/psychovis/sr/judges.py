@@ -32,7 +32,8 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import piq
@@ -43,98 +44,154 @@ from psychovis.distances.dists import DISTS
 from psychovis.distances.lpips import LPIPS
 from psychovis.errors import ParamsError
 from psychovis.names import JUDGES as JUDGE_NAMES
+from psychovis.registry import JUDGE_RECORDS, MS_SSIM_KERNEL, MS_SSIM_MIN_SIZE, JudgeRecord
 from psychovis.sr.metrics import (
     _check_border,
+    _check_image,
     _check_pair,
     _shave,
     periodic_artefact_db,
-    periodic_artefact_min_size,
     psnr_y,
     ssim_y,
 )
 
+__all__ = ["MS_SSIM_MIN_SIZE", "JudgeRecord", "Judges", "Reference"]
 
-@dataclass(frozen=True)
-class Judge:
-    """One image-quality judge of the evaluation.
+
+@dataclass
+class Reference:
+    """A reference image prepared once for every judge, then compared with many predictions.
 
     Attributes:
-        name: its name in :data:`psychovis.names.JUDGES` and in the evaluation tables.
-        higher_is_better: True for similarities (PSNR, SSIM, ...), False for distances (LPIPS, ...).
-        shares_loss_backbone: True when it computes on the ImageNet VGG-16 conv weights that the
-            perceptual losses use, so it is not an independent judge of them.
-        description: one sentence on what it measures.
+        image: the checked image, ``(H, W, 3)`` float64 in [0, 1].
+        shaved: ``image`` without its border.
+        tensor: ``shaved`` as a ``(1, 3, h, w)`` float32 tensor on the judges' device (None when
+            no judge needs one).
+        prepared: judge name -> what that judge computed once from the reference (e.g. the
+            LPIPS features), or None.
     """
 
-    name: str
-    higher_is_better: bool
-    shares_loss_backbone: bool
-    description: str
+    image: np.ndarray
+    shaved: np.ndarray
+    tensor: torch.Tensor | None
+    prepared: dict[str, Any] = field(default_factory=dict)
 
 
-MS_SSIM_KERNEL = 11
-MS_SSIM_SCALES = 5
-MS_SSIM_MIN_SIZE = (MS_SSIM_KERNEL - 1) * 2 ** (MS_SSIM_SCALES - 1) + 1
-"""161: the 11-pixel window must fit the coarsest of the 5 scales (piq's rule). The held-out images
-(about 300 to 600 px per side) are well above it, so MS-SSIM keeps its standard settings
-(Wang et al. 2003) rather than a smaller window for small images."""
+@dataclass
+class Candidate:
+    """A prediction in the forms the judges read (as :class:`Reference`, without prepared state)."""
 
-JUDGES: dict[str, Judge] = {
-    judge.name: judge
-    for judge in (
-        Judge("psnr_y", True, False, "PSNR on BT.601 luma in dB (MATLAB rgb2ycbcr convention): pixel fidelity."),
-        Judge("ssim_y", True, False, "SSIM on luma, 11x11 Gaussian window (sigma 1.5), Wang et al.'s settings."),
-        Judge(
-            "lpips_vgg",
-            False,
-            True,
-            "LPIPS v0.1 on VGG-16: the very conv weights of the perceptual losses, kept for comparison only.",
-        ),
-        Judge("lpips_alex", False, False, "LPIPS v0.1 on AlexNet (the LPIPS default): another network and heads."),
-        Judge(
-            "dists",
-            False,
-            True,
-            "DISTS: the losses' VGG-16 conv weights, but with L2 pooling for max pooling and learned weights on "
-            "per-map mean (texture) and correlation (structure) statistics, so only partly independent.",
-        ),
-        Judge(
-            "ms_ssim",
-            True,
-            False,
-            f"Multi-scale SSIM on RGB (piq), {MS_SSIM_KERNEL}x{MS_SSIM_KERNEL} window, {MS_SSIM_SCALES} scales: "
-            f"needs at least {MS_SSIM_MIN_SIZE} px per side.",
-        ),
-        Judge("haarpsi", True, False, "HaarPSI (piq): Haar-wavelet coefficient similarity on YIQ, in [0, 1]."),
-        Judge("vif", True, False, "Visual information fidelity in the pixel domain on luma (piq.vif_p), 1 = lossless."),
-        Judge("gmsd", False, False, "GMSD (piq): deviation of the gradient-magnitude similarity map, 0 = same."),
-        Judge(
-            "artefact_db",
-            False,
-            False,
-            "Error power at the 1/scale aliasing frequencies over its neighbourhood, in dB: checkerboards.",
-        ),
+    image: np.ndarray
+    shaved: np.ndarray
+    tensor: torch.Tensor | None
+
+
+class _Judge:
+    """A judge implementation: ``prepare`` once per reference, ``score`` per prediction."""
+
+    tensor = False
+    network: nn.Module | None = None
+
+    def prepare(self, reference: Reference) -> Any:
+        return None
+
+    def score(self, candidate: Candidate, reference: Reference, prepared: Any) -> float:
+        raise NotImplementedError
+
+
+class _ArrayJudge(_Judge):
+    def __init__(self, function: Callable[[Candidate, Reference], float]) -> None:
+        self.function = function
+
+    def score(self, candidate: Candidate, reference: Reference, prepared: Any) -> float:
+        return float(self.function(candidate, reference))
+
+
+class _TensorJudge(_Judge):
+    """A piq metric on ``(1, 3, h, w)`` tensors: ``f(prediction, target) -> (1,)``."""
+
+    tensor = True
+
+    def __init__(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.function = function
+
+    def score(self, candidate: Candidate, reference: Reference, prepared: Any) -> float:
+        return float(self.function(candidate.tensor, reference.tensor).reshape(-1)[0])
+
+
+class _NetworkJudge(_Judge):
+    """LPIPS or DISTS: the reference's features are computed once (``prepare``), then compared."""
+
+    tensor = True
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network = network
+
+    def prepare(self, reference: Reference) -> Any:
+        prepare = getattr(self.network, "prepare", None)
+        return prepare(reference.tensor) if prepare is not None else None
+
+    def score(self, candidate: Candidate, reference: Reference, prepared: Any) -> float:
+        if prepared is None:  # a plain module (e.g. a test double): one forward on the pair
+            return float(self.network(candidate.tensor, reference.tensor).reshape(-1)[0])
+        return float(self.network.compare(candidate.tensor, prepared).reshape(-1)[0])
+
+
+# The factories the registry names (``JudgeRecord.factory``): ``factory(scale=, border=, device=)``.
+
+
+def psnr_y_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _ArrayJudge(lambda c, r: psnr_y(c.image, r.image, border))
+
+
+def ssim_y_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _ArrayJudge(lambda c, r: ssim_y(c.image, r.image, border))
+
+
+def artefact_db_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _ArrayJudge(lambda c, r: periodic_artefact_db(c.shaved, r.shaved, scale))
+
+
+def lpips_vgg_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _NetworkJudge(LPIPS("vgg16").to(device))
+
+
+def lpips_alex_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _NetworkJudge(LPIPS("alexnet").to(device))
+
+
+def dists_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _NetworkJudge(DISTS().to(device))
+
+
+def ms_ssim_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _TensorJudge(
+        lambda x, y: piq.multi_scale_ssim(x, y, kernel_size=MS_SSIM_KERNEL, data_range=1.0, reduction="none")
     )
-}
-"""The judges, in :data:`psychovis.names.JUDGES` order."""
 
-MIN_SIZES: dict[str, int] = {
-    "lpips_vgg": 16,
-    "lpips_alex": 31,
-    "dists": 16,
-    "ms_ssim": MS_SSIM_MIN_SIZE,
-    "haarpsi": 16,  # piq: the largest Haar filter (2^(scales + 1) = 16) must fit
-    "vif": 41,  # piq: the 17-tap filter over 4 scales
-}
-"""Smallest side, in pixels after shaving the border, that each network or piq judge accepts (PSNR/SSIM
-check theirs; ``artefact_db`` needs :func:`~psychovis.sr.metrics.periodic_artefact_min_size` of the scale)."""
+
+def haarpsi_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _TensorJudge(lambda x, y: piq.haarpsi(x, y, data_range=1.0, reduction="none"))
+
+
+def vif_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    # VIF is asymmetric: piq takes the distorted image first and the reference second.
+    return _TensorJudge(lambda x, y: piq.vif_p(x, y, data_range=1.0, reduction="none"))
+
+
+def gmsd_judge(scale: int, border: int, device: torch.device) -> _Judge:
+    return _TensorJudge(lambda x, y: piq.gmsd(x, y, data_range=1.0, reduction="none"))
 
 
 class Judges:
     """Score image pairs with a chosen set of judges, building each network once.
 
+    Scoring many predictions against one reference: :meth:`reference` prepares it once (the
+    networks' reference features included), :meth:`score` compares a prediction with it.
+
     Args:
-        names: judges from :data:`JUDGES` (any subset, no repeats); scores come back in this order.
+        names: judges from :data:`psychovis.registry.JUDGE_RECORDS` (any subset, no repeats);
+            scores come back in this order.
         scale: the super-resolution factor (>= 2 when ``artefact_db`` is used: the artefact period).
         border: pixels shaved off each side before every judge (commonly ``scale``).
         device: where the networks and the piq metrics run (``"cpu"``, ``"cuda"``, a ``torch.device``).
@@ -146,19 +203,21 @@ class Judges:
     Example:
         >>> judges = Judges(["psnr_y", "lpips_alex", "dists"], scale=4, border=4)
         >>> judges(prediction, target)  # {"psnr_y": 27.1, "lpips_alex": 0.21, "dists": 0.15}
+        >>> reference = judges.reference(target)
+        >>> [judges.score(p, reference) for p in predictions]  # the target's features computed once
     """
 
     def __init__(self, names: Sequence[str], scale: int, border: int, device: str | torch.device = "cpu") -> None:
         if isinstance(names, str):
             names = [names]
         names = tuple(names)
-        unknown = [name for name in names if name not in JUDGES]
+        unknown = [name for name in names if name not in JUDGE_RECORDS]
         if unknown or not names:
             problem = f"unknown judge(s) {unknown}" if unknown else "no judge given"
             raise ParamsError(f"{problem}; allowed: {', '.join(JUDGE_NAMES)}")
         if len(set(names)) != len(names):
             raise ParamsError(f"judges must not repeat, got {list(names)}")
-        minimum_scale = 2 if "artefact_db" in names else 1
+        minimum_scale = 2 if any(JUDGE_RECORDS[name].min_size_per_scale for name in names) else 1
         if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < minimum_scale:
             raise ParamsError(f"scale must be an integer >= {minimum_scale}, got {scale!r}")
         if isinstance(border, bool) or not isinstance(border, int | np.integer) or border < 0:
@@ -167,36 +226,69 @@ class Judges:
         self.scale = int(scale)
         self.border = int(border)
         self.device = torch.device(device)
-        self.min_sizes = {name: MIN_SIZES.get(name, 1) for name in names}
-        if "artefact_db" in names:
-            self.min_sizes["artefact_db"] = periodic_artefact_min_size(self.scale)
+        self.min_sizes = {name: JUDGE_RECORDS[name].minimum_side(self.scale) for name in names}
         self.min_size = max(self.min_sizes.values())
         # Built here, once: the networks are the expensive part of a judge.
-        self.networks: dict[str, nn.Module] = {}
-        if "lpips_vgg" in names:
-            self.networks["lpips_vgg"] = LPIPS("vgg16").to(self.device)
-        if "lpips_alex" in names:
-            self.networks["lpips_alex"] = LPIPS("alexnet").to(self.device)
-        if "dists" in names:
-            self.networks["dists"] = DISTS().to(self.device)
+        self.implementations: dict[str, _Judge] = {
+            name: JUDGE_RECORDS[name].build(scale=self.scale, border=self.border, device=self.device) for name in names
+        }
+        self.networks: dict[str, nn.Module] = {
+            name: judge.network for name, judge in self.implementations.items() if judge.network is not None
+        }
+        self._needs_tensors = any(judge.tensor for judge in self.implementations.values())
 
     @property
-    def judges(self) -> tuple[Judge, ...]:
+    def judges(self) -> tuple[JudgeRecord, ...]:
         """The chosen judges' records, in order."""
-        return tuple(JUDGES[name] for name in self.names)
+        return tuple(JUDGE_RECORDS[name] for name in self.names)
 
-    def _tensor_judges(self) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-        """Judges on ``(1, 3, H, W)`` tensors: ``f(prediction, target) -> (1,)``."""
-        return {
-            **self.networks,
-            "ms_ssim": lambda x, y: piq.multi_scale_ssim(
-                x, y, kernel_size=MS_SSIM_KERNEL, data_range=1.0, reduction="none"
-            ),
-            "haarpsi": lambda x, y: piq.haarpsi(x, y, data_range=1.0, reduction="none"),
-            # VIF is asymmetric: piq takes the distorted image first and the reference second.
-            "vif": lambda x, y: piq.vif_p(x, y, data_range=1.0, reduction="none"),
-            "gmsd": lambda x, y: piq.gmsd(x, y, data_range=1.0, reduction="none"),
-        }
+    def _forms(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        shaved = _shave(image, self.border)
+        tensor = None
+        if self._needs_tensors:
+            tensor = torch.from_numpy(np.ascontiguousarray(shaved.transpose(2, 0, 1)))[None]
+            tensor = tensor.to(self.device, torch.float32)
+        return image, shaved, tensor
+
+    def reference(self, target: np.ndarray) -> Reference:
+        """Check ``target`` and prepare it for every judge (the networks' reference features included).
+
+        Raises:
+            ParamsError: (a ``ValueError``) a bad image, or one too small for a judge once the
+                border is shaved (the message names the judge).
+        """
+        target = _check_image(target, "target")
+        if target.ndim != 3:
+            raise ParamsError(f"target must have shape (H, W, 3), got {target.shape}")
+        border = _check_border(self.border, target.shape)
+        side = min(target.shape[:2]) - 2 * border
+        if side < self.min_size:
+            needy = [name for name, size in self.min_sizes.items() if size > side]
+            raise ParamsError(
+                f"judge(s) {needy} need images of at least {self.min_size}x{self.min_size} pixels after shaving "
+                f"{border} border pixels, got {target.shape[0] - 2 * border}x{target.shape[1] - 2 * border}"
+            )
+        reference = Reference(*self._forms(target))
+        with torch.inference_mode():
+            reference.prepared = {name: judge.prepare(reference) for name, judge in self.implementations.items()}
+        return reference
+
+    def score(self, prediction: np.ndarray, reference: Reference) -> dict[str, float]:
+        """Score one prediction against a prepared reference (:meth:`reference`) with every chosen judge.
+
+        Returns:
+            Judge name -> score, in the order of ``names``. ``psnr_y`` is ``inf`` for identical images.
+
+        Raises:
+            ParamsError: (a ``ValueError``) bad shapes, dtypes or ranges.
+        """
+        prediction, _ = _check_pair(prediction, reference.image)
+        candidate = Candidate(*self._forms(prediction))
+        with torch.inference_mode():
+            return {
+                name: judge.score(candidate, reference, reference.prepared[name])
+                for name, judge in self.implementations.items()
+            }
 
     def __call__(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
         """Score one image pair with every chosen judge.
@@ -213,32 +305,4 @@ class Judges:
             ParamsError: (a ``ValueError``) bad shapes, dtypes or ranges, or an image too small
                 for a judge once the border is shaved (the message names the judge).
         """
-        prediction, target = _check_pair(prediction, target)
-        border = _check_border(self.border, target.shape)
-        shaved_prediction, shaved_target = _shave(prediction, border), _shave(target, border)
-        side = min(shaved_target.shape[:2])
-        if side < self.min_size:
-            needy = [name for name, size in self.min_sizes.items() if size > side]
-            raise ParamsError(
-                f"judge(s) {needy} need images of at least {self.min_size}x{self.min_size} pixels after shaving "
-                f"{border} border pixels, got {shaved_target.shape[0]}x{shaved_target.shape[1]}"
-            )
-        tensor_judges = self._tensor_judges()
-        needs_tensors = any(name in tensor_judges for name in self.names)
-        if needs_tensors:
-            x, y = (
-                torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(self.device, torch.float32)
-                for image in (shaved_prediction, shaved_target)
-            )
-        scores: dict[str, float] = {}
-        for name in self.names:
-            if name == "psnr_y":
-                scores[name] = psnr_y(prediction, target, border)
-            elif name == "ssim_y":
-                scores[name] = ssim_y(prediction, target, border)
-            elif name == "artefact_db":
-                scores[name] = periodic_artefact_db(shaved_prediction, shaved_target, self.scale)
-            else:
-                with torch.no_grad():
-                    scores[name] = float(tensor_judges[name](x, y).reshape(-1)[0])
-        return scores
+        return self.score(prediction, self.reference(target))

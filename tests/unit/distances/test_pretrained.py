@@ -24,7 +24,7 @@ from psychovis.feature_weights import SHAPING_KEYS, FeatureWeights
 PIPELINE_WEIGHTS = ROOT / "data" / "weights"
 
 
-@pytest.mark.parametrize("name", pretrained.PRETRAINED)
+@pytest.mark.parametrize("name", pretrained.SHIPPED_SCHEMES)
 def test_shipped_files_are_complete_and_provenanced(name: str) -> None:
     weights = FeatureWeights.load(pretrained.pretrained_path(name))  # checks coverage, finiteness, backbone
     spec = backbone_spec(weights.backbone)
@@ -44,7 +44,7 @@ def test_shipped_files_are_complete_and_provenanced(name: str) -> None:
     assert pretrained.pretrained_path(name).stat().st_size < 16_000  # a few KB
 
 
-@pytest.mark.parametrize("name", pretrained.PRETRAINED)
+@pytest.mark.parametrize("name", pretrained.SHIPPED_SCHEMES)
 def test_shipped_files_agree_with_the_pipeline_output(name: str) -> None:
     path = PIPELINE_WEIGHTS / f"{name}.safetensors"
     if not path.is_file():
@@ -58,7 +58,7 @@ def test_shipped_files_agree_with_the_pipeline_output(name: str) -> None:
 def test_refresh_copies_a_run_with_provenance(tmp_path: Path) -> None:
     source = tmp_path / "data" / "weights"
     source.mkdir(parents=True)
-    for name in pretrained.PRETRAINED:
+    for name in pretrained.SHIPPED_SCHEMES:
         shipped = FeatureWeights.load(pretrained.pretrained_path(name))
         metadata = {"params_hash": "0123456789abcdef", "csf": "mannos_sakrison_code"}  # an older export
         FeatureWeights(shipped.backbone, name, shipped.weights, metadata).save(source / f"{name}.safetensors")
@@ -70,7 +70,7 @@ def test_refresh_copies_a_run_with_provenance(tmp_path: Path) -> None:
     folder = tmp_path / "package"
     folder.mkdir()
     written = pretrained.refresh(source, folder)
-    assert sorted(path.name for path in written) == sorted(f"{name}.safetensors" for name in pretrained.PRETRAINED)
+    assert sorted(path.name for path in written) == sorted(f"{name}.safetensors" for name in pretrained.SHIPPED_SCHEMES)
     topk = FeatureWeights.load(folder / "topk.safetensors")
     assert json.loads(topk.metadata["params"])["weights.top_k"] == 64  # recovered from dvc.lock
     assert "params_hash" not in topk.metadata

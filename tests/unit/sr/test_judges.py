@@ -20,8 +20,10 @@ from skimage import data
 from psychovis import names
 from psychovis.distances.dists import DISTS
 from psychovis.errors import ParamsError
+from psychovis.registry import JUDGE_RECORDS as JUDGES
+from psychovis.registry import JudgeRecord as Judge
 from psychovis.sr import judges as judges_module
-from psychovis.sr.judges import JUDGES, MS_SSIM_MIN_SIZE, Judge, Judges
+from psychovis.sr.judges import MS_SSIM_MIN_SIZE, Judges
 from psychovis.sr.metrics import periodic_artefact_db, periodic_artefact_min_size, psnr_y, ssim_y
 
 SIZE = 176  # MS-SSIM needs 161 px after shaving the 4-px border; a multiple of the scale
@@ -178,6 +180,31 @@ def test_networks_are_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
         assert judges(distorted, image)["dists"] == 0.0
     assert sorted(built) == ["alexnet", "dists", "vgg16"]
     assert judges.networks == networks
+
+
+def test_a_prepared_reference_scores_as_the_pair(all_judges: Judges) -> None:
+    """Reference features computed once (``reference`` then ``score``) give the pair's scores to float noise."""
+    target = astronaut_crop()
+    reference = all_judges.reference(target)
+    for prediction in (blurred(target), np.clip(target + smooth_noise(SIZE, 0.7, 0.05, seed=3), 0, 1)):
+        x, y = (
+            torch.from_numpy(np.ascontiguousarray(image[BORDER:-BORDER, BORDER:-BORDER].transpose(2, 0, 1)))[None]
+            for image in (prediction, target)
+        )
+        scores = all_judges.score(prediction, reference)
+        with torch.no_grad():
+            for name in ("lpips_vgg", "lpips_alex", "dists"):
+                assert scores[name] == pytest.approx(
+                    float(all_judges.networks[name](x.float(), y.float())[0]), rel=1e-5
+                )
+        assert scores == pytest.approx(all_judges(prediction, target), rel=1e-6)
+
+
+def test_min_sizes_come_from_the_records() -> None:
+    for scale in (2, 3, 4):
+        assert JUDGES["artefact_db"].minimum_side(scale) == periodic_artefact_min_size(scale)
+    judges = Judges(["ms_ssim", "vif"], scale=SCALE, border=BORDER)
+    assert judges.min_sizes == {"ms_ssim": MS_SSIM_MIN_SIZE, "vif": 41}
 
 
 def test_judges_reject_bad_images() -> None:
