@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
 from uxkit import Repo, baseline
 
@@ -76,6 +77,23 @@ def test_no_stage_output_is_committed_outside_dvc() -> None:
         cached = sorted(out.def_path for stage in dvc.index.stages for out in stage.outs if out.use_cache)
     tracked = set(subprocess.run(["git", "ls-files", *cached], cwd=ROOT, capture_output=True, text=True).stdout.split())
     assert not tracked, f"cached stage outputs committed to git: {sorted(tracked)}; `git rm --cached` them"
+
+
+def test_every_weighted_fine_tune_runs_after_weights() -> None:
+    """`dvc dag` has `weights -> train_weighted@<loss>-<seed>` for every weighted loss and seed."""
+    from dvc.repo import Repo as DvcRepo
+
+    with DvcRepo(str(ROOT)) as dvc:
+        graph = dvc.index.graph
+        weighted = [stage for stage in graph if stage.addressing.startswith("train_weighted@")]
+        # networkx edges point from a stage to the stages it depends on
+        after_weights = {
+            stage.addressing for stage in weighted if any(up.addressing == "weights" for up in graph.successors(stage))
+        }
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    expected = {f"train_weighted@{loss}-{seed}" for loss in params["weighted_losses"] for seed in params["seeds"]}
+    assert expected == {stage.addressing for stage in weighted}
+    assert after_weights == expected, f"no edge from weights to {sorted(expected - after_weights)}"
 
 
 def _snapshot(project: Path) -> dict[str, bytes]:
