@@ -19,10 +19,6 @@ import yaml
 from conftest import ROOT
 from uxkit import Repo, baseline
 
-# The human-judgement data sets are absent in the tiny run, so the stage writes its `skipped` form:
-# every declared output still, so nothing here is an exception. Keep this empty unless a stage must skip.
-PARTIAL_IN_TINY: dict[str, str] = {}
-
 
 def declared_outs(repo: Path) -> dict[str, tuple[str, set[str], set[str]]]:
     """Stage instance -> (its resolved cmd, its outs/metrics/plots, those without ``persist: true``)."""
@@ -62,7 +58,9 @@ def test_each_stage_declares_exactly_what_it_writes(tmp_path_factory: pytest.Tem
             continue
         if wrote[cmd] - outs:
             problems.append(f"{name} writes {sorted(wrote[cmd] - outs)} but dvc.yaml does not declare them")
-        if outs - wrote[cmd] and name not in PARTIAL_IN_TINY:
+        # Every declared output, every run (human_judgement's `skipped` form too): with `persist: true`
+        # nothing else would replace a stale one.
+        if outs - wrote[cmd]:
             problems.append(f"{name} declares {sorted(outs - wrote[cmd])} but did not write them")
         if volatile:
             problems.append(f"{name}: {sorted(volatile)} lack `persist: true` (DVC would delete them before a run)")
