@@ -39,6 +39,8 @@ UPSAMPLERS: tuple[str, ...] = ("pixelshuffle", "icnr", "resize_conv")
 
 SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
 """Ways of choosing k feature maps by VFSS: highest, lowest, or at random."""
+SELECTION_COLOURS: dict[str, str] = {"topk": "tab:green", "bottomk": "tab:red", "randomk": "tab:grey"}
+"""The matplotlib colour of each selection, the same in every experiment's figures."""
 
 DISTANCES: tuple[str, ...] = tuple(DISTANCE_RECORDS)
 """Image distances the psychophysical and human-judgement experiments compare (LPIPS-Alex and DISTS are

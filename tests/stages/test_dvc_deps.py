@@ -166,6 +166,38 @@ def test_deps_cover_imports(name: str) -> None:
         pytest.fail("\n".join(problems), pytrace=False)
 
 
+PIPELINE = "src/psychovis/pipeline"
+
+
+@pytest.mark.parametrize("name", list(STAGES), ids=list(STAGES))
+def test_deps_name_exactly_the_pipeline_modules_imported(name: str) -> None:
+    """`pipeline/` is listed file by file, and no source file is listed that the stage does not load.
+
+    So editing a pipeline module (e.g. the dev tool ``offline_plots.py``) reruns only the stages that import it.
+    """
+    stage = STAGES[name]
+    match = SCRIPT.search(str(stage.get("cmd") or ""))
+    if match is None:
+        pytest.skip(f"stage {name} runs no stages/*.py script")
+    closure = import_closure(ROOT, match.group(1))
+    deps = _stage_deps(stage)
+    problems = []
+    if any(dep.rstrip("/") == PIPELINE for dep in deps):
+        problems.append(f"stage {name} depends on the whole {PIPELINE} folder; list the modules it imports")
+    listed = {dep for dep in deps if dep.startswith(PIPELINE + "/")}
+    imported = {path for path in closure if path.startswith(PIPELINE + "/")}
+    if listed != imported:
+        problems.append(
+            f"stage {name}: {PIPELINE} deps should be {sorted(imported)}; "
+            f"extra {sorted(listed - imported)}, missing {sorted(imported - listed)}"
+        )
+    stale = sorted(dep for dep in deps if dep.startswith("src/") and dep.endswith(".py") and dep not in closure)
+    if stale:
+        problems.append(f"stage {name} lists {stale}, which it does not import")
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
 def test_checker_on_a_tiny_tree(tmp_path: Path) -> None:
     """The closure follows submodules, parent __init__ files and nested imports; uncovered files are reported."""
     files = {

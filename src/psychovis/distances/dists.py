@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import math
 import sys
 from pathlib import Path
 
@@ -27,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from psychovis.backbones import IMAGENET_MEAN, IMAGENET_STD, build_features
-from psychovis.distances.inputs import RANGE_TOLERANCE, check_image_batches
-from psychovis.errors import ParamsError, WeightsError
+from psychovis.distances.inputs import check_metric_inputs
+from psychovis.errors import WeightsError
 
 DISTS_PACKAGE = "dists-pytorch==0.1"
 DISTS_DISTRIBUTION = "DISTS_pytorch"
@@ -201,26 +200,11 @@ class DISTS(nn.Module):
         return super().train(False)
 
     def _check_inputs(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        check_image_batches(x, y, names=("DISTS input x", "DISTS input y"))
-        if x.shape[0] == 0:
-            raise ParamsError("DISTS inputs are an empty batch")
         # Four stride-2 poolings: relu5_3 must keep at least one pixel per side (any side >= 1
         # works arithmetically, but its variance needs more than one pixel to mean anything).
-        if min(x.shape[2:]) < 16:
-            raise ParamsError(f"DISTS needs images of at least 16x16 pixels, got {x.shape[2]}x{x.shape[3]}")
-        device = self.alpha.device
-        if x.device != device or y.device != device:
-            raise ParamsError(f"DISTS inputs are on {x.device}/{y.device} but the metric is on {device}; use .to()")
-        with torch.no_grad():
-            for name, tensor in (("x", x), ("y", y)):
-                low, high = float(tensor.min()), float(tensor.max())
-                if not (math.isfinite(low) and math.isfinite(high)):
-                    raise ParamsError(f"DISTS input {name} contains NaN or infinite values")
-                if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
-                    raise ParamsError(
-                        f"DISTS input {name} values span [{low:.4g}, {high:.4g}], expected [0, 1]; "
-                        "rescale [0, 255] data by 1/255 or [-1, 1] data by (x + 1) / 2"
-                    )
+        check_metric_inputs(
+            "DISTS", x, y, self.alpha.device, 16, "; rescale [0, 255] data by 1/255 or [-1, 1] data by (x + 1) / 2"
+        )
 
     def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The six compared stages of a batch: the input, then relu1_2 .. relu5_3 of the L2-pooled VGG-16.

@@ -89,6 +89,41 @@ def check_image_batches(
         )
 
 
+def check_metric_inputs(
+    metric: str, x: object, y: object, device: torch.device, min_size: int, range_hint: str
+) -> None:
+    """The input checks of an image metric on [0, 1] images (LPIPS, DISTS): one ``ValueError`` naming the fix.
+
+    Args:
+        metric: how messages call the metric (e.g. ``"LPIPS (vgg16)"``); its first word names the inputs.
+        x: the first batch.
+        y: the second batch.
+        device: where the metric's weights are.
+        min_size: the smallest height and width the metric accepts.
+        range_hint: how to bring other ranges to [0, 1] (appended to the range error).
+
+    Raises:
+        ParamsError: (a ``ValueError``) type, shape, dtype, empty batch, size, device, NaN or range.
+    """
+    name = metric.split()[0]
+    check_image_batches(x, y, names=(f"{name} input x", f"{name} input y"))
+    assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+    if min(x.shape[2:]) < min_size:
+        raise ParamsError(
+            f"{metric} needs images of at least {min_size}x{min_size} pixels, got {x.shape[2]}x{x.shape[3]}"
+        )
+    if x.device != device or y.device != device:
+        raise ParamsError(f"{name} inputs are on {x.device}/{y.device} but the metric is on {device}; use .to()")
+    with torch.no_grad():
+        # One host sync for both batches: min and max of each, NaN and inf included.
+        stats = torch.stack([torch.stack(t.detach().aminmax()).float() for t in (x, y)]).tolist()
+    for label, (low, high) in zip(("x", "y"), stats, strict=True):
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ParamsError(f"{name} input {label} contains NaN or infinite values")
+        if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
+            raise ParamsError(f"{name} input {label} values span [{low:.4g}, {high:.4g}], expected [0, 1]{range_hint}")
+
+
 def validate_images(
     prediction: torch.Tensor,
     target: torch.Tensor,

@@ -12,13 +12,11 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from psychovis.backbones import FeatureExtractor, backbone_spec, lpips_heads
-from psychovis.distances.inputs import RANGE_TOLERANCE, check_image_batches
+from psychovis.distances.inputs import check_metric_inputs
 from psychovis.errors import ParamsError
 
 LPIPS_EPS = 1e-10
@@ -87,27 +85,14 @@ class LPIPS(nn.Module):
         return super().train(False)
 
     def _check_inputs(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        check_image_batches(x, y, names=("LPIPS input x", "LPIPS input y"))
-        if x.shape[0] == 0:
-            raise ParamsError("LPIPS inputs are an empty batch")
-        if min(x.shape[2:]) < self.min_size:
-            raise ParamsError(
-                f"LPIPS ({self.backbone}) needs images of at least {self.min_size}x{self.min_size} pixels, "
-                f"got {x.shape[2]}x{x.shape[3]}"
-            )
-        device = self.head0.device
-        if x.device != device or y.device != device:
-            raise ParamsError(f"LPIPS inputs are on {x.device}/{y.device} but the metric is on {device}; use .to()")
-        with torch.no_grad():
-            for name, tensor in (("x", x), ("y", y)):
-                low, high = float(tensor.min()), float(tensor.max())
-                if not (math.isfinite(low) and math.isfinite(high)):
-                    raise ParamsError(f"LPIPS input {name} contains NaN or infinite values")
-                if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
-                    raise ParamsError(
-                        f"LPIPS input {name} values span [{low:.4g}, {high:.4g}], expected [0, 1] "
-                        "(this LPIPS takes [0, 1], not the lpips package's [-1, 1]: pass (x + 1) / 2)"
-                    )
+        check_metric_inputs(
+            f"LPIPS ({self.backbone})",
+            x,
+            y,
+            self.head0.device,
+            self.min_size,
+            " (this LPIPS takes [0, 1], not the lpips package's [-1, 1]: pass (x + 1) / 2)",
+        )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """LPIPS distance between two image batches.

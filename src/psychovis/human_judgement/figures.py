@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-SELECTION_COLOURS = {"topk": "tab:green", "bottomk": "tab:red", "randomk": "tab:grey"}
+from psychovis.names import SELECTION_COLOURS
+
 METRIC_LABELS = {
     "srcc": "SRCC (-corr(distance, MOS))",
     "krcc": "KRCC (-corr(distance, MOS))",

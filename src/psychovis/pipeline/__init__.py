@@ -6,4 +6,5 @@
 - :mod:`~psychovis.pipeline.inputs`: where upstream outputs live, and their loaders
   (:mod:`~psychovis.pipeline.distance_inputs`: the distances the experiment stages build from them).
 - :mod:`~psychovis.pipeline.offline_plots`: the offline ``dvc plots`` page template.
+- :mod:`~psychovis.pipeline.shipped_weights`: refreshes the weights shipped in the package from a run.
 """

@@ -4,8 +4,10 @@ DVC reruns a stage when a params key it lists changes, so each stage lists exact
 (``train.perceptual_weight``, not all of ``train``). To check a listing, run the stage with
 ``PSYCHOVIS_PARAMS_TRACE=<folder>`` set: :func:`traced` hands the stage sections that record every
 key looked up (``p["top_k"]`` or ``p.get("top_k")``), and on exit the stage writes
-``<folder>/<stage>-<pid>.json``: ``{"stage", "argv", "read": ["weights.top_k", ...]}``.
-``tests/stages/test_params_deps.py`` compares those files with dvc.yaml.
+``<folder>/<stage>-<pid>.json``: ``{"stage", "argv", "read": ["weights.top_k", ...], "wrote": [...]}``,
+``wrote`` being the outputs the stage's transaction replaced (paths relative to the stage's folder;
+see :func:`note_written`). ``tests/stages/test_params_deps.py`` and ``test_dvc_outs.py`` compare
+those files with dvc.yaml's params and outs.
 
 Without the variable nothing changes: the stage gets its plain dicts.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "PSYCHOVIS_PARAMS_TRACE"
+_WROTE: list[str] = []
 
 
 class TracedSection(dict):
@@ -63,11 +66,18 @@ def traced(stage: str, params: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     return {section: TracedSection(section, values, read) for section, values in params.items()}
 
 
+def note_written(paths: list[Path], root: Path) -> None:
+    """Record the outputs a stage wrote (its transaction's, at success) for the trace file, if tracing."""
+    if os.environ.get(ENV, ""):
+        _WROTE.extend(os.path.relpath(path, root).replace(os.sep, "/") for path in paths)
+
+
 def _write(folder: Path, stage: str, argv: list[str], read: set[str]) -> None:
     from psychovis.io import write_json  # at exit only: keeps this module import-light
 
     folder.mkdir(parents=True, exist_ok=True)
-    write_json({"stage": stage, "argv": argv, "read": sorted(read)}, folder / f"{stage}-{os.getpid()}.json")
+    trace = {"stage": stage, "argv": argv, "read": sorted(read), "wrote": sorted(set(_WROTE))}
+    write_json(trace, folder / f"{stage}-{os.getpid()}.json")
 
 
 def read_traces(folder: str | Path) -> dict[str, set[str]]:

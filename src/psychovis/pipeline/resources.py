@@ -156,20 +156,6 @@ def activation_plan(body: nn.Sequential, size: int) -> tuple[int, int]:
     return peak, side
 
 
-def min_input_size(body: nn.Sequential, largest: int = 4096) -> int:
-    """The smallest square input ``body`` can process (binary search over sizes)."""
-    low, high = 1, largest
-    while low < high:
-        middle = (low + high) // 2
-        try:
-            activation_plan(body, middle)
-        except ParamsError:
-            low = middle + 1
-        else:
-            high = middle
-    return low
-
-
 def check_probe(
     extractor: FeatureExtractor,
     size: int,
@@ -199,7 +185,7 @@ def check_probe(
     try:
         peak_floats, _ = activation_plan(extractor.body, size)
     except ParamsError:
-        minimum = min_input_size(extractor.body)
+        minimum = extractor.min_size
         raise ParamsError(
             f"{size_key} = {size} px is too small for the backbone up to its deepest requested layer "
             f"(its pooling leaves nothing); raise {size_key} to at least {minimum} or probe shallower layers"

@@ -291,8 +291,9 @@ def run_stage(
         tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
         # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the
         # one line says what went wrong; --debug shows everything as it happens).
-        with warnings.catch_warnings(record=not debug) as held, io.stage_transaction():
+        with warnings.catch_warnings(record=not debug) as held, io.stage_transaction() as transaction:
             main(StageContext(stage, validated, args, Path.cwd()))
+            params_trace.note_written(transaction.written, Path.cwd())
         for warning in held or ():
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except KeyboardInterrupt:

@@ -53,13 +53,13 @@ The protocol, with its choices (each a parameter):
 
 All VGG-based distances (plain, VFSS-weighted, top-k/bottom-k/random-k selections, and LPIPS) are
 computed from one shared forward pass (:mod:`psychovis.distances.engine`): per-map squared
-feature differences are kept, and every weighting is a matrix product of them. That is what makes the map-subset curve
-(:func:`~psychovis.psychophysics.subsets.subset_curve`) nearly free.
+feature differences are kept, and every weighting is a matrix product of them. That is what makes the
+random-subset null (:func:`~psychovis.psychophysics.robustness.robustness_table`) nearly free.
 
 Modules, in the order of the experiment: ``stimuli`` (gratings and backgrounds), ``grid`` (every
-distance on every stimulus), ``thresholds`` (thresholds, CSF scores, masking), ``subsets`` (the
-map-subset curve), ``robustness`` (the random-subset null, the criterion sweep, Nyquist-safe
-scores, every human CSF, the gain-normalised control), ``summary`` (the metrics file) and ``figures``.
+distance on every stimulus), ``thresholds`` (thresholds, CSF scores, masking), ``robustness`` (the
+random-subset null, the criterion sweep, Nyquist-safe scores, every human CSF, the gain-normalised
+control), ``summary`` (the metrics file) and ``figures``.
 
 References:
     T. Tariq, M. Kim et al., "A Psychovisual Analysis on Deep CNN Features for Perceptual Metrics
@@ -81,7 +81,6 @@ from psychovis.psychophysics.robustness import (
     selection_thresholds,
 )
 from psychovis.psychophysics.stimuli import StimulusSpec, example_stimulus, make_backgrounds, render_stimuli
-from psychovis.psychophysics.subsets import subset_curve, subset_summary
 from psychovis.psychophysics.summary import headline_metrics, summary_metrics
 from psychovis.psychophysics.thresholds import (
     find_thresholds,
@@ -109,8 +108,6 @@ __all__ = [
     "score_thresholds",
     "selection_thresholds",
     "sensitivity_scores",
-    "subset_curve",
-    "subset_summary",
     "summary_metrics",
     "thresholds_frame",
 ]

@@ -13,9 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from psychovis.csf import contrast_sensitivity
+from psychovis.names import SELECTION_COLOURS
 from psychovis.psychophysics.robustness import select_condition
-
-SELECTION_COLOURS = {"topk": "tab:green", "bottomk": "tab:red", "randomk": "tab:grey"}
 
 
 def csf_overlay(

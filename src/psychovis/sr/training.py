@@ -208,7 +208,7 @@ RESUME_KEYS = ("model", "optimizer", "scheduler", "generator", "curve", "step", 
 _FINGERPRINT_NAMES = {
     "images": "image set (train.image_dir, train.test_images or the files in it)",
     "weights": "feature-weights file",
-    "warm_start": "warm start (data/models/pretrain.pt)",
+    "warm_start": "warm start checkpoint",
     "params": "training params",
 }
 

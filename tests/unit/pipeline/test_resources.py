@@ -4,6 +4,7 @@ import pytest
 import torchvision
 from torch import nn
 
+from psychovis.backbones import min_input_size
 from psychovis.errors import ParamsError
 from psychovis.pipeline import resources
 
@@ -13,6 +14,7 @@ class _Extractor:
 
     def __init__(self, body: nn.Sequential, channels: dict[str, int]) -> None:
         self.body, self.channels = body, channels
+        self.min_size = min_input_size(body)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_probe_estimate_names_the_batch_size(vgg16):
 
 
 def test_a_stimulus_too_small_for_the_backbone_says_the_minimum(alexnet):
-    minimum = resources.min_input_size(alexnet.body)
+    minimum = alexnet.min_size
     assert minimum == 63  # conv 11/4, three 3/2 max-pools: the smallest input that leaves 1x1
     resources.activation_plan(alexnet.body, minimum)
     with pytest.raises(ParamsError, match=r"atlas\.size = 32 px is too small .* at least 63"):

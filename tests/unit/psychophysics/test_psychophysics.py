@@ -165,26 +165,6 @@ def test_shared_forward_pass_equals_calling_each_distance() -> None:
         assert shared.criterion[name] == pytest.approx(called.criterion[name], rel=2e-4)
 
 
-def test_subset_curve_rows_and_all_maps_consistency(vgg_grid: pp.DistanceGrid) -> None:
-    subsets = pp.subset_curve(vgg_grid, fake_scores(), ks=(8, MAPS), seeds=2)
-    assert list(subsets.columns) == ["k", "selection", "seed", "log_correlation", "peak_frequency_cpd", "falloff_slope"]
-    assert len(subsets) == 2 * (2 + 2)
-    assert subsets.loc[subsets["selection"] != "randomk", "seed"].isna().all()
-    assert sorted(subsets.loc[subsets["selection"] == "randomk", "seed"].unique()) == [0, 1]
-    # Keeping every map is the plain VGG distance, whatever the selection.
-    vgg = pp.score_thresholds(pp.thresholds_frame(vgg_grid))
-    expected = vgg.set_index(["distance", "background"]).loc[("vgg", "grey"), "log_correlation"]
-    np.testing.assert_allclose(subsets.loc[subsets["k"] == MAPS, "log_correlation"], expected, rtol=1e-9)
-    # Top-k from the map errors equals the top-k PsychovisualLoss evaluated in the grid.
-    top = vgg.set_index(["distance", "background"]).loc[("topk", "grey"), "log_correlation"]
-    subsets32 = pp.subset_curve(vgg_grid, fake_scores(), ks=(32,), seeds=1)
-    assert subsets32.loc[subsets32["selection"] == "topk", "log_correlation"].item() == pytest.approx(top, rel=1e-9)
-    summary = pp.subset_summary(subsets)
-    assert summary.set_index(["k", "selection"]).loc[(8, "randomk"), "count"] == 2
-    with pytest.raises(ValueError, match="not in the grid"):
-        pp.subset_curve(vgg_grid, fake_scores(), background="natural")
-
-
 def test_thresholds_frame_is_tidy(vgg_grid: pp.DistanceGrid) -> None:
     thresholds = pp.thresholds_frame(vgg_grid)
     assert len(thresholds) == 3 * 2 * 3  # distances x backgrounds x frequencies

@@ -1,0 +1,128 @@
+"""dvc.yaml declares exactly the files each stage writes, and a failing stage under `dvc repro` loses nothing.
+
+What a stage wrote comes from its own transaction (:func:`psychovis.io.stage_transaction` sees every
+:func:`psychovis.io.atomic_path` write): with ``PSYCHOVIS_PARAMS_TRACE`` set, each stage run lists
+them in its trace file (``wrote``). The tiny repo's ``dvc repro`` (uxkit's baseline, shared with the
+params tests) is traced, so this costs no extra run. The declared side is DVC's own resolution of
+dvc.yaml (matrix instances and ``${...}`` interpolated).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from uxkit import Repo, baseline
+
+
+def declared_outs(repo: Path) -> dict[str, tuple[str, set[str], set[str]]]:
+    """Stage instance -> (its resolved cmd, its outs/metrics/plots, those without ``persist: true``)."""
+    from dvc.repo import Repo as DvcRepo
+
+    found = {}
+    with DvcRepo(str(repo)) as dvc:
+        for stage in dvc.index.stages:
+            if not getattr(stage, "cmd", None):
+                continue
+            outs = {out.def_path for out in stage.outs}
+            volatile = {out.def_path for out in stage.outs if not out.persist}
+            found[stage.addressing] = (stage.cmd, outs, volatile)
+    return found
+
+
+def written_by_cmd(traces: Path) -> dict[str, set[str]]:
+    """Resolved command line -> the outputs its traced runs wrote."""
+    wrote: dict[str, set[str]] = {}
+    for path in sorted(traces.glob("*.json")):
+        trace = json.loads(path.read_text())
+        cmd = " ".join(["python", f"stages/{trace['stage']}.py", *trace["argv"]])
+        wrote.setdefault(cmd, set()).update(trace.get("wrote", []))
+    return wrote
+
+
+@pytest.mark.e2e
+def test_each_stage_declares_exactly_what_it_writes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    repo = baseline(tmp_path_factory)
+    declared = declared_outs(repo.path)
+    wrote = written_by_cmd(repo.traces)
+    assert declared and wrote
+    problems = []
+    for name, (cmd, outs, volatile) in sorted(declared.items()):
+        if cmd not in wrote:
+            problems.append(f"{name}: no traced run of `{cmd}`")
+            continue
+        if wrote[cmd] - outs:
+            problems.append(f"{name} writes {sorted(wrote[cmd] - outs)} but dvc.yaml does not declare them")
+        # Every declared output, every run (human_judgement's `skipped` form too): with `persist: true`
+        # nothing else would replace a stale one.
+        if outs - wrote[cmd]:
+            problems.append(f"{name} declares {sorted(outs - wrote[cmd])} but did not write them")
+        if volatile:
+            problems.append(f"{name}: {sorted(volatile)} lack `persist: true` (DVC would delete them before a run)")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_stage_output_is_committed_outside_dvc() -> None:
+    """A stage output in git must be a `cache: false` output (DVC's way); cached ones live in DVC's cache."""
+    from dvc.repo import Repo as DvcRepo
+
+    with DvcRepo(str(ROOT)) as dvc:
+        cached = sorted(out.def_path for stage in dvc.index.stages for out in stage.outs if out.use_cache)
+    tracked = set(subprocess.run(["git", "ls-files", *cached], cwd=ROOT, capture_output=True, text=True).stdout.split())
+    assert not tracked, f"cached stage outputs committed to git: {sorted(tracked)}; `git rm --cached` them"
+
+
+def test_every_weighted_fine_tune_runs_after_weights() -> None:
+    """`dvc dag` has `weights -> train_weighted@<loss>-<seed>` for every weighted loss and seed."""
+    from dvc.repo import Repo as DvcRepo
+
+    with DvcRepo(str(ROOT)) as dvc:
+        graph = dvc.index.graph
+        weighted = [stage for stage in graph if stage.addressing.startswith("train_weighted@")]
+        # networkx edges point from a stage to the stages it depends on
+        after_weights = {
+            stage.addressing for stage in weighted if any(up.addressing == "weights" for up in graph.successors(stage))
+        }
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    expected = {f"train_weighted@{loss}-{seed}" for loss in params["weighted_losses"] for seed in params["seeds"]}
+    assert expected == {stage.addressing for stage in weighted}
+    assert after_weights == expected, f"no edge from weights to {sorted(expected - after_weights)}"
+
+
+def _snapshot(project: Path) -> dict[str, bytes]:
+    """Every output-like file: data/, metrics/, docs/, README.md (relative path -> bytes)."""
+    files = {}
+    for top in ("data", "metrics", "docs", "README.md", "dvc.lock"):
+        root = project / top
+        paths = [root] if root.is_file() else sorted(root.rglob("*")) if root.exists() else []
+        for path in paths:
+            if path.is_file():
+                files[path.relative_to(project).as_posix()] = path.read_bytes()
+    return files
+
+
+@pytest.mark.e2e
+def test_a_failing_stage_under_dvc_repro_keeps_every_output(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """issue 22: `dvc repro -f -s report` with MLflow unreachable used to delete docs/results.md for good."""
+    built = baseline(tmp_path_factory)
+    copy = tmp_path_factory.mktemp("persist") / "project"
+    shutil.copytree(built.path, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    repo = Repo(copy, {**built.env, "PYTHONPATH": str(copy / "src")}, built.traces)
+    before = _snapshot(copy)
+    # report: only uncached outputs; tuning: cached and uncached outs, metrics and plots.
+    for stage in ("report", "tuning"):
+        result = repo.run("dvc", "repro", "-f", "-s", stage, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+        assert result.returncode != 0, f"{stage} did not fail:\n{result.stdout[-2000:]}"
+        assert "127.0.0.1:9" in result.stderr, result.stderr[-2000:]
+        after = _snapshot(copy)
+        lost = sorted(set(before) - set(after))
+        changed = sorted(path for path in set(before) & set(after) if before[path] != after[path])
+        assert not lost and not changed, f"{stage}: lost {lost}, changed {changed}"
+        assert not sorted(set(after) - set(before)), f"{stage} left new files: {sorted(set(after) - set(before))}"
+    status = repo.check("dvc", "status", "--json")
+    assert json.loads(status) == {}, status
