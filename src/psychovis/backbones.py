@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from psychovis.errors import ParamsError, WeightsError
+from psychovis.errors import ParamsError, WeightsError, quote
 from psychovis.names import BACKBONES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -141,7 +141,7 @@ BACKBONE_SPECS: dict[str, BackboneSpec] = {
 def backbone_spec(name: str, key: str = "backbone") -> BackboneSpec:
     """Look up a backbone by name, with an error that lists the supported ones."""
     if name not in BACKBONE_SPECS:
-        raise ParamsError(f"{key} must be one of {sorted(BACKBONES)}, got {name!r}")
+        raise ParamsError(f"{key} must be one of {sorted(BACKBONES)}, got {quote(name)}")
     return BACKBONE_SPECS[name]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.io import json_number
 from psychovis.validation import integer_at_least
 
@@ -220,9 +220,9 @@ def paired_differences(
     """
     resamples = integer_at_least("resamples", resamples, 1)
     if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
-        raise ParamsError(f"level must be a number in (0, 1), got {level!r}")
+        raise ParamsError(f"level must be a number in (0, 1), got {quote(level)}")
     if cluster is not None and cluster not in PAIR_KEYS:
-        raise ParamsError(f"cluster must be None or one of {list(PAIR_KEYS)}, got {cluster!r}")
+        raise ParamsError(f"cluster must be None or one of {list(PAIR_KEYS)}, got {quote(cluster)}")
     missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
     if missing:
         raise ParamsError(f"scores lack column(s) {missing}; expected {list(SCORE_COLUMNS)}")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from psychovis.csf import contrast_sensitivity
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import SELECTIONS, VFSS_NORMALISATIONS
 from psychovis.validation import integer_at_least
 
@@ -88,7 +88,7 @@ def map_scores(
         ParamsError: an unknown ``normalise``.
     """
     if normalise not in VFSS_NORMALISATIONS:
-        raise ParamsError(f"vfss.normalise must be one of {list(VFSS_NORMALISATIONS)}, got {normalise!r}")
+        raise ParamsError(f"vfss.normalise must be one of {list(VFSS_NORMALISATIONS)}, got {quote(normalise)}")
     scores = vfss_scores(responses, frequency_cpd, csf)
     if normalise == "mean_response":
         scores = normalised_vfss(scores, np.asarray(responses, dtype=np.float64).mean(axis=1))
@@ -153,7 +153,7 @@ def selection_mask(scores: np.ndarray, selection: str, k: int, seed: int = 0, ke
     if scores.ndim != 1 or scores.size == 0 or not np.isfinite(scores).all():
         raise ParamsError(f"VFSS scores must be a non-empty finite vector, got shape {scores.shape}")
     if selection not in SELECTIONS:
-        raise ParamsError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
+        raise ParamsError(f"selection must be one of {list(SELECTIONS)}, got {quote(selection)}")
     k = integer_at_least(key, k, 1, scores.size)
     if selection == "topk":
         chosen = np.argsort(-scores, kind="stable")[:k]

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 
 RANGE_TOLERANCE = 1e-3
 """How far outside [0, 1] an input of a metric may stray (float rounding of a clamped network output)."""
@@ -32,7 +32,7 @@ def range_mode(check_range: bool | str, default: str = "warn") -> str:
         return "off"
     if check_range in RANGE_MODES:
         return str(check_range)
-    raise ParamsError(f"check_range must be True, False, 'warn' or 'strict', got {check_range!r}")
+    raise ParamsError(f"check_range must be True, False, 'warn' or 'strict', got {quote(check_range)}")
 
 
 def check_data_range(data_range: object) -> tuple[float, float]:
@@ -44,11 +44,11 @@ def check_data_range(data_range: object) -> tuple[float, float]:
     try:
         low, high = (float(value) for value in data_range)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ParamsError(f"data_range must be a pair (low, high) of numbers, got {data_range!r}") from None
+        raise ParamsError(f"data_range must be a pair (low, high) of numbers, got {quote(data_range)}") from None
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ParamsError(f"data_range must be finite, got {data_range!r}; e.g. (0, 1) or (0, 255)")
+        raise ParamsError(f"data_range must be finite, got {quote(data_range)}; e.g. (0, 1) or (0, 255)")
     if not high > low:
-        raise ParamsError(f"data_range must be (low, high) with high > low, got {data_range!r}")
+        raise ParamsError(f"data_range must be (low, high) with high > low, got {quote(data_range)}")
     return low, high
 
 

@@ -33,7 +33,7 @@ from psychovis.backbones import FeatureExtractor, backbone_spec, resolve_layers
 from psychovis.distances.engine import map_errors
 from psychovis.distances.inputs import check_data_range, range_mode, validate_images
 from psychovis.distances.pretrained import pretrained_path
-from psychovis.errors import InvalidWeightsError, ParamsError
+from psychovis.errors import InvalidWeightsError, ParamsError, quote
 from psychovis.feature_weights import FeatureWeights, read_weights_bytes
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -92,7 +92,7 @@ class PsychovisualLoss(nn.Module):
     ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+            raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {quote(reduction)}")
         self.data_range = check_data_range(data_range)
         self.range_mode = range_mode(check_range, default="warn")
         if isinstance(weights, str | Path):
@@ -223,7 +223,7 @@ def psychovisual_loss(
         The loss, reduced as asked, in the prediction's dtype.
     """
     if reduction not in REDUCTIONS:
-        raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {quote(reduction)}")
     low, high = check_data_range(data_range)
     content = None if weights is None else read_weights_bytes(weights)
     module = _cached_loss(

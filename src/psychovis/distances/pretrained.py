@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 
 PRETRAINED = ("vfss", "topk", "vfss_normalised", "lpips_weighted")
 """The shipped schemes (see the `weights` stage)."""
@@ -36,7 +36,7 @@ def pretrained_path(name: str) -> Path:
         ParamsError: an unknown name (the message lists the shipped ones).
     """
     if name not in PRETRAINED:
-        raise ParamsError(f"pretrained weights must be one of {list(PRETRAINED)}, got {name!r}")
+        raise ParamsError(f"pretrained weights must be one of {list(PRETRAINED)}, got {quote(name)}")
     return FOLDER / f"{name}.safetensors"
 
 

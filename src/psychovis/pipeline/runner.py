@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psychovis import io
-from psychovis.errors import ParamsError, PsychovisError
+from psychovis.errors import ParamsError, PsychovisError, quote
 from psychovis.names import BACKBONES, DEVICES
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ParamsError("base.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     if device not in DEVICES:
-        raise ParamsError(f"base.device must be one of {list(DEVICES)}, got {device!r}")
+        raise ParamsError(f"base.device must be one of {list(DEVICES)}, got {quote(device)}")
     return torch.device(device)
 
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from psychovis.distances.loss import PsychovisualLoss
-from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError
+from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError, quote
 from psychovis.io import atomic_path
 from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
 from psychovis.progress import Progress
@@ -79,9 +79,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ParamsError(f"train loss must be one of {list(LOSSES)}, got {self.loss!r}")
+            raise ParamsError(f"train loss must be one of {list(LOSSES)}, got {quote(self.loss)}")
         if self.upsampler not in UPSAMPLERS:
-            raise ParamsError(f"train.upsampler must be one of {list(UPSAMPLERS)}, got {self.upsampler!r}")
+            raise ParamsError(f"train.upsampler must be one of {list(UPSAMPLERS)}, got {quote(self.upsampler)}")
         if self.crop_size % self.scale:
             raise ParamsError(f"train.crop_size ({self.crop_size}) must be a multiple of train.scale ({self.scale})")
 
