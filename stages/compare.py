@@ -6,6 +6,10 @@ share of pairs won make one row per method, baseline and judge, with a verdict: 
 or no detectable difference.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 from collections.abc import Mapping
 from typing import Any
 

@@ -7,6 +7,10 @@ present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copie
 recipe sweeps under ``docs/tuning/``; a test renders the same files again and checks both pages match.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import json
 import re
 from pathlib import Path
