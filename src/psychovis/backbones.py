@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from psychovis.errors import ParamsError, WeightsError, quote
-from psychovis.names import BACKBONES
+from psychovis.names import BACKBONES, LAYER_MAPS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -113,11 +113,7 @@ _VGG16 = dict(
         "relu4_1": 18, "relu4_2": 20, "relu4_3": 22,
         "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
     },
-    channels={
-        "relu1_1": 64, "relu1_2": 64, "relu2_1": 128, "relu2_2": 128,
-        "relu3_1": 256, "relu3_2": 256, "relu3_3": 256,
-        "relu4_1": 512, "relu4_2": 512, "relu4_3": 512, "relu5_1": 512, "relu5_2": 512, "relu5_3": 512,
-    },
+    channels=LAYER_MAPS["vgg16"],
     lpips_layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
 )  # fmt: skip
 
@@ -132,7 +128,7 @@ BACKBONE_SPECS: dict[str, BackboneSpec] = {
         network_key="AlexNet_0",
         conv_indices=(0, 3, 6, 8, 10),
         layers={"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11},
-        channels={"relu1": 64, "relu2": 192, "relu3": 384, "relu4": 256, "relu5": 256},
+        channels=LAYER_MAPS["alexnet"],
         lpips_layers=("relu1", "relu2", "relu3", "relu4", "relu5"),
     ),
 }

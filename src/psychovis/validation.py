@@ -144,3 +144,24 @@ def integers_at_least(key: str, values: Sequence[Any], minimum: int = 1) -> list
     if any(isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum for v in values):
         raise ParamsError(f"{key} must be integers >= {minimum}, got {quote(list(values))}")
     return [int(v) for v in values]
+
+
+MAX_PROCESSES = 64
+"""The most training processes (torchrun ranks) a training stage launches on one machine."""
+
+
+def check_processes(batch_size: int, processes: Any, key: str = "train.processes") -> int:
+    """``processes`` if it is an integer in ``[1, MAX_PROCESSES]`` that divides ``batch_size``.
+
+    Checked where the value is read (params load, ``--processes``), before any rank is launched.
+
+    Raises:
+        ParamsError: naming ``key``, the batch size and what to use.
+    """
+    processes = integer_at_least(key, processes, 1, MAX_PROCESSES)
+    if batch_size % processes:
+        raise ParamsError(
+            f"train.batch_size ({batch_size}) must be a multiple of {key} ({processes}): "
+            "every process takes an equal share of the global batch"
+        )
+    return processes

@@ -102,16 +102,26 @@ def ranking_agreement(reference: np.ndarray, other: np.ndarray, layers: np.ndarr
         reference: scores ``(maps,)`` of every map of every layer.
         other: another scoring of the same maps.
         layers: the layer of each map.
-        top_k: size of the top sets compared (``min(top_k, maps)`` per layer).
+        top_k: size of the top sets compared; at most the map count of the smallest layer.
 
     Returns:
         ``layer, maps, spearman, top_k_overlap`` (the share of the reference's top-k that the
         other scoring also puts in its top-k).
+
+    Raises:
+        ParamsError: ``top_k`` is above a layer's map count (every overlap would be 1.0 whatever the scores).
     """
     frame = pd.DataFrame({"layer": layers, "reference": reference, "other": other})
+    counts = frame.groupby("layer", sort=False).size()
+    if len(counts) and int(top_k) > int(counts.min()):
+        raise ParamsError(
+            f"vfss.sensitivity_top_k ({top_k}) is above the {int(counts.min())} maps of layer {counts.idxmin()}: "
+            f"its top-k overlap would be 1.0 whatever the scores; use at most {int(counts.min())} "
+            "or leave that layer out of features.layers"
+        )
     rows = []
     for layer, group in frame.groupby("layer", sort=False):
-        k = min(int(top_k), len(group))
+        k = int(top_k)
         top = set(np.argsort(-group["reference"].to_numpy(), kind="stable")[:k])
         top_other = set(np.argsort(-group["other"].to_numpy(), kind="stable")[:k])
         rows.append(

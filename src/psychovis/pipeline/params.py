@@ -38,7 +38,18 @@ from psychovis.names import (
     WEIGHTED_LOSSES,
     WINDOWS,
 )
-from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Validator
+from psychovis.validation import (
+    MAX_PROCESSES,
+    Choice,
+    LayerList,
+    ListOf,
+    Nullable,
+    Number,
+    Pair,
+    Text,
+    Validator,
+    check_processes,
+)
 
 SCHEMA: dict[str, dict[str, Validator]] = {
     "images": {  # safety limits of every stage that decodes images; not part of any result
@@ -103,7 +114,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "image_dir": Nullable(Text()),
         "test_images": Number(1, 1000, integer=True),
         "log_every": Number(1, 1_000_000, integer=True),
-        "processes": Number(1, 1024, integer=True),  # torchrun ranks of the training stages
+        "processes": Number(1, MAX_PROCESSES, integer=True),  # torchrun ranks of the training stages
         "channels_last": Choice((False, True)),
         "autocast": Choice((False, True)),
     },
@@ -239,12 +250,38 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
     stimuli = validated.get("stimuli")
     if stimuli and stimuli["frequency_stop_cpd"] <= stimuli["frequency_start_cpd"]:
         raise ParamsError("params.yaml: stimuli.frequency_stop_cpd must be greater than stimuli.frequency_start_cpd")
+    _check_combinations(validated)
     psychophysics = validated.get("psychophysics")
     if psychophysics:
         for low, high in (("frequency_min_cpd", "frequency_max_cpd"), ("contrast_min", "contrast_max")):
             if psychophysics[high] <= psychophysics[low]:
                 raise ParamsError(f"params.yaml: psychophysics.{high} must be greater than psychophysics.{low}")
     return validated
+
+
+def _check_combinations(validated: Mapping[str, Mapping[str, Any]]) -> None:
+    """Values that are each in range but make no sense (or a silently wrong result) together."""
+    stimuli = validated.get("stimuli")
+    if stimuli and 0.0 in stimuli["contrasts"]:
+        index = stimuli["contrasts"].index(0.0)
+        raise ParamsError(
+            f"params.yaml: stimuli.contrasts[{index}] is 0: a grating of zero contrast is a blank grey image "
+            "(every map's response is flat); use contrasts in (0, 1]"
+        )
+    compare = validated.get("compare")
+    if compare:
+        repeated = sorted({name for name in compare["baselines"] if compare["baselines"].count(name) > 1})
+        if repeated:
+            raise ParamsError(f"params.yaml: compare.baselines names {quote(repeated)} more than once; list each once")
+        needed = math.ceil(2 / (1 - compare["level"]))
+        if compare["resamples"] < needed:
+            raise ParamsError(
+                f"params.yaml: compare.resamples ({compare['resamples']}) is too few for a {compare['level']:g} "
+                f"interval (each tail needs a resample); use at least {needed} (2000 is usual)"
+            )
+    train = validated.get("train")
+    if train:
+        check_processes(train["batch_size"], train["processes"])
 
 
 def _check_names(mapping: Mapping[Any, Any], what: str, prefix: str) -> None:

@@ -43,6 +43,7 @@ from psychovis.progress import Progress
 from psychovis.sr.data import downsample, random_crops
 from psychovis.sr.distributed import World, barrier, broadcast, fault_point, mean_over_ranks
 from psychovis.sr.model import SRResNet
+from psychovis.validation import check_processes
 
 
 @dataclass(frozen=True)
@@ -332,11 +333,7 @@ def train(
         raise DataError("no training images")
     world = world or World(device=torch.device(device))
     device = world.device
-    if config.batch_size % world.size:
-        raise ParamsError(
-            f"train.batch_size ({config.batch_size}) must be a multiple of train.processes ({world.size}): "
-            "every process takes an equal share of the global batch"
-        )
+    check_processes(config.batch_size, world.size)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config)
