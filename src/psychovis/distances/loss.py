@@ -86,7 +86,7 @@ class PsychovisualLoss(nn.Module):
         weights: FeatureWeights | str | Path | None = None,
         layers: Sequence[str] | None = None,
         backbone: str | None = None,
-        data_range: tuple[float, float] = (0.0, 1.0),
+        data_range: tuple[float, float] | float = (0.0, 1.0),
         reduction: str = "mean",
         check_range: bool | str = "warn",
     ) -> None:
@@ -128,6 +128,7 @@ class PsychovisualLoss(nn.Module):
                 )
             self.register_buffer(f"weight_{layer}", weights.normalised(layer))
         self.reduction = reduction
+        self._fits: set[tuple[int, int, str, bool]] = set()  # (batch, side, device, grad) checked to fit
         self._warned = False
 
     @classmethod
@@ -147,6 +148,33 @@ class PsychovisualLoss(nn.Module):
         """The per-map weights of ``layer``, rescaled to mean 1."""
         return getattr(self, f"weight_{layer}")
 
+    def _check_memory(self, prediction: torch.Tensor) -> None:
+        """Refuse a batch whose activations would not fit, before allocating them (shapes only, no work).
+
+        An upper bound: the largest activation of the backbone per image (for both batches), held for
+        every module when gradients are recorded (the backward pass needs them all).
+
+        Raises:
+            ResourceError: (a ``ValueError``) the estimate, the memory available and what to do.
+        """
+        from psychovis.pipeline.resources import activation_plan, require
+
+        batch, _, height, width = prediction.shape
+        side = max(int(height), int(width))
+        key = (int(batch), side, str(prediction.device), torch.is_grad_enabled() and prediction.requires_grad)
+        if key in self._fits:
+            return
+        peak_floats, _ = activation_plan(self.extractor.body, side)
+        kept = len(self.extractor.body) if key[3] else 1
+        require(
+            f"PsychovisualLoss on {batch} image(s) of {height}x{width} px",
+            int(batch) * peak_floats * 4 * (kept + 1),
+            "the image size (crop or tile the images) or the batch size",
+            device=prediction.device,
+        )
+        if len(self._fits) < 64:
+            self._fits.add(key)
+
     def _follow(self, device: torch.device) -> None:
         """Move the module to ``device`` if it is elsewhere (piq's behaviour), once per change of device."""
         if self.layer_weights(self.layers[0]).device != device:
@@ -158,6 +186,7 @@ class PsychovisualLoss(nn.Module):
         if message is not None and not self._warned:
             self._warned = True  # once per module: a training loop would repeat it every step
             warnings.warn(f"PsychovisualLoss: {message}", UserWarning, stacklevel=2)
+        self._check_memory(prediction)
         self._follow(prediction.device)
         dtype = prediction.dtype
         # The backbone's weights are float32: cast the inputs, not the network (see the class docstring).
@@ -200,7 +229,7 @@ def psychovisual_loss(
     weights: str | Path | None = None,
     layers: Sequence[str] | None = None,
     backbone: str | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] | float = (0.0, 1.0),
     reduction: str = "mean",
     check_range: bool | str = "warn",
 ) -> torch.Tensor:

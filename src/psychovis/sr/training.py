@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError, quote
+from psychovis.feature_weights import FeatureWeights
 from psychovis.io import atomic_path
 from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
 from psychovis.progress import Progress
@@ -111,7 +112,7 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
         # LPIPS heads live on their own layers: that loss uses the layers its file has.
         layers = None if config.loss == "lpips_weighted" else config.layers
         try:
-            perceptual = PsychovisualLoss(path, layers=layers)
+            perceptual = PsychovisualLoss(FeatureWeights.load(path, scheme=config.loss), layers=layers)
         except InvalidWeightsError:
             raise  # the file itself is wrong (missing maps, another backbone): its message names it
         except ValueError as exc:
