@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from psychovis import io
+from psychovis.pipeline.inputs import read_input
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.sr import figures as sr_figures
 from psychovis.statistics import SCORE_COLUMNS, compare_metrics, flat_metrics, paired_differences
@@ -62,7 +63,7 @@ def headline(table: pd.DataFrame, baseline: str) -> dict[str, dict[str, int]]:
 def compare(ctx: StageContext, higher_is_better: Mapping[str, bool]) -> pd.DataFrame:
     """The stage with the judges' directions given: read, compare, write, log; returns the table."""
     p = ctx.params["compare"]
-    scores = io.read_parquet(PER_IMAGE, columns=list(SCORE_COLUMNS))
+    scores = read_input(PER_IMAGE, columns=list(SCORE_COLUMNS))
     # Checked before the MLflow run opens, so a bad baseline or a missing pair leaves no empty run.
     table = differences(scores, p, higher_is_better, ctx.params["base"]["seed"])
     with ctx.run() as run:

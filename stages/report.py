@@ -11,7 +11,6 @@ from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handle
 
 # isort: split
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ END = "<!-- results:end -->"
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return io.read_json(path)
 
 
 def facts(params: dict[str, dict[str, Any]], differences: pd.DataFrame) -> str:

@@ -37,6 +37,7 @@ NUMERIC_COLUMNS: dict[str, frozenset[str]] = {
     "responses.parquet": _RESPONSES,
     "other_scaling.parquet": _RESPONSES,
     "vfss.parquet": frozenset({"channel", "vfss", "mean_response", "response_range", "vfss_normalised"}),
+    "per_image.parquet": frozenset({"seed"}),  # its values may be inf (PSNR of a perfect reconstruction)
 }
 """Inter-stage table (by file name) -> columns that must hold finite numbers when read."""
 NONNEGATIVE_COLUMNS: dict[str, frozenset[str]] = {
@@ -53,6 +54,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "responses.parquet": ("layer", "channel", "stimulus_id"),
     "other_scaling.parquet": ("layer", "channel", "stimulus_id"),
     "vfss.parquet": ("layer", "channel"),
+    "per_image.parquet": ("method", "seed", "image", "judge"),
 }
 """Inter-stage table (by file name) -> columns that identify a row (a repeated row is corrupt)."""
 
