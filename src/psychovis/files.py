@@ -59,7 +59,7 @@ def require_regular_file(
     if found is None:
         raise error(f"{path} does not exist; {fix}")
     if found != "a regular file":
-        raise error(f"{path} is {found}, not a regular {what}; {fix}")
+        raise error(f"{path} is {found}, not a readable {what}; {fix}")
     if max_bytes is not None:
         size = path.stat().st_size
         if size > max_bytes:

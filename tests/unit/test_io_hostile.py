@@ -31,7 +31,7 @@ def _make(tmp_path, kind):
 @pytest.mark.parametrize("reader", [io.read_parquet, io.read_json])
 def test_a_non_regular_input_is_named_as_such_not_as_missing(tmp_path, kind, reader):
     path, expected = _make(tmp_path, kind)
-    with pytest.raises(DataError, match=rf"is {expected}, not a regular"):
+    with pytest.raises(DataError, match=rf"is {expected}, not a readable"):
         reader(path)
 
 

@@ -93,9 +93,9 @@ def test_deep_nesting_is_one_line_quickly(text):
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda tmp: "/dev/zero", "is a character device, not a regular params file"),
+        (lambda tmp: "/dev/zero", "is a character device, not a readable params file"),
         (lambda tmp: (os.mkfifo(tmp / "fifo.yaml"), tmp / "fifo.yaml")[1], r"is a FIFO \(named pipe\)"),
-        (lambda tmp: tmp, "is a folder, not a regular params file"),
+        (lambda tmp: tmp, "is a folder, not a readable params file"),
         (
             lambda tmp: (
                 (tmp / "big.yaml").write_bytes(b"# " + b"x" * params.MAX_BYTES + b"\n"),
