@@ -499,7 +499,11 @@ def _read_text(path: Path) -> str:
     if kind(path) is None:
         raise ParamsError(f"{path} not found; run the stage from the repository root")
     require_regular_file(
-        path, "params file", "pass a YAML file (e.g. --params params.yaml)", max_bytes=MAX_BYTES, error=ParamsError
+        path,
+        "params file",
+        "it cannot be read as YAML: pass a YAML file (e.g. --params params.yaml)",
+        max_bytes=MAX_BYTES,
+        error=ParamsError,
     )
     data = path.read_bytes()[: MAX_BYTES + 1]
     try:
