@@ -1,5 +1,9 @@
 """Stage `atlas@<backbone>`: fitted tuning of every map, CSF/geometry sensitivity, LPIPS agreement, figures."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import math
 import time
 

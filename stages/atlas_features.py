@@ -1,5 +1,9 @@
 """Stage `atlas_features@<backbone>`: spatial-mean response of every map to the atlas's oriented gratings."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import time
 
 from psychovis import io, probe

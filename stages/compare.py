@@ -13,6 +13,10 @@ a rerun on scores shifted by the measured cross-machine drift that flags ``fragi
 the power of the primary judge's test from the measured per-image SD.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from psychovis import io
+from psychovis.pipeline.inputs import read_input
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.sr import figures as sr_figures
 from psychovis.statistics import (
@@ -135,7 +140,7 @@ def headline(table: pd.DataFrame, baseline: str) -> dict[str, dict[str, int]]:
 def compare(ctx: StageContext, higher_is_better: Mapping[str, bool]) -> pd.DataFrame:
     """The stage with the judges' directions given: read, compare, write, log; returns the table."""
     p = ctx.params["compare"]
-    scores = io.read_parquet(PER_IMAGE, columns=list(SCORE_COLUMNS))
+    scores = read_input(PER_IMAGE, columns=list(SCORE_COLUMNS))
     # Checked before the MLflow run opens, so a bad baseline or a missing pair leaves no empty run.
     table = differences(scores, p, higher_is_better, ctx.params["base"]["seed"])
     images = inference(scores, p, higher_is_better, ctx.params["base"]["seed"])

@@ -1,5 +1,9 @@
 """Stage `evaluate`: bicubic, the warm start and every fine-tuned model on the held-out images, every judge."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 from psychovis import io
 from psychovis.errors import ParamsError
 from psychovis.pipeline.runner import StageContext, run_stage

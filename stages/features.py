@@ -4,6 +4,10 @@ The responses under the other input scaling (``stimuli.input_scaling``) are prob
 `vfss` stage can say how much the weights depend on that assumption.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import time
 
 from psychovis import io, probe

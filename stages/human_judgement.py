@@ -8,6 +8,10 @@ KADID-10k) and 2AFC agreement (BAPPS), with bootstrap CIs, and the map-subset cu
 the k top-VFSS maps agree better with people than the k bottom or k random ones.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import time
 from pathlib import Path
 

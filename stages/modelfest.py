@@ -7,6 +7,10 @@ contrast energy, CSF-filtered energy) and deep ones (the distance catalogue) aga
 with bootstrap CIs, the human band and the noise floor; then a px/deg sweep as a sensitivity analysis.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import time
 
 from psychovis import io

@@ -1,5 +1,9 @@
 """Stage `pretrain`: the PSNR-oriented L1 warm start that every loss fine-tunes from."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import argparse
 
 from psychovis import io

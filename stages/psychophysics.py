@@ -7,6 +7,10 @@ map-subset test places the k top- and bottom-VFSS maps in a null of random k-map
 every criterion level, frequency range (full, Nyquist-safe), human CSF and a gain-normalised control.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import time
 
 import numpy as np

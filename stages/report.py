@@ -8,7 +8,10 @@ present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copie
 recipe sweeps under ``docs/tuning/``; a test renders the same files again and checks both pages match.
 """
 
-import json
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import re
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ END = "<!-- results:end -->"
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return io.read_json(path)
 
 
 def facts(params: dict[str, dict[str, Any]], differences: pd.DataFrame) -> str:

@@ -1,5 +1,9 @@
 """Stage `stimuli`: the grating table (Parquet) and a contact sheet of the stimuli."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 from psychovis import gratings, io, plots
 from psychovis.pipeline import resources
 from psychovis.pipeline.runner import StageContext, run_stage

@@ -1,5 +1,9 @@
 """Stage `train_*`: fine-tune the L1 warm start under one loss and one seed (``--loss``, ``--seed``)."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import argparse
 
 from psychovis import io

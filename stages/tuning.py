@@ -1,5 +1,9 @@
 """Stage `tuning`: per-map tuning curve summary (preferred frequency, bandwidth, class)."""
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 from psychovis import io, plots, tuning
 from psychovis.pipeline.inputs import load_probe_results
 from psychovis.pipeline.runner import StageContext, run_stage

@@ -7,6 +7,10 @@ map's response range and mean response: gain) and how much the ranking depends o
 assumptions (every other CSF, the other ``vfss.normalise``, the other ``stimuli.input_scaling``).
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import numpy as np
 import pandas as pd
 

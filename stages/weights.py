@@ -5,6 +5,10 @@ each map's mean response (the tuning's shape, not its gain); ``lpips_weighted``:
 head of each map (learned from human judgements), at ``weights.lpips_layers``.
 """
 
+from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
+
+# isort: split
+
 import numpy as np
 import pandas as pd
 import torch

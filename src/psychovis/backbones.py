@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from psychovis.errors import ParamsError, WeightsError
-from psychovis.names import BACKBONES
+from psychovis.errors import ParamsError, WeightsError, quote
+from psychovis.names import BACKBONES, LAYER_MAPS
 from psychovis.registry import BACKBONE_RECORDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -114,11 +114,7 @@ _VGG16 = dict(
         "relu4_1": 18, "relu4_2": 20, "relu4_3": 22,
         "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
     },
-    channels={
-        "relu1_1": 64, "relu1_2": 64, "relu2_1": 128, "relu2_2": 128,
-        "relu3_1": 256, "relu3_2": 256, "relu3_3": 256,
-        "relu4_1": 512, "relu4_2": 512, "relu4_3": 512, "relu5_1": 512, "relu5_2": 512, "relu5_3": 512,
-    },
+    channels=LAYER_MAPS["vgg16"],
     lpips_layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
 )  # fmt: skip
 
@@ -144,7 +140,7 @@ BACKBONE_SPECS: dict[str, BackboneSpec] = {
 def backbone_spec(name: str, key: str = "backbone") -> BackboneSpec:
     """Look up a backbone by name, with an error that lists the supported ones."""
     if name not in BACKBONE_SPECS:
-        raise ParamsError(f"{key} must be one of {sorted(BACKBONES)}, got {name!r}")
+        raise ParamsError(f"{key} must be one of {sorted(BACKBONES)}, got {quote(name)}")
     return BACKBONE_SPECS[name]
 
 

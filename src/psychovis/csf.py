@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import CSF_MODELS
 
 
@@ -66,7 +66,7 @@ def barten_2003(
     """
     if not luminance_cd_m2 > 0 or not field_size_deg > 0:
         raise ParamsError(
-            f"Barten CSF needs luminance > 0 and field size > 0, got {luminance_cd_m2!r}, {field_size_deg!r}"
+            f"Barten CSF needs luminance > 0 and field size > 0, got {quote(luminance_cd_m2)}, {field_size_deg!r}"
         )
     u = np.asarray(frequency_cpd, dtype=np.float64)
     u2 = u**2
@@ -112,5 +112,5 @@ def contrast_sensitivity(
         key: the parameter that named the model, for the error message (e.g. ``vfss.csf``).
     """
     if model not in CSF_FUNCTIONS:
-        raise ParamsError(f"{key} must be one of {sorted(CSF_MODELS)}, got {model!r}")
+        raise ParamsError(f"{key} must be one of {sorted(CSF_MODELS)}, got {quote(model)}")
     return CSF_FUNCTIONS[model](frequency_cpd)

@@ -25,3 +25,27 @@ class DataError(PsychovisError, ValueError):
 
 class TrackingError(PsychovisError):
     """The MLflow tracking store cannot be reached."""
+
+
+QUOTE_LIMIT = 200
+"""The most characters of an offending value an error message quotes (:func:`quote`)."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` bounded to about ``limit`` characters, whatever the value's size or nesting.
+
+    Every error message that shows a value goes through here: a huge list, a 10,000-digit number,
+    a deeply nested or self-referencing structure (a YAML alias bomb) is quoted by its first items
+    only, never formatted in full.
+    """
+    import reprlib
+
+    bounded = reprlib.Repr()
+    bounded.maxlevel = 3
+    bounded.maxlist = bounded.maxtuple = bounded.maxset = bounded.maxdict = 8
+    bounded.maxstring = bounded.maxother = bounded.maxlong = limit
+    try:
+        text = bounded.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int too long to convert to decimal
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

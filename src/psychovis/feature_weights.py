@@ -23,7 +23,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.errors import InvalidWeightsError, WeightsError
+from psychovis.errors import InvalidWeightsError, WeightsError, quote
+from psychovis.files import kind
 from psychovis.io import atomic_path
 
 FORMAT = "psychovis.feature-weights/1"
@@ -80,6 +81,8 @@ class FeatureWeights:
 
     def __post_init__(self) -> None:
         spec = backbone_spec(self.backbone)
+        if not self.weights:
+            raise InvalidWeightsError(f"{self.source} holds no layers (layers: []); a weights file covers at least one")
         resolve_layers(spec, list(self.weights), key=f"{self.source}: layers")
         for layer, tensor in self.weights.items():
             if not isinstance(tensor, torch.Tensor) or tensor.ndim != 1:
@@ -148,20 +151,26 @@ class FeatureWeights:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> FeatureWeights:
+    def load(cls, path: str | Path, scheme: str | None = None) -> FeatureWeights:
         """Read weights exported by the `weights` stage (or :meth:`save`).
+
+        Args:
+            path: the file.
+            scheme: the scheme the caller loads them for (e.g. the training loss ``topk``): a file of
+                another scheme is refused rather than trained under the wrong name.
 
         Raises:
             WeightsError: the file is missing, too large (checked with ``stat`` before reading),
                 unreadable or not a psychovis weights file.
             InvalidWeightsError: (also a ``ValueError``) the weights are non-finite, negative, or
-                do not cover every map of their layer; the message names the file.
+                do not cover every map of their layer, or were made for another ``scheme``; the
+                message names the file.
         """
-        return cls.from_bytes(read_weights_bytes(path), path)
+        return cls.from_bytes(read_weights_bytes(path), path, scheme)
 
     @classmethod
-    def from_bytes(cls, data: bytes, path: str | Path) -> FeatureWeights:
-        """Parse the bytes of a weights file; ``path`` names it in error messages."""
+    def from_bytes(cls, data: bytes, path: str | Path, scheme: str | None = None) -> FeatureWeights:
+        """Parse the bytes of a weights file; ``path`` names it in error messages (``scheme``: see :meth:`load`)."""
         try:
             tensors = load_bytes(data)
             header_size = int.from_bytes(data[:8], "little")
@@ -175,11 +184,16 @@ class FeatureWeights:
         try:
             layers = json.loads(metadata["layers"])
             weights = {layer: tensors[layer] for layer in layers}
-            backbone, scheme = metadata["backbone"], metadata["scheme"]
+            backbone, found = metadata["backbone"], metadata["scheme"]
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); {REEXPORT}") from exc
+        if scheme is not None and found != scheme:
+            raise InvalidWeightsError(
+                f"{path} holds {quote(found)} weights, not the {quote(scheme)} weights it was loaded for; "
+                f"{REEXPORT}, or point to the {scheme}.safetensors file"
+            )
         extra = {key: value for key, value in metadata.items() if key not in ("format", "backbone", "scheme", "layers")}
-        return cls(backbone, scheme, weights, extra, source=f"weights file {path}")
+        return cls(backbone, found, weights, extra, source=f"weights file {path}")
 
 
 def read_weights_bytes(path: str | Path) -> bytes:
@@ -189,11 +203,14 @@ def read_weights_bytes(path: str | Path) -> bytes:
         WeightsError: missing, not a file, or larger than :data:`MAX_FILE_BYTES`.
     """
     path = Path(path)
+    found = kind(path)
+    if found not in (None, "a regular file"):
+        raise WeightsError(f"feature weights file {path} is {found}, not a regular file; {REEXPORT}")
     try:
         size = os.stat(path).st_size
     except OSError:
         size = None
-    if size is None or not path.is_file():
+    if size is None:
         raise WeightsError(
             f"feature weights file {path} (resolved: {path.resolve()}) is missing; run `dvc repro weights` "
             "to export it, or use PsychovisualLoss.pretrained(...) for the weights shipped with psychovis"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import FREQUENCY_MAPPINGS, GRATING_KINDS
 
 STIMULUS_COLUMNS = (
@@ -73,7 +73,7 @@ def cycles_per_pixel(
         return frequency * (3.14 * viewing_distance_in * pixels_per_inch / 18000.0) / 100.0
     if mapping == "physical":
         return frequency / pixels_per_degree(viewing_distance_in, pixels_per_inch)
-    raise ParamsError(f"frequency_mapping must be one of {list(FREQUENCY_MAPPINGS)}, got {mapping!r}")
+    raise ParamsError(f"frequency_mapping must be one of {list(FREQUENCY_MAPPINGS)}, got {quote(mapping)}")
 
 
 def stimulus_table(
@@ -110,7 +110,7 @@ def stimulus_table(
         number.
     """
     if kind not in GRATING_KINDS:
-        raise ParamsError(f"grating kind must be one of {list(GRATING_KINDS)}, got {kind!r}")
+        raise ParamsError(f"grating kind must be one of {list(GRATING_KINDS)}, got {quote(kind)}")
     if frequencies_cpd is None:
         frequencies_cpd = frequency_axis(0.1, 30.0, 0.5)
     orientations = [0.0] if kind == "concentric" else list(orientations_deg or [0.0])
@@ -138,7 +138,7 @@ def stimulus_table(
     if window_sigma_px is None:
         return table[list(STIMULUS_COLUMNS)]
     if not window_sigma_px > 0:
-        raise ParamsError(f"window_sigma_px must be positive or None, got {window_sigma_px!r}")
+        raise ParamsError(f"window_sigma_px must be positive or None, got {quote(window_sigma_px)}")
     table["window_sigma_px"] = float(window_sigma_px)
     return table[[*STIMULUS_COLUMNS, "window_sigma_px"]]
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from psychovis.errors import DataError
+from psychovis.files import require_regular_file
 
 PathLike = str | os.PathLike[str]
 
@@ -238,11 +239,7 @@ def read_parquet(
         DataError: the file is missing, unreadable, lacks a required column, or a ``finite``
             column holds text, NaN or infinity; the one-line message names the file and column.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} does not exist; run the stage that writes it (`dvc repro`)")
-    if not path.is_file():
-        raise DataError(f"{path} is a folder, not a readable Parquet file; delete it and run `dvc repro`")
+    path = require_regular_file(path, "Parquet file", "run the stage that writes it (`dvc repro`)")
     try:
         frame = pq.read_table(path, page_checksum_verification=True).to_pandas()
     except MemoryError:
@@ -294,6 +291,32 @@ def write_json(data: Any, path: PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return Path(path)
+
+
+MAX_JSON_BYTES = 256 << 20
+"""The largest JSON input read (the stages' summaries are a few kB)."""
+
+
+def read_json(path: PathLike) -> Any:
+    """Read an upstream stage's JSON file: a regular file, complete JSON, or one line naming the problem.
+
+    Raises:
+        DataError: missing, not a regular file (a folder, a device, a FIFO), too large, not UTF-8, or
+            not complete JSON (a truncated file is named as such, with where it ends).
+    """
+    path = require_regular_file(path, "JSON file", "run the stage that writes it (`dvc repro`)", MAX_JSON_BYTES)
+    text = path.read_bytes()
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}); delete it and run `dvc repro`") from None
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip())
+        what = "is truncated (the JSON ends early" if truncated else "is not valid JSON ("
+        raise DataError(
+            f"{path} {what}{': ' if truncated else ''}{exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "delete it and run `dvc repro`"
+        ) from None
 
 
 def write_csv(frame: pd.DataFrame, path: PathLike) -> Path:

@@ -12,6 +12,17 @@ from __future__ import annotations
 from psychovis.registry import BACKBONE_RECORDS, DISTANCE_RECORDS, JUDGE_RECORDS
 
 BACKBONES: tuple[str, ...] = tuple(BACKBONE_RECORDS)
+_VGG16_MAPS = {
+    "relu1_1": 64, "relu1_2": 64, "relu2_1": 128, "relu2_2": 128,
+    "relu3_1": 256, "relu3_2": 256, "relu3_3": 256,
+    "relu4_1": 512, "relu4_2": 512, "relu4_3": 512, "relu5_1": 512, "relu5_2": 512, "relu5_3": 512,
+}  # fmt: skip
+LAYER_MAPS: dict[str, dict[str, int]] = {
+    "vgg16": _VGG16_MAPS,
+    "vgg16_random": _VGG16_MAPS,
+    "alexnet": {"relu1": 64, "relu2": 192, "relu3": 384, "relu4": 256, "relu5": 256},
+}
+"""Backbone -> its ReLU layers -> number of feature maps (torch-free: checks run before the imports)."""
 """Networks with offline weights (``vgg16_random``: the same architecture, untrained, as a control)."""
 
 CSF_MODELS: tuple[str, ...] = ("mannos_sakrison_code", "mannos_sakrison", "barten_2003", "standard_spatial_observer")

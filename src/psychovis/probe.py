@@ -15,7 +15,7 @@ import torch
 
 from psychovis import gratings
 from psychovis.backbones import FeatureExtractor
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.progress import progress as progress_of
 
 RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
@@ -72,7 +72,7 @@ def map_responses(
         of each column, in network order.
     """
     if input_scaling not in INPUT_GAIN:
-        raise ParamsError(f"stimuli.input_scaling must be one of {list(INPUT_GAIN)}, got {input_scaling!r}")
+        raise ParamsError(f"stimuli.input_scaling must be one of {list(INPUT_GAIN)}, got {quote(input_scaling)}")
     gain = INPUT_GAIN[input_scaling]
     device = torch.device(device)
     extractor = extractor.to(device)

@@ -25,6 +25,14 @@ REFERENCES = ("bicubic", "pretrain", "pixel")
 """Methods that are references, not perceptual losses."""
 
 
+def known(*values: Any) -> bool:
+    """Every value is a finite number (not None, NaN or infinite): a claim may be worded from them."""
+    try:
+        return all(value is not None and math.isfinite(float(value)) for value in values)
+    except (TypeError, ValueError):
+        return False
+
+
 def number(value: float | None, digits: int = 3) -> str:
     """``value`` with ``digits`` decimals, or an em dash when missing or not finite."""
     if value is None or not math.isfinite(float(value)):
@@ -488,21 +496,25 @@ def analysis_findings(
     if classes:
         counts = ", ".join(f"{count:,} {name}" for name, count in classes.items())
         findings.append(f"Tuning (paper preset): of {sum(classes.values()):,} maps, {counts}.")
-    findings += [
-        f"Psychophysics: top-{k} VFSS maps at the {number(entry['topk_percentile'], 0)}th and bottom-{k} at the "
-        f"{number(entry['bottomk_percentile'], 0)}th percentile of {psychophysics['null_draws']} random {k}-map "
-        f"subsets (top: {band_verdict(entry['topk_percentile'])}; bottom: {band_verdict(entry['bottomk_percentile'])})."
-    ]
+    # A claim is made only from numbers: one whose numbers are null (NaN upstream) is dropped, not worded.
+    if known(entry["topk_percentile"], entry["bottomk_percentile"]):
+        findings += [
+            f"Psychophysics: top-{k} VFSS maps at the {number(entry['topk_percentile'], 0)}th and bottom-{k} at "
+            f"the {number(entry['bottomk_percentile'], 0)}th percentile of {psychophysics['null_draws']} random "
+            f"{k}-map subsets (top: {band_verdict(entry['topk_percentile'])}; "
+            f"bottom: {band_verdict(entry['bottomk_percentile'])})."
+        ]
     findings += [
         f"VFSS at {layer} ranks maps by gain: Spearman {number(gain[layer]['spearman_range'], 2)} with the response "
         f"range, {number(gain[layer]['spearman_mean'], 2)} with the mean response."
         for layer in layers
-        if layer in gain
+        if layer in gain and known(gain[layer]["spearman_range"], gain[layer]["spearman_mean"])
     ]
     scored = {name: values for name, values in psychophysics.get("distances", {}).items() if name != "pixel_mse"}
     if scored and nyquist_safe_cpp is not None:
-        full = [values["full"] for values in scored.values() if values.get("full") is not None]
-        safe = [values["nyquist_safe"] for values in scored.values() if values.get("nyquist_safe") is not None]
+        full = [values["full"] for values in scored.values() if known(values.get("full"))]
+        safe = [values["nyquist_safe"] for values in scored.values() if known(values.get("nyquist_safe"))]
+    if scored and nyquist_safe_cpp is not None and full and safe:
         findings.append(
             f"Psychophysics, every network distance: log-correlation with the human CSF {number(min(full), 2)} to "
             f"{number(max(full), 2)} on all frequencies, {number(min(safe), 2)} to {number(max(safe), 2)} on those "
@@ -516,11 +528,12 @@ def analysis_findings(
             f"Input-scaling assumption: with `{row.variant}` the {row.layer} VFSS ranks correlate "
             f"{number(row.spearman, 2)} with this run's ({number(100 * row.top_k_overlap, 0)} % of the top maps kept)."
             for row in scaling.itertuples(index=False)
+            if known(row.spearman, row.top_k_overlap)
         ]
     agreement = {
         layer: values["lpips_spearman_vfss"]
         for layer, values in (atlas or {}).get("layers", {}).items()
-        if values.get("lpips_spearman_vfss") is not None
+        if known(values.get("lpips_spearman_vfss"))
     }
     if agreement:
         per_layer = ", ".join(f"{layer} {number(value, 2)}" for layer, value in agreement.items())

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.io import json_number
 from psychovis.validation import integer_at_least
 
@@ -191,7 +191,7 @@ def _counts(index: np.ndarray, used: np.ndarray, n: int) -> np.ndarray:
 
 def _check_level(level: float) -> None:
     if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
-        raise ParamsError(f"level must be a number in (0, 1), got {level!r}")
+        raise ParamsError(f"level must be a number in (0, 1), got {quote(level)}")
 
 
 def difference_matrix(
@@ -273,10 +273,12 @@ def paired_differences(
     dropped). The difference is ``value - baseline`` for a judge where higher is better and
     ``baseline - value`` where lower is better, so **positive = the method is better**.
 
-    A pair whose difference is not finite (e.g. PSNR = inf on both sides of a perfect
+    A pair whose difference is undefined (e.g. PSNR = inf on both sides of a perfect
     reconstruction, or a NaN score) is left out of that method's and judge's statistics; ``n``
-    counts the pairs used. Left-out pairs keep their place in the resamples (with weight zero),
-    so every method and judge still shares one set of resamples.
+    counts the pairs used. A one-sided infinity (a perfect reconstruction against an imperfect one)
+    is kept: it counts as a win (or loss) of the size of the largest finite difference of that method
+    and judge, so a better method is never judged on its imperfect pairs only. Left-out pairs keep
+    their place in the resamples (with weight zero), so every method and judge still shares one set of resamples.
 
     Args:
         scores: long table with columns :data:`SCORE_COLUMNS` (``method, seed, image, judge, value``).
@@ -319,7 +321,7 @@ def paired_differences(
     resamples = integer_at_least("resamples", resamples, 1)
     _check_level(level)
     if cluster is not None and cluster not in PAIR_KEYS:
-        raise ParamsError(f"cluster must be None or one of {list(PAIR_KEYS)}, got {cluster!r}")
+        raise ParamsError(f"cluster must be None or one of {list(PAIR_KEYS)}, got {quote(cluster)}")
     methods, judges, pairs, differences = difference_matrix(scores, baseline, higher_is_better, methods)
 
     counts = (
@@ -327,12 +329,15 @@ def paired_differences(
         if cluster is None
         else cluster_bootstrap_counts(pairs[cluster].to_numpy(), resamples, seed)
     )
+    differences, one_sided = _cap_one_sided_infinities(differences)
     finite = np.isfinite(differences)
     filled = np.where(finite, differences, 0.0)
     used = finite.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = filled.sum(axis=1) / used
-        wins = ((filled > 0) & finite).sum(axis=1) + 0.5 * ((filled == 0) & finite).sum(axis=1)
+        wins = ((filled > 0) & finite | (one_sided > 0)).sum(axis=1) + 0.5 * (
+            (filled == 0) & finite & (one_sided == 0)
+        ).sum(axis=1)
         win_share = wins / used
         # The mean of every (method, judge) in every resample at once; non-finite pairs weigh zero.
         replicates = (counts @ filled.T) / (counts @ finite.T.astype(np.float64))  # (resamples, methods x judges)
@@ -360,6 +365,19 @@ def paired_differences(
             }
         )
     return pd.DataFrame(records, columns=list(DIFFERENCE_COLUMNS))
+
+
+def _cap_one_sided_infinities(differences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(differences with each row's +-inf replaced by +-its largest finite magnitude, sign of the infinities)``.
+
+    A row with no finite difference caps at 0 (the sign array still counts the win or loss).
+    """
+    one_sided = np.where(np.isinf(differences), np.sign(differences), 0.0)
+    if not one_sided.any():
+        return differences, one_sided
+    finite = np.isfinite(differences)
+    largest = np.where(finite, np.abs(differences), 0.0).max(axis=1, keepdims=True)
+    return np.where(one_sided != 0, one_sided * largest, differences), one_sided
 
 
 def _describe(row: pd.Series, keys: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 
 Validator = Callable[[str, Any], Any]
 
@@ -27,7 +27,7 @@ class Choice:
 
     def __call__(self, key: str, value: Any) -> str:
         if value not in self.options:
-            raise ParamsError(f"{key} must be one of {sorted(self.options)}, got {value!r}")
+            raise ParamsError(f"{key} must be one of {sorted(self.options)}, got {quote(value)}")
         return value
 
 
@@ -53,15 +53,15 @@ class Number:
             hint = ""
             if isinstance(value, str) and _parses_as_number(value):
                 hint = " (a quoted string: write the number without quotes)"
-            raise ParamsError(f"{key} must be {kind}, got {value!r}{hint}")
+            raise ParamsError(f"{key} must be {kind}, got {quote(value)}{hint}")
         if self.integer and not isinstance(value, int):
-            raise ParamsError(f"{key} must be an integer, got {value!r}")
+            raise ParamsError(f"{key} must be an integer, got {quote(value)}")
         if not math.isfinite(value):
-            raise ParamsError(f"{key} must be finite, got {value!r}")
+            raise ParamsError(f"{key} must be finite, got {quote(value)}")
         low = -math.inf if self.minimum is None else self.minimum
         high = math.inf if self.maximum is None else self.maximum
         if not low <= value <= high:
-            raise ParamsError(f"{key} must be in [{low}, {high}], got {value!r}")
+            raise ParamsError(f"{key} must be in [{low}, {high}], got {quote(value)}")
         return int(value) if self.integer else float(value)
 
 
@@ -74,7 +74,7 @@ class ListOf:
 
     def __call__(self, key: str, value: Any) -> list[Any]:
         if not isinstance(value, list) or len(value) < self.min_length:
-            raise ParamsError(f"{key} must be a list of at least {self.min_length} item(s), got {value!r}")
+            raise ParamsError(f"{key} must be a list of at least {self.min_length} item(s), got {quote(value)}")
         return [self.item(f"{key}[{index}]", item) for index, item in enumerate(value)]
 
 
@@ -84,7 +84,7 @@ class Text:
 
     def __call__(self, key: str, value: Any) -> str:
         if not isinstance(value, str) or not value:
-            raise ParamsError(f"{key} must be a non-empty string, got {value!r}")
+            raise ParamsError(f"{key} must be a non-empty string, got {quote(value)}")
         return value
 
 
@@ -121,10 +121,10 @@ class Pair:
 
     def __call__(self, key: str, value: Any) -> list[Any]:
         if not isinstance(value, list) or len(value) != 2:
-            raise ParamsError(f"{key} must be a list of two values [low, high], got {value!r}")
+            raise ParamsError(f"{key} must be a list of two values [low, high], got {quote(value)}")
         low, high = (self.item(f"{key}[{index}]", item) for index, item in enumerate(value))
         if not low < high:
-            raise ParamsError(f"{key} must have low < high, got {value!r}")
+            raise ParamsError(f"{key} must have low < high, got {quote(value)}")
         return [low, high]
 
 
@@ -146,16 +146,37 @@ def integer_at_least(key: str, value: Any, minimum: int = 1, maximum: int | None
     """
     bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ParamsError(f"{key} must be an integer {bound}, got {value!r}")
+        raise ParamsError(f"{key} must be an integer {bound}, got {quote(value)}")
     if value < minimum or (maximum is not None and value > maximum):
-        raise ParamsError(f"{key} must be an integer {bound}, got {value!r}")
+        raise ParamsError(f"{key} must be an integer {bound}, got {quote(value)}")
     return int(value)
 
 
 def integers_at_least(key: str, values: Sequence[Any], minimum: int = 1) -> list[int]:
     """A non-empty list of integers ``>= minimum`` (see :func:`integer_at_least`)."""
     if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
-        raise ParamsError(f"{key} must be a non-empty list of integers >= {minimum}, got {values!r}")
+        raise ParamsError(f"{key} must be a non-empty list of integers >= {minimum}, got {quote(values)}")
     if any(isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum for v in values):
-        raise ParamsError(f"{key} must be integers >= {minimum}, got {list(values)}")
+        raise ParamsError(f"{key} must be integers >= {minimum}, got {quote(list(values))}")
     return [int(v) for v in values]
+
+
+MAX_PROCESSES = 64
+"""The most training processes (torchrun ranks) a training stage launches on one machine."""
+
+
+def check_processes(batch_size: int, processes: Any, key: str = "train.processes") -> int:
+    """``processes`` if it is an integer in ``[1, MAX_PROCESSES]`` that divides ``batch_size``.
+
+    Checked where the value is read (params load, ``--processes``), before any rank is launched.
+
+    Raises:
+        ParamsError: naming ``key``, the batch size and what to use.
+    """
+    processes = integer_at_least(key, processes, 1, MAX_PROCESSES)
+    if batch_size % processes:
+        raise ParamsError(
+            f"train.batch_size ({batch_size}) must be a multiple of {key} ({processes}): "
+            "every process takes an equal share of the global batch"
+        )
+    return processes

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from psychovis.csf import contrast_sensitivity
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import SELECTIONS, VFSS_NORMALISATIONS
 from psychovis.validation import integer_at_least
 
@@ -88,7 +88,7 @@ def map_scores(
         ParamsError: an unknown ``normalise``.
     """
     if normalise not in VFSS_NORMALISATIONS:
-        raise ParamsError(f"vfss.normalise must be one of {list(VFSS_NORMALISATIONS)}, got {normalise!r}")
+        raise ParamsError(f"vfss.normalise must be one of {list(VFSS_NORMALISATIONS)}, got {quote(normalise)}")
     scores = vfss_scores(responses, frequency_cpd, csf)
     if normalise == "mean_response":
         scores = normalised_vfss(scores, np.asarray(responses, dtype=np.float64).mean(axis=1))
@@ -102,16 +102,26 @@ def ranking_agreement(reference: np.ndarray, other: np.ndarray, layers: np.ndarr
         reference: scores ``(maps,)`` of every map of every layer.
         other: another scoring of the same maps.
         layers: the layer of each map.
-        top_k: size of the top sets compared (``min(top_k, maps)`` per layer).
+        top_k: size of the top sets compared; at most the map count of the smallest layer.
 
     Returns:
         ``layer, maps, spearman, top_k_overlap`` (the share of the reference's top-k that the
         other scoring also puts in its top-k).
+
+    Raises:
+        ParamsError: ``top_k`` is above a layer's map count (every overlap would be 1.0 whatever the scores).
     """
     frame = pd.DataFrame({"layer": layers, "reference": reference, "other": other})
+    counts = frame.groupby("layer", sort=False).size()
+    if len(counts) and int(top_k) > int(counts.min()):
+        raise ParamsError(
+            f"vfss.sensitivity_top_k ({top_k}) is above the {int(counts.min())} maps of layer {counts.idxmin()}: "
+            f"its top-k overlap would be 1.0 whatever the scores; use at most {int(counts.min())} "
+            "or leave that layer out of features.layers"
+        )
     rows = []
     for layer, group in frame.groupby("layer", sort=False):
-        k = min(int(top_k), len(group))
+        k = int(top_k)
         top = set(np.argsort(-group["reference"].to_numpy(), kind="stable")[:k])
         top_other = set(np.argsort(-group["other"].to_numpy(), kind="stable")[:k])
         rows.append(
@@ -153,7 +163,7 @@ def selection_mask(scores: np.ndarray, selection: str, k: int, seed: int = 0, ke
     if scores.ndim != 1 or scores.size == 0 or not np.isfinite(scores).all():
         raise ParamsError(f"VFSS scores must be a non-empty finite vector, got shape {scores.shape}")
     if selection not in SELECTIONS:
-        raise ParamsError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
+        raise ParamsError(f"selection must be one of {list(SELECTIONS)}, got {quote(selection)}")
     k = integer_at_least(key, k, 1, scores.size)
     if selection == "topk":
         chosen = np.argsort(-scores, kind="stable")[:k]

@@ -118,16 +118,16 @@ def test_direction_flip_for_lower_is_better_judges() -> None:
     assert (flipped["verdict"] == "worse").all() and (flipped["win_share"] == 0.0).all()
 
 
-def test_ties_count_half_and_non_finite_pairs_are_dropped() -> None:
+def test_ties_count_half_and_undefined_pairs_are_dropped() -> None:
     scores = _scores(offset=0.0, noise=0.0, seeds=1, images=4)  # the method equals the baseline: all ties
     table = st.paired_differences(scores, "vgg", DIRECTIONS, resamples=50)
     assert (table["win_share"] == 0.5).all() and (table["mean"] == 0).all()
     assert (table["verdict"] == "no detectable difference").all()
-    # A perfect reconstruction: PSNR inf on both sides (inf - inf) and on one side only; both pairs are left out.
+    # A perfect reconstruction: PSNR inf on both sides (inf - inf: left out) and on one side only (kept, a win).
     psnr = (scores["judge"] == "psnr_y") & (scores["image"].isin(["im00", "im01"]))
     scores.loc[psnr & ((scores["image"] == "im00") | (scores["method"] == "vfss")), "value"] = np.inf
     table = st.paired_differences(scores, "vgg", DIRECTIONS, resamples=50).set_index("judge")
-    assert table.loc["psnr_y", "n"] == 2 and table.loc["lpips_vgg", "n"] == 4
+    assert table.loc["psnr_y", "n"] == 3 and table.loc["lpips_vgg", "n"] == 4
     assert np.isfinite(table[["mean", "ci_low", "ci_high", "win_share"]].to_numpy()).all()
 
 

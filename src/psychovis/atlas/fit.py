@@ -10,7 +10,7 @@ import pandas as pd
 
 from psychovis import tuning
 from psychovis.atlas.responses import ResponseGrid
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import ORIENTATION_POOLINGS
 from psychovis.vfss import vfss_scores
 
@@ -217,7 +217,9 @@ def frequency_curves(grid: ResponseGrid, pooling: str = "preferred") -> tuple[np
     (closest to the paper's concentric rings, which contain every orientation).
     """
     if pooling not in ORIENTATION_POOLINGS:
-        raise ParamsError(f"atlas.orientation_pooling must be one of {list(ORIENTATION_POOLINGS)}, got {pooling!r}")
+        raise ParamsError(
+            f"atlas.orientation_pooling must be one of {list(ORIENTATION_POOLINGS)}, got {quote(pooling)}"
+        )
     n_maps, n_freq, n_ori = grid.responses.shape
     flat = np.nan_to_num(grid.responses.reshape(n_maps, -1), nan=-np.inf)
     f_pref, o_pref = np.unravel_index(flat.argmax(axis=1), (n_freq, n_ori))

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 
 RANGE_TOLERANCE = 1e-3
 """How far outside [0, 1] an input of a metric may stray (float rounding of a clamped network output)."""
@@ -32,23 +32,42 @@ def range_mode(check_range: bool | str, default: str = "warn") -> str:
         return "off"
     if check_range in RANGE_MODES:
         return str(check_range)
-    raise ParamsError(f"check_range must be True, False, 'warn' or 'strict', got {check_range!r}")
+    raise ParamsError(f"check_range must be True, False, 'warn' or 'strict', got {quote(check_range)}")
+
+
+MIN_RANGE_WIDTH = 1e-6
+MAX_RANGE_WIDTH = 1e9
+"""The widths ``high - low`` a data range may have: outside them the rescaled images are 0 or inf."""
 
 
 def check_data_range(data_range: object) -> tuple[float, float]:
-    """``(low, high)`` as floats, both finite and ``high > low``.
+    """``(low, high)`` as floats, both finite, ``high > low`` and a usable width.
+
+    A single number is read as piq does: ``data_range=255.0`` is ``(0, 255)``.
 
     Raises:
-        ParamsError: not a pair of numbers, non-finite, or not increasing.
+        ParamsError: not a number or a pair of numbers, non-finite, not increasing, or a width outside
+            ``[MIN_RANGE_WIDTH, MAX_RANGE_WIDTH]`` (``(0, 1e-30)`` would give inf, ``(0, 1e38)`` 0.0).
     """
+    if isinstance(data_range, int | float) and not isinstance(data_range, bool):
+        data_range = (0.0, data_range)
     try:
         low, high = (float(value) for value in data_range)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ParamsError(f"data_range must be a pair (low, high) of numbers, got {data_range!r}") from None
+        raise ParamsError(
+            f"data_range must be a pair (low, high) of numbers or the width (piq style), got {quote(data_range)}"
+        ) from None
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ParamsError(f"data_range must be finite, got {data_range!r}; e.g. (0, 1) or (0, 255)")
+        raise ParamsError(f"data_range must be finite, got {quote(data_range)}; e.g. (0, 1) or (0, 255)")
     if not high > low:
-        raise ParamsError(f"data_range must be (low, high) with high > low, got {data_range!r}")
+        raise ParamsError(f"data_range must be (low, high) with high > low, got {quote(data_range)}")
+    width = high - low
+    if not MIN_RANGE_WIDTH <= width <= MAX_RANGE_WIDTH or width < MIN_RANGE_WIDTH * max(abs(low), abs(high)):
+        raise ParamsError(
+            f"data_range {quote(data_range)} has width {width:g}: rescaled to [0, 1] the images would be "
+            f"{'all 0' if width > MAX_RANGE_WIDTH else 'infinite or lose all precision'}; use the range your pixels "
+            "really span, e.g. (0, 1), (-1, 1) or (0, 255)"
+        )
     return low, high
 
 

@@ -33,7 +33,7 @@ from psychovis.backbones import FeatureExtractor, backbone_spec, resolve_layers
 from psychovis.distances.engine import map_errors
 from psychovis.distances.inputs import check_data_range, range_mode, validate_images
 from psychovis.distances.pretrained import pretrained_path
-from psychovis.errors import InvalidWeightsError, ParamsError
+from psychovis.errors import InvalidWeightsError, ParamsError, quote
 from psychovis.feature_weights import FeatureWeights, read_weights_bytes
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -92,7 +92,7 @@ class PsychovisualLoss(nn.Module):
         weights: FeatureWeights | str | Path | None = None,
         layers: Sequence[str] | None = None,
         backbone: str | None = None,
-        data_range: tuple[float, float] = (0.0, 1.0),
+        data_range: tuple[float, float] | float = (0.0, 1.0),
         reduction: str = "mean",
         check_range: bool | str = "warn",
         *,
@@ -111,7 +111,7 @@ class PsychovisualLoss(nn.Module):
         self.px_per_degree = None if px_per_degree is None else float(px_per_degree)
         self.reference_px_per_degree = None if reference_px_per_degree is None else float(reference_px_per_degree)
         if reduction not in REDUCTIONS:
-            raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+            raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {quote(reduction)}")
         self.data_range = check_data_range(data_range)
         self.range_mode = range_mode(check_range, default="warn")
         if isinstance(weights, str | Path):
@@ -147,6 +147,7 @@ class PsychovisualLoss(nn.Module):
                 )
             self.register_buffer(f"weight_{layer}", weights.normalised(layer))
         self.reduction = reduction
+        self._fits: set[tuple[int, int, str, bool]] = set()  # (batch, side, device, grad) checked to fit
         self._warned = False
 
     @classmethod
@@ -183,6 +184,33 @@ class PsychovisualLoss(nn.Module):
             images, size=(height, width), mode="bilinear", align_corners=False, antialias=True
         )
 
+    def _check_memory(self, prediction: torch.Tensor) -> None:
+        """Refuse a batch whose activations would not fit, before allocating them (shapes only, no work).
+
+        An upper bound: the largest activation of the backbone per image (for both batches), held for
+        every module when gradients are recorded (the backward pass needs them all).
+
+        Raises:
+            ResourceError: (a ``ValueError``) the estimate, the memory available and what to do.
+        """
+        from psychovis.pipeline.resources import activation_plan, require
+
+        batch, _, height, width = prediction.shape
+        side = max(int(height), int(width))
+        key = (int(batch), side, str(prediction.device), torch.is_grad_enabled() and prediction.requires_grad)
+        if key in self._fits:
+            return
+        peak_floats, _ = activation_plan(self.extractor.body, side)
+        kept = len(self.extractor.body) if key[3] else 1
+        require(
+            f"PsychovisualLoss on {batch} image(s) of {height}x{width} px",
+            int(batch) * peak_floats * 4 * (kept + 1),
+            "the image size (crop or tile the images) or the batch size",
+            device=prediction.device,
+        )
+        if len(self._fits) < 64:
+            self._fits.add(key)
+
     def _follow(self, device: torch.device) -> None:
         """Move the module to ``device`` if it is elsewhere (piq's behaviour), once per change of device."""
         if self.layer_weights(self.layers[0]).device != device:
@@ -194,6 +222,7 @@ class PsychovisualLoss(nn.Module):
         if message is not None and not self._warned:
             self._warned = True  # once per module: a training loop would repeat it every step
             warnings.warn(f"PsychovisualLoss: {message}", UserWarning, stacklevel=2)
+        self._check_memory(prediction)
         self._follow(prediction.device)
         dtype = prediction.dtype
         # The backbone's weights are float32: cast the inputs, not the network (see the class docstring).
@@ -238,7 +267,7 @@ def psychovisual_loss(
     weights: str | Path | None = None,
     layers: Sequence[str] | None = None,
     backbone: str | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] | float = (0.0, 1.0),
     reduction: str = "mean",
     check_range: bool | str = "warn",
 ) -> torch.Tensor:
@@ -261,7 +290,7 @@ def psychovisual_loss(
         The loss, reduced as asked, in the prediction's dtype.
     """
     if reduction not in REDUCTIONS:
-        raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        raise ParamsError(f"reduction must be one of {list(REDUCTIONS)}, got {quote(reduction)}")
     low, high = check_data_range(data_range)
     content = None if weights is None else read_weights_bytes(weights)
     module = _cached_loss(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 
 SHIPPED_SCHEMES = ("vfss", "topk", "vfss_normalised", "lpips_weighted")
 """The shipped schemes (one ``<scheme>.safetensors`` each)."""
@@ -25,5 +25,5 @@ def pretrained_path(name: str) -> Path:
         ParamsError: an unknown name (the message lists the shipped ones).
     """
     if name not in SHIPPED_SCHEMES:
-        raise ParamsError(f"pretrained weights must be one of {list(SHIPPED_SCHEMES)}, got {name!r}")
+        raise ParamsError(f"pretrained weights must be one of {list(SHIPPED_SCHEMES)}, got {quote(name)}")
     return FOLDER / f"{name}.safetensors"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from psychovis.errors import DataError, ParamsError
+from psychovis.errors import DataError, ParamsError, quote
 from psychovis.names import BAPPS_SPLITS, BAPPS_SUBSETS
 
 PathLike = str | Path
@@ -244,7 +244,7 @@ def read_bapps_2afc(root: PathLike, subsets: Sequence[str] | None = None, split:
         CVPR 2018.
     """
     if split not in BAPPS_SPLITS:
-        raise ParamsError(f"BAPPS split must be one of {list(BAPPS_SPLITS)}, got {split!r}")
+        raise ParamsError(f"BAPPS split must be one of {list(BAPPS_SPLITS)}, got {quote(split)}")
     if subsets is not None:
         unknown = [subset for subset in subsets if subset not in BAPPS_SUBSETS]
         if unknown or not subsets:
@@ -304,7 +304,7 @@ def subsample(frame: pd.DataFrame, max_pairs: int | None, seed: int = 0) -> pd.D
     if max_pairs is None:
         return frame.reset_index(drop=True)
     if isinstance(max_pairs, bool) or not isinstance(max_pairs, int | np.integer) or max_pairs < 1:
-        raise ParamsError(f"max_pairs must be null or an integer >= 1, got {max_pairs!r}")
+        raise ParamsError(f"max_pairs must be null or an integer >= 1, got {quote(max_pairs)}")
     groups = frame.groupby("subset", sort=False).indices.values() if "subset" in frame else [np.arange(len(frame))]
     rng = np.random.default_rng(seed)
     keep = [np.sort(rng.choice(rows, size=min(max_pairs, len(rows)), replace=False)) for rows in groups]

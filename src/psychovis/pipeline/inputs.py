@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from psychovis.errors import DataError
+from psychovis.errors import DataError, quote
 from psychovis.io import PathLike, read_parquet
+from psychovis.names import LAYER_MAPS
 
 STIMULI_TABLE = Path("data/stimuli/stimuli.parquet")
 """The `stimuli` stage's table: one row per grating."""
@@ -36,6 +37,7 @@ NUMERIC_COLUMNS: dict[str, frozenset[str]] = {
     "responses.parquet": _RESPONSES,
     "other_scaling.parquet": _RESPONSES,
     "vfss.parquet": frozenset({"channel", "vfss", "mean_response", "response_range", "vfss_normalised"}),
+    "per_image.parquet": frozenset({"seed"}),  # its values may be inf (PSNR of a perfect reconstruction)
 }
 """Inter-stage table (by file name) -> columns that must hold finite numbers when read."""
 NONNEGATIVE_COLUMNS: dict[str, frozenset[str]] = {
@@ -52,6 +54,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "responses.parquet": ("layer", "channel", "stimulus_id"),
     "other_scaling.parquet": ("layer", "channel", "stimulus_id"),
     "vfss.parquet": ("layer", "channel"),
+    "per_image.parquet": ("method", "seed", "image", "judge"),
 }
 """Inter-stage table (by file name) -> columns that identify a row (a repeated row is corrupt)."""
 
@@ -100,7 +103,29 @@ def load_probe_results(other_scaling: bool = False) -> tuple[pd.DataFrame, pd.Da
     features = read_input(table, columns=["layer", "channel", "stimulus_id", "response"])
     stimuli = read_input(STIMULI_TABLE, columns=["stimulus_id", "frequency_cpd", "frequency_cpp", "contrast"])
     check_responses_cover(features, stimuli, table, STIMULI_TABLE)
+    check_layers(features, table)
     return features, stimuli
+
+
+def check_layers(features: pd.DataFrame, source: PathLike) -> None:
+    """Every layer of a probe table is a ReLU layer of a backbone, with no more maps than it has.
+
+    Raises:
+        DataError: a layer no backbone has (it would be scored as if it were real), or a channel index
+            beyond the layer's map count.
+    """
+    known = {layer: maps for layers in LAYER_MAPS.values() for layer, maps in layers.items()}
+    for layer, channels in features.groupby("layer", sort=False)["channel"]:
+        if layer not in known:
+            raise DataError(
+                f"{source} holds layer {quote(layer)}, which no backbone has (known: {sorted(known)}); "
+                "it was not written by the features stage: delete it and run `dvc repro`"
+            )
+        if int(channels.max()) >= known[layer] or int(channels.min()) < 0:
+            raise DataError(
+                f"{source}: layer {layer} has channel {int(channels.max())}, but that layer has {known[layer]} maps "
+                f"(0 .. {known[layer] - 1}); delete it and run `dvc repro`"
+            )
 
 
 def check_responses_cover(features: pd.DataFrame, stimuli: pd.DataFrame, source: PathLike, table: PathLike) -> None:

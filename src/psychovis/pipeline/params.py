@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
+from psychovis.files import kind, require_regular_file
 from psychovis.names import (
     BACKBONES,
     BACKGROUNDS,
@@ -39,7 +40,19 @@ from psychovis.names import (
     WEIGHTED_LOSSES,
     WINDOWS,
 )
-from psychovis.validation import Choice, LayerList, ListOf, Nullable, Number, Pair, Text, Threads, Validator
+from psychovis.validation import (
+    MAX_PROCESSES,
+    Choice,
+    LayerList,
+    ListOf,
+    Nullable,
+    Number,
+    Pair,
+    Text,
+    Threads,
+    Validator,
+    check_processes,
+)
 
 SCHEMA: dict[str, dict[str, Validator]] = {
     "images": {  # safety limits of every stage that decodes images; not part of any result
@@ -105,7 +118,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "image_dir": Nullable(Text()),
         "test_images": Number(1, 1000, integer=True),
         "log_every": Number(1, 1_000_000, integer=True),
-        "processes": Number(1, 1024, integer=True),  # torchrun ranks of the training stages
+        "processes": Number(1, MAX_PROCESSES, integer=True),  # torchrun ranks of the training stages
         "channels_last": Choice((False, True)),
         "autocast": Choice((False, True)),
     },
@@ -229,20 +242,26 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
         ParamsError: with a one-line message naming the first bad key and what is allowed.
     """
     if not isinstance(params, Mapping):
-        raise ParamsError("params.yaml must be a mapping of sections")
+        raise ParamsError(f"params.yaml must be a mapping of sections, got {quote(params)}")
+    _check_names(params, "section name", "")
     unknown_sections = sorted(set(params) - set(SCHEMA))
     if unknown_sections:
-        raise ParamsError(f"params.yaml: unknown section(s) {unknown_sections}; allowed: {sorted(SCHEMA)}")
+        raise ParamsError(
+            f"params.yaml: unknown section(s) {quote(unknown_sections)}{_look_alike(unknown_sections[0], SCHEMA)}; "
+            f"allowed: {sorted(SCHEMA)}"
+        )
     validated: dict[str, dict[str, Any]] = {}
     for section in sections or list(SCHEMA):
         schema = SCHEMA[section]
         values = params.get(section)
         if not isinstance(values, Mapping):
             raise ParamsError(f"params.yaml: section {section!r} is missing or not a mapping")
+        _check_names(values, "key", f"{section}.")
         unknown = sorted(set(values) - set(schema))
         if unknown:
             raise ParamsError(
-                f"params.yaml: unknown key {section}.{unknown[0]}; allowed keys in {section}: {sorted(schema)}"
+                f"params.yaml: unknown key {section}.{quote(unknown[0])[1:-1]}{_look_alike(unknown[0], schema)}; "
+                f"allowed keys in {section}: {sorted(schema)}"
             )
         checked: dict[str, Any] = {}
         for key, validator in schema.items():
@@ -257,6 +276,7 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> di
     stimuli = validated.get("stimuli")
     if stimuli and stimuli["frequency_stop_cpd"] <= stimuli["frequency_start_cpd"]:
         raise ParamsError("params.yaml: stimuli.frequency_stop_cpd must be greater than stimuli.frequency_start_cpd")
+    _check_combinations(validated)
     psychophysics = validated.get("psychophysics")
     if psychophysics:
         for low, high in (("frequency_min_cpd", "frequency_max_cpd"), ("contrast_min", "contrast_max")):
@@ -286,29 +306,79 @@ def _check_modelfest(p: Mapping[str, Any]) -> None:
         )
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus: a duplicate key is an error, and ``1e-4`` is a number.
+def _check_combinations(validated: Mapping[str, Mapping[str, Any]]) -> None:
+    """Values that are each in range but make no sense (or a silently wrong result) together."""
+    stimuli = validated.get("stimuli")
+    if stimuli and 0.0 in stimuli["contrasts"]:
+        index = stimuli["contrasts"].index(0.0)
+        raise ParamsError(
+            f"params.yaml: stimuli.contrasts[{index}] is 0: a grating of zero contrast is a blank grey image "
+            "(every map's response is flat); use contrasts in (0, 1]"
+        )
+    compare = validated.get("compare")
+    if compare:
+        repeated = sorted({name for name in compare["baselines"] if compare["baselines"].count(name) > 1})
+        if repeated:
+            raise ParamsError(f"params.yaml: compare.baselines names {quote(repeated)} more than once; list each once")
+        needed = math.ceil(2 / (1 - compare["level"]))
+        if compare["resamples"] < needed:
+            raise ParamsError(
+                f"params.yaml: compare.resamples ({compare['resamples']}) is too few for a {compare['level']:g} "
+                f"interval (each tail needs a resample); use at least {needed} (2000 is usual)"
+            )
+    train = validated.get("train")
+    if train:
+        check_processes(train["batch_size"], train["processes"])
 
-    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-4``), so ``1e-4`` would be read as
-    the string ``'1e-4'``; DVC (ruamel, YAML 1.2) reads it as a number, and so do we. A key given
-    twice in a mapping silently keeps the last value in PyYAML; DVC refuses it, and so do we, so a
-    direct ``python stages/x.py`` run sees the same file DVC does.
+
+
+def _check_names(mapping: Mapping[Any, Any], what: str, prefix: str) -> None:
+    """Refuse a key that is not text (``1:``, ``true:``, ``null:``): sections and keys are names."""
+    for name in mapping:
+        if not isinstance(name, str):
+            raise ParamsError(
+                f"params.yaml: {what} {prefix}{quote(name)} is {type(name).__name__ if name is not None else 'null'}, "
+                "not a name; every section and key is text (quote it, or fix the typo)"
+            )
+
+
+def _look_alike(name: str, known: Mapping[str, Any]) -> str:
+    """A hint when ``name`` holds characters outside ASCII (a Cyrillic ``ѕ`` for an ``s``, a no-break space)."""
+    import unicodedata
+
+    odd = next((char for char in name if not char.isascii() or not char.isprintable()), None)
+    if odd is None:
+        return ""
+    folded = unicodedata.normalize("NFKC", name).strip()
+    close = next((key for key in known if key == folded or key.casefold() == folded.casefold()), None)
+    if close is None:  # a look-alike letter: match on the ASCII letters at the same places
+        close = next(
+            (
+                key
+                for key in known
+                if len(key) == len(name)
+                and all(a == b for a, b in zip(key, name, strict=True) if a.isascii() and b.isascii())
+            ),
+            None,
+        )
+    char = unicodedata.name(odd, f"U+{ord(odd):04X}")
+    return (
+        f" (it holds the non-ASCII character {char} (U+{ord(odd):04X})"
+        + (f"; did you mean {close!r}?" if close else "; type the name in plain ASCII")
+        + ")"
+    )
+
+
+class _Yaml11Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1) plus ``1e-4`` as a number: how the stages read params.yaml before.
+
+    Used only to tell a value whose meaning differs between YAML 1.1 and 1.2 (``0100``, ``1:30``,
+    ``on``, ``yes``), so that such a value is refused rather than read one way here and another by
+    a tool that follows YAML 1.1.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                mark = key_node.start_mark
-                raise ParamsError(
-                    f"duplicate key {key!r} at line {mark.line + 1} (first at line {seen[key] + 1}); keep one of them"
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
 
-
-_StrictLoader.add_implicit_resolver(
+_Yaml11Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
         r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -322,37 +392,194 @@ _StrictLoader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+MAX_BYTES = 1_000_000
+"""The largest params file read (the real one is a few kB); a bigger one, or a device, is refused unread."""
+MAX_DEPTH = 32
+"""The deepest nesting of mappings and lists accepted (the schema uses three levels)."""
+MAX_NODES = 100_000
+"""The most values a params file may hold once its aliases are expanded (an alias bomb holds billions)."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _yaml12() -> Any:
+    """The YAML reader DVC uses for params files (ruamel.yaml, ``typ="safe"``: YAML 1.2, no arbitrary objects)."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+class _Checker:
+    """Walks the composed YAML once: depth, expanded size, duplicate keys, YAML 1.1/1.2 differences."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.old = _Yaml11Loader("")
+        self.sizes: dict[int, int] = {}
+
+    def scalar(self, node: Any, where: str) -> None:
+        from ruamel.yaml.nodes import ScalarNode
+
+        if node.style is not None or str(node.tag) != str(
+            self.reader.resolver.resolve(ScalarNode, node.value, (True, False))
+        ):
+            return  # quoted, or explicitly tagged: read alike by every YAML version
+        new = self.reader.constructor.construct_object(node, deep=True)
+        tag = self.old.resolve(yaml.ScalarNode, node.value, (True, False))
+        try:
+            old = self.old.construct_object(yaml.ScalarNode(tag, node.value))
+        except yaml.YAMLError:
+            return
+        if not _same(old, new):
+            raise ParamsError(
+                f"{where}: {quote(node.value)} reads as {quote(new)} under YAML 1.2 (DVC, dvc.lock, `dvc exp show`) "
+                f"but as {quote(old)} under YAML 1.1; write the value you mean unambiguously "
+                "(e.g. 100 or 64, '1:30' in quotes for text, true/false for a switch)"
+            )
+
+    def size(self, node: Any, where: str, depth: int = 0) -> int:
+        """The number of values under ``node`` with aliases expanded (each distinct node checked once)."""
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        if id(node) in self.sizes:
+            return self.sizes[id(node)]
+        if depth > MAX_DEPTH:
+            raise ParamsError(f"{where} nests deeper than {MAX_DEPTH} levels; params sections are flat mappings")
+        self.sizes[id(node)] = 1  # a self-referencing alias counts once, not forever
+        total = 1
+        if isinstance(node, MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if str(key_node.tag) == _MERGE_TAG:
+                    total += self.size(value_node, f"{where} (merge key <<)", depth + 1)
+                    continue
+                if isinstance(key_node, (MappingNode, SequenceNode)):
+                    shape = "mapping" if isinstance(key_node, MappingNode) else "list"
+                    raise ParamsError(f"{where}: a key is a {shape}; keys must be names")
+                self.scalar(key_node, f"{where} key" if where else "a top-level key")
+                key = self.reader.constructor.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line
+                if key in seen:
+                    raise ParamsError(
+                        f"duplicate key {quote(key)} at line {line + 1} (first at line {seen[key] + 1}); "
+                        "keep one of them"
+                    )
+                seen[key] = line
+                name = key if isinstance(key, str) else quote(key)
+                total += 1 + self.size(value_node, f"{where}.{name}" if where else str(name), depth + 1)
+        elif isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                total += self.size(item, f"{where}[{index}]", depth + 1)
+        else:
+            self.scalar(node, where or "the document")
+        if total > MAX_NODES:
+            raise ParamsError(
+                f"{where or 'the document'} expands to more than {MAX_NODES:,} values (YAML aliases repeated "
+                "inside each other); write the values out instead of nesting aliases"
+            )
+        self.sizes[id(node)] = total
+        return total
+
+
+def _check_depth(reader: Any, text: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` before the (recursive, slow when deep) composer runs."""
+    from ruamel.yaml import events
+
+    flow = deepest = 0
+    quote_char = ""
+    comment = False
+    for char in text:  # flow brackets first: the parser looks far ahead inside them
+        if comment:
+            comment = char != "\n"
+        elif quote_char:
+            quote_char = "" if char == quote_char else quote_char
+        elif char in "'\"":
+            quote_char = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            flow += 1
+            deepest = max(deepest, flow)
+        elif char in "]}":
+            flow -= 1
+    depth = 0
+    if deepest <= MAX_DEPTH:
+        for event in reader.parse(text):
+            if isinstance(event, events.MappingStartEvent | events.SequenceStartEvent):
+                depth += 1
+                deepest = max(deepest, depth)
+                if depth > MAX_DEPTH:
+                    break
+            elif isinstance(event, events.MappingEndEvent | events.SequenceEndEvent):
+                depth -= 1
+    if deepest > MAX_DEPTH:
+        raise ParamsError(f"the document nests deeper than {MAX_DEPTH} levels; params sections are flat mappings")
+
 
 def parse_yaml(text: str) -> Any:
-    """Parse params YAML: safe, duplicate keys refused, ``1e-4`` read as a number (see :class:`_StrictLoader`).
+    """Parse params YAML exactly as DVC does (ruamel.yaml, YAML 1.2, safe), with stricter checks.
+
+    Refused with one line (:class:`ParamsError`): a duplicate key (with both lines); a plain value
+    whose meaning differs between YAML 1.1 and 1.2 (both readings shown); nesting deeper than
+    :data:`MAX_DEPTH`; aliases that expand to more than :data:`MAX_NODES` values. Merge keys
+    (``<<: *base``) are applied as DVC applies them.
 
     Raises:
-        ParamsError: a duplicate key (with its line).
-        yaml.YAMLError: the syntax is invalid.
+        ParamsError: one of the above.
+        ruamel.yaml.YAMLError: the syntax is invalid.
     """
-    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    reader = _yaml12()
+    _check_depth(reader, text)
+    node = reader.compose(text)
+    if node is None:
+        return None
+    _Checker(reader).size(node, "")
+    return reader.constructor.construct_document(node)
+
+
+def _read_text(path: Path) -> str:
+    """The text of ``path``: a regular file of at most :data:`MAX_BYTES`, UTF-8 (checked before reading)."""
+    if kind(path) is None:
+        raise ParamsError(f"{path} not found; run the stage from the repository root")
+    require_regular_file(
+        path,
+        "params file",
+        "it cannot be read as YAML: pass a YAML file (e.g. --params params.yaml)",
+        max_bytes=MAX_BYTES,
+        error=ParamsError,
+    )
+    data = path.read_bytes()[: MAX_BYTES + 1]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ParamsError(
+            f"{path} is not UTF-8 text (byte {data[exc.start]:#x} on line {line}); save it as UTF-8"
+        ) from None
 
 
 def load(path: str | Path = "params.yaml", sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Read and validate ``params.yaml``.
+    """Read and validate ``params.yaml``, as DVC reads it (:func:`parse_yaml`).
 
     Raises:
-        ParamsError: the file is missing, is not YAML, has a duplicate key, or a value is invalid.
+        ParamsError: the file is missing, not a regular small file, not YAML, has a duplicate key or
+            an ambiguous value, or a value is invalid.
     """
+    from ruamel.yaml import YAMLError
+
     path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path} not found; run the stage from the repository root")
     try:
-        raw = parse_yaml(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(_read_text(path))
     except ParamsError as exc:
-        raise ParamsError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
+        message = str(exc)
+        raise ParamsError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    except YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {_yaml_problem(exc)}; fix the syntax there") from None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ParamsError(
-            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#x} on line {line}); save it as UTF-8"
-        ) from None
     except OSError as exc:
         raise ParamsError(f"{path} cannot be read ({exc}); pass a readable UTF-8 YAML file") from None
     try:
@@ -366,8 +593,8 @@ def load(path: str | Path = "params.yaml", sections: list[str] | None = None) ->
         raise
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line: what the parser found and where (PyYAML's own message spans several lines)."""
+def _yaml_problem(exc: Exception) -> str:
+    """One line: what the parser found and where (the parser's own message spans several lines)."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psychovis import io
-from psychovis.errors import ParamsError, PsychovisError
+from psychovis.errors import ParamsError, PsychovisError, quote
 from psychovis.names import BACKBONES, DEVICES
 
 if TYPE_CHECKING:
     import torch
 from psychovis.pipeline import params as params_module
-from psychovis.pipeline import params_trace, tracking
+from psychovis.pipeline import params_trace, signals, tracking
 
 
 @dataclass
@@ -82,7 +82,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ParamsError("base.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     if device not in DEVICES:
-        raise ParamsError(f"base.device must be one of {list(DEVICES)}, got {device!r}")
+        raise ParamsError(f"base.device must be one of {list(DEVICES)}, got {quote(device)}")
     return torch.device(device)
 
 
@@ -279,33 +279,38 @@ def run_stage(
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    try:
-        loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images", "base"])))
-        # images.max_pixels is a safety limit, not a result: handed to the image reader, not traced or logged
-        limits = loaded["images"] if "images" in sections else loaded.pop("images")
-        os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
-        # base.threads is a resource, not a result: applied here, before tracing, so no stage depends on it
-        apply_threads((loaded["base"] if "base" in sections else loaded.pop("base"))["threads"])
-        validated = params_trace.traced(stage, loaded)
-        # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
-        tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
-        # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the
-        # one line says what went wrong; --debug shows everything as it happens).
-        with warnings.catch_warnings(record=not debug) as held, io.stage_transaction() as transaction:
-            main(StageContext(stage, validated, args, Path.cwd()))
-            params_trace.note_written(transaction.written, Path.cwd())
-        for warning in held or ():
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(
-            f"psychovis {stage}: interrupted; the outputs written so far were put back to their previous versions",
-            file=sys.stderr,
-        )
-        sys.exit(130)
-    except Exception as exc:  # the last resort: no traceback reaches the user without --debug
-        if debug:
-            raise
-        print(f"psychovis {stage}: error: {describe_failure(exc, stage, sections)}", file=sys.stderr)
-        sys.exit(2)
+    # from now on SIGINT, SIGTERM and SIGHUP roll the stage back (StageInterrupted, a KeyboardInterrupt)
+    with signals.handled():
+        try:
+            loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images", "base"])))
+            # images.max_pixels is a safety limit, not a result: handed to the image reader, not traced or logged
+            limits = loaded["images"] if "images" in sections else loaded.pop("images")
+            os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
+            # base.threads is a resource, not a result: applied here, before tracing, so no stage depends on it
+            apply_threads((loaded["base"] if "base" in sections else loaded.pop("base"))["threads"])
+            validated = params_trace.traced(stage, loaded)
+            # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
+            tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
+            # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the
+            # one line says what went wrong; --debug shows everything as it happens).
+            with warnings.catch_warnings(record=not debug) as held, io.stage_transaction() as transaction:
+                main(StageContext(stage, validated, args, Path.cwd()))
+                params_trace.note_written(transaction.written, Path.cwd())
+            for warning in held or ():
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            signalled = isinstance(exc, signals.StageInterrupted) and exc.name != "SIGINT"
+            how = f" ({exc.name})" if signalled else ""
+            print(
+                f"psychovis {stage}: interrupted{how}; the outputs written so far were put back to their previous "
+                "versions",
+                file=sys.stderr,
+            )
+            sys.exit(exc.exit_code if isinstance(exc, signals.StageInterrupted) else 130)
+        except Exception as exc:  # the last resort: no traceback reaches the user without --debug
+            if debug:
+                raise
+            print(f"psychovis {stage}: error: {describe_failure(exc, stage, sections)}", file=sys.stderr)
+            sys.exit(2)

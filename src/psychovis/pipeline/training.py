@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from psychovis import io
-from psychovis.errors import ParamsError
 from psychovis.pipeline.inputs import WEIGHTS_DIR
 from psychovis.pipeline.runner import StageContext
 from psychovis.pipeline.tracking import StageRun
@@ -27,6 +26,7 @@ from psychovis.sr.data import load_dataset
 from psychovis.sr.distributed import World
 from psychovis.sr.model import count_parameters
 from psychovis.sr.training import TrainConfig, save_checkpoint, train
+from psychovis.validation import check_processes
 
 MODELS_DIR = Path("data/models")
 """Checkpoints: ``pretrain.pt`` and one ``<loss>-s<seed>.pt`` per fine-tune."""
@@ -92,8 +92,8 @@ def run_training_stage(
     """
     train = ctx.params["train"]
     processes = ctx.args.processes or train["processes"]
-    if processes < 1:
-        raise ParamsError(f"--processes must be at least 1, got {processes}")
+    if ctx.args.processes:  # a command-line override: the same check as train.processes got at params load
+        check_processes(train["batch_size"], processes, "--processes")
     if processes > 1 and not distributed.in_worker():
         distributed.launch(sys.argv[0], sys.argv[1:], processes, ctx.stage)
         return None

@@ -28,7 +28,7 @@ import pandas as pd
 
 from psychovis.csf import contrast_sensitivity
 from psychovis.distances.engine import Selection, selection_weights, selections, weighted_errors
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import SUBSET_CONTROLS
 from psychovis.psychophysics.grid import DistanceGrid
 from psychovis.psychophysics.thresholds import FLAT_TOLERANCE_DECADES, find_thresholds
@@ -101,7 +101,7 @@ def selection_thresholds(
         ValueError: the grid has no per-map errors or lacks the background or level.
     """
     if control not in SUBSET_CONTROLS:
-        raise ParamsError(f"control must be one of {list(SUBSET_CONTROLS)}, got {control!r}")
+        raise ParamsError(f"control must be one of {list(SUBSET_CONTROLS)}, got {quote(control)}")
     if not grid.map_errors:
         raise ValueError("the grid holds no per-map errors: include a PsychovisualLoss distance (e.g. 'vgg')")
     if background not in grid.backgrounds:
@@ -160,7 +160,7 @@ def robustness_table(
         ParamsError: ``draws`` < 1, a ``k`` larger than a layer, or too few frequencies in range.
     """
     if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
-        raise ParamsError(f"psychophysics.null_draws must be an integer >= 1, got {draws!r}")
+        raise ParamsError(f"psychophysics.null_draws must be an integer >= 1, got {quote(draws)}")
     for layer, errors in grid.map_errors.items():
         too_big = [k for k in ks if k > errors.shape[-1]]
         if too_big:

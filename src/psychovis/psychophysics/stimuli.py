@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal.windows import tukey
 
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.gratings import cycles_per_pixel
 from psychovis.images import bundled_images
 from psychovis.names import BACKGROUNDS, WINDOWS
@@ -74,14 +74,16 @@ class StimulusSpec:
             raise ParamsError(f"contrasts must be strictly increasing, got {self.contrasts}")
         integer_at_least("psychophysics.phases", self.phases)
         if self.window not in WINDOWS:
-            raise ParamsError(f"psychophysics.window must be one of {list(WINDOWS)}, got {self.window!r}")
+            raise ParamsError(f"psychophysics.window must be one of {list(WINDOWS)}, got {quote(self.window)}")
         if not 0.0 <= self.taper <= 1.0:
-            raise ParamsError(f"psychophysics.window_taper must be in [0, 1], got {self.taper!r}")
+            raise ParamsError(f"psychophysics.window_taper must be in [0, 1], got {quote(self.taper)}")
         if not 0.0 < self.reference_contrast <= 1.0:
-            raise ParamsError(f"psychophysics.reference_contrast must be in (0, 1], got {self.reference_contrast!r}")
+            raise ParamsError(
+                f"psychophysics.reference_contrast must be in (0, 1], got {quote(self.reference_contrast)}"
+            )
         if not self.reference_frequency_cpd > 0:
             raise ParamsError(
-                f"psychophysics.reference_frequency_cpd must be positive, got {self.reference_frequency_cpd!r}"
+                f"psychophysics.reference_frequency_cpd must be positive, got {quote(self.reference_frequency_cpd)}"
             )
         if any(not 0.0 < float(c) <= 1.0 for c in self.criterion_contrasts):
             raise ParamsError(
@@ -170,7 +172,7 @@ def make_backgrounds(
     if unknown or not names:
         raise ParamsError(f"backgrounds must be a non-empty list from {list(BACKGROUNDS)}, got unknown {unknown}")
     if not 0.0 < amplitude <= 0.5:
-        raise ParamsError(f"psychophysics.background_amplitude must be in (0, 0.5], got {amplitude!r}")
+        raise ParamsError(f"psychophysics.background_amplitude must be in (0, 0.5], got {quote(amplitude)}")
     size = int(spec.size)
     backgrounds: dict[str, np.ndarray] = {}
     for name in names:

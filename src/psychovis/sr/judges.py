@@ -42,7 +42,7 @@ from torch import nn
 
 from psychovis.distances.dists import DISTS
 from psychovis.distances.lpips import LPIPS
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 from psychovis.names import JUDGES as JUDGE_NAMES
 from psychovis.registry import JUDGE_RECORDS, MS_SSIM_KERNEL, MS_SSIM_MIN_SIZE, JudgeRecord
 from psychovis.sr.metrics import (
@@ -219,9 +219,9 @@ class Judges:
             raise ParamsError(f"judges must not repeat, got {list(names)}")
         minimum_scale = 2 if any(JUDGE_RECORDS[name].min_size_per_scale for name in names) else 1
         if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < minimum_scale:
-            raise ParamsError(f"scale must be an integer >= {minimum_scale}, got {scale!r}")
+            raise ParamsError(f"scale must be an integer >= {minimum_scale}, got {quote(scale)}")
         if isinstance(border, bool) or not isinstance(border, int | np.integer) or border < 0:
-            raise ParamsError(f"border must be an integer >= 0, got {border!r}")
+            raise ParamsError(f"border must be an integer >= 0, got {quote(border)}")
         self.names = names
         self.scale = int(scale)
         self.border = int(border)

@@ -27,7 +27,7 @@ import pandas as pd
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from psychovis.distances.inputs import RANGE_TOLERANCE
-from psychovis.errors import ParamsError
+from psychovis.errors import ParamsError, quote
 
 Y_COEFFICIENTS = (65.481, 128.553, 24.966)
 """BT.601 luma weights for R, G, B in [0, 1] giving Y on the 0-255 scale (MATLAB ``rgb2ycbcr``)."""
@@ -79,7 +79,7 @@ def _check_pair(prediction: object, target: object) -> tuple[np.ndarray, np.ndar
 def _check_border(border: object, shape: tuple[int, ...], minimum: int = 1) -> int:
     """Check ``border`` is a non-negative int that leaves at least ``minimum`` pixels per side."""
     if isinstance(border, bool) or not isinstance(border, int | np.integer):
-        raise ParamsError(f"border must be an integer number of pixels, got {border!r}")
+        raise ParamsError(f"border must be an integer number of pixels, got {quote(border)}")
     border = int(border)
     if border < 0:
         raise ParamsError(f"border must be >= 0, got {border}")
@@ -225,7 +225,7 @@ def frequency_band_errors(prediction: np.ndarray, target: np.ndarray, bands: int
     """
     prediction, target = _check_pair(prediction, target)
     if isinstance(bands, bool) or not isinstance(bands, int | np.integer) or bands < 1:
-        raise ParamsError(f"bands must be an integer >= 1, got {bands!r}")
+        raise ParamsError(f"bands must be an integer >= 1, got {quote(bands)}")
     height, width = target.shape[:2]
     if min(height, width) < 2:
         raise ParamsError(f"frequency bands need an image of at least 2x2 pixels, got {height}x{width}")
@@ -360,7 +360,7 @@ def periodic_artefact_db(prediction: np.ndarray, target: np.ndarray, scale: int)
     """
     prediction, target = _check_pair(prediction, target)
     if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 2:
-        raise ParamsError(f"scale must be an integer >= 2 (the upsampling factor), got {scale!r}")
+        raise ParamsError(f"scale must be an integer >= 2 (the upsampling factor), got {quote(scale)}")
     scale = int(scale)
     height, width = target.shape[:2]
     minimum = periodic_artefact_min_size(scale)

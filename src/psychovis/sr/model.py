@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from psychovis.errors import quote
 from psychovis.names import UPSAMPLERS
 from psychovis.sr.data import upsample_bicubic
 
@@ -117,13 +118,13 @@ class SRResNet(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
-            raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+            raise ValueError(f"scale must be one of {list(SCALES)}, got {quote(scale)}")
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
+            raise ValueError(f"channels must be an integer >= 1, got {quote(channels)}")
         if isinstance(residual_blocks, bool) or not isinstance(residual_blocks, int) or residual_blocks < 0:
-            raise ValueError(f"residual_blocks must be an integer >= 0, got {residual_blocks!r}")
+            raise ValueError(f"residual_blocks must be an integer >= 0, got {quote(residual_blocks)}")
         if upsampler not in UPSAMPLERS:
-            raise ValueError(f"upsampler must be one of {list(UPSAMPLERS)}, got {upsampler!r}")
+            raise ValueError(f"upsampler must be one of {list(UPSAMPLERS)}, got {quote(upsampler)}")
         self.scale = scale
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.body = nn.Sequential(

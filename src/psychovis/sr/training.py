@@ -36,13 +36,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from psychovis.distances.loss import PsychovisualLoss
-from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError
+from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError, quote
+from psychovis.feature_weights import FeatureWeights
 from psychovis.io import atomic_path
 from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
 from psychovis.progress import Progress
 from psychovis.sr.data import downsample, random_crops
 from psychovis.sr.distributed import World, barrier, broadcast, fault_point, mean_over_ranks
 from psychovis.sr.model import SRResNet
+from psychovis.validation import check_processes
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ParamsError(f"train loss must be one of {list(LOSSES)}, got {self.loss!r}")
+            raise ParamsError(f"train loss must be one of {list(LOSSES)}, got {quote(self.loss)}")
         if self.upsampler not in UPSAMPLERS:
-            raise ParamsError(f"train.upsampler must be one of {list(UPSAMPLERS)}, got {self.upsampler!r}")
+            raise ParamsError(f"train.upsampler must be one of {list(UPSAMPLERS)}, got {quote(self.upsampler)}")
         if self.crop_size % self.scale:
             raise ParamsError(f"train.crop_size ({self.crop_size}) must be a multiple of train.scale ({self.scale})")
 
@@ -110,7 +112,7 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
         # LPIPS heads live on their own layers: that loss uses the layers its file has.
         layers = None if config.loss == "lpips_weighted" else config.layers
         try:
-            perceptual = PsychovisualLoss(path, layers=layers)
+            perceptual = PsychovisualLoss(FeatureWeights.load(path, scheme=config.loss), layers=layers)
         except InvalidWeightsError:
             raise  # the file itself is wrong (missing maps, another backbone): its message names it
         except ValueError as exc:
@@ -332,11 +334,7 @@ def train(
         raise DataError("no training images")
     world = world or World(device=torch.device(device))
     device = world.device
-    if config.batch_size % world.size:
-        raise ParamsError(
-            f"train.batch_size ({config.batch_size}) must be a multiple of train.processes ({world.size}): "
-            "every process takes an equal share of the global batch"
-        )
+    check_processes(config.batch_size, world.size)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config)

@@ -213,7 +213,7 @@ def test_other_float_dtypes_follow_the_input(plain: PsychovisualLoss, astronaut:
         ({"data_range": (1, 0)}, "high > low"),
         ({"data_range": (0, float("inf"))}, "finite"),
         ({"data_range": (float("nan"), 1)}, "finite"),
-        ({"data_range": 255}, "pair"),
+        ({"data_range": "0-255"}, "pair"),  # a single number is the width (piq style)
         ({"check_range": "sometimes"}, "check_range"),
         ({"layers": ["relu9_9"]}, "relu9_9"),
     ],
