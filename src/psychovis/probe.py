@@ -24,7 +24,6 @@ RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
 # INPUT_GAIN lives in the torch-free names module (stages that only need the constant skip torch).
 
 
-
 def _spatial_means(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
     """Spatial mean of every map of every requested layer: ``(N, n_maps)``, layers in network order.
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from batterykit import assert_one_line_and_unchanged, by_name, prepared_project, run_selected
-from test_bad_inputs import Case, Outcome
+from stagekit import Case, Outcome, assert_one_line_and_unchanged, by_name, prepared_project, run_selected
 
 CHECKPOINT = "data/models/pretrain.pt"
 
@@ -113,7 +112,7 @@ CASES = by_name(
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, prepared_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, prepared_project(tmp_path_factory), in_process=True)
 
 
 @pytest.mark.e2e

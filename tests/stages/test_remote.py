@@ -17,8 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from dvckit import command, commit, tiny_repo
-from stagekit import copy_sources, stage_command, stage_env
+from stagekit import command, commit, copy_sources, stage_command, stage_env, tiny_repo
 from test_mlflow_server import _request, server  # noqa: F401  (the server fixture)
 
 OUTPUTS = ("data/models/pretrain.pt", "data/curves/pretrain.png", "data/curves/pretrain.csv", "metrics/pretrain.json")

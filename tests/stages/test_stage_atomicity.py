@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, prepared_project, run_selected
 from conftest import ROOT
-from stagekit import Built
-from test_bad_inputs import Case, Outcome, edit_params
+from stagekit import (
+    Built,
+    Case,
+    Outcome,
+    assert_one_line_and_unchanged,
+    by_name,
+    edit_params,
+    prepared_project,
+    run_selected,
+)
 
 from psychovis import io
 
@@ -90,7 +97,7 @@ CASES = by_name(
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prepared: Built) -> dict:
-    return run_selected(request, tmp_path_factory, CASES, prepared)
+    return run_selected(request, tmp_path_factory, CASES, prepared, in_process=True)
 
 
 @pytest.mark.e2e
