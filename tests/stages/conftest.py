@@ -11,11 +11,14 @@ it re-exports the shared constants: ``from conftest import ROOT`` works from any
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from common import BAD_IMAGE_PAIRS, CHROMIUM_FLAGS, ROOT
-from stagekit import EXPERIMENTS, Repo, build_repo, stages_run
+from stagekit import EXPERIMENTS, Repo, build_repo, mlflow_server, stages_run
 
-__all__ = ["BAD_IMAGE_PAIRS", "CHROMIUM_FLAGS", "ROOT", "experiment_repo", "tiny_repo_built"]
+__all__ = ["BAD_IMAGE_PAIRS", "CHROMIUM_FLAGS", "ROOT", "experiment_repo", "server", "tiny_repo_built"]
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,10 @@ def experiment_repo(tiny_repo_built: Repo, tmp_path_factory: pytest.TempPathFact
         flags = [item for override in overrides for item in ("-S", override)]
         repo.reran[name] = stages_run(repo.check("dvc", "exp", "run", "-n", name, *flags))
     return repo
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """A fresh ``mlflow server`` (its own SQLite store in ``tmp_path``); skips the test if it cannot start."""
+    with mlflow_server(tmp_path, tmp_path / "server.db", skip_if_down=True) as url:
+        yield url

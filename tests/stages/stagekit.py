@@ -36,7 +36,7 @@ import traceback
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +225,70 @@ def server_healthy(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+SERVER_STARTUP_S = 90  # the server migrates a fresh SQLite store first; slow on a busy 2-core machine
+
+
+def request_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    """GET ``url`` (POST ``body`` as JSON) and return the JSON answer (an MLflow REST call)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def stop_group(process: subprocess.Popen[Any]) -> None:
+    """Stop a process started with its own session and its children: SIGTERM to the group, SIGKILL after 15 s."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):  # workers may outlive the parent
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, store: Path, skip_if_down: bool = False) -> Iterator[str]:
+    """``mlflow server`` of this virtualenv on a free port, on the SQLite ``store``; yields its URL.
+
+    Its log and artifacts go to ``folder``; it is stopped with its process group. A server that does
+    not answer within :data:`SERVER_STARTUP_S` fails the test (or skips it, ``skip_if_down``).
+    """
+    mlflow = VENV_BIN / "mlflow"
+    if not mlflow.exists():
+        pytest.skip(f"mlflow is not installed in this virtualenv ({mlflow} missing)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{store}", "--default-artifact-root", str(folder / "artifacts")]
+    with (folder / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + SERVER_STARTUP_S
+        while not server_healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = (folder / "server.log").read_text(errors="replace")[-2000:]
+                reason = f"exited with {process.returncode}" if process.poll() is not None else "did not answer"
+                message = f"mlflow server {reason} within {SERVER_STARTUP_S} s on {url}; its log ends:\n{tail}"
+                if skip_if_down:
+                    pytest.skip(message)
+                pytest.fail(message)
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_group(process)
 
 
 def free_port() -> int:
