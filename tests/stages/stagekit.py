@@ -203,18 +203,21 @@ class Built:
 _BUILT: dict[str, Built] = {}
 
 
+def run_stages(project: Path, stages: Sequence[str]) -> Built:
+    """Run ``stages`` in ``project``, in order (its MLflow store beside it), timing each."""
+    env = stage_env(project)
+    seconds = {}
+    for stage in stages:
+        started = time.perf_counter()
+        check(run(project, env, stage))
+        seconds[stage] = time.perf_counter() - started
+    return Built(project, project.parent / "mlflow.db", seconds)
+
+
 def built_project(factory: Any) -> Built:
     """Build (once per session) a tiny project and run the upstream stages in it, in order."""
     if "upstream" not in _BUILT:
-        base = factory.mktemp("upstream")
-        project = copy_sources(base / "project")
-        env = stage_env(project)
-        seconds = {}
-        for stage in UPSTREAM:
-            started = time.perf_counter()
-            check(run(project, env, stage))
-            seconds[stage] = time.perf_counter() - started
-        _BUILT["upstream"] = Built(project, base / "mlflow.db", seconds)
+        _BUILT["upstream"] = run_stages(copy_sources(factory.mktemp("upstream") / "project"), UPSTREAM)
     return _BUILT["upstream"]
 
 
@@ -832,11 +835,5 @@ def prepared_project(factory: pytest.TempPathFactory) -> Built:
         base = factory.mktemp("prepared")
         project = built.clone(base)
         edit_params(**{f"atlas__{key}": value for key, value in TINY_ATLAS.items()})(base, project)
-        env = stage_env(project)
-        seconds = {}
-        for stage in PREPARED:
-            started = time.perf_counter()
-            check(run(project, env, stage))
-            seconds[stage] = time.perf_counter() - started
-        _PREPARED["prepared"] = Built(project, base / "mlflow.db", seconds)
+        _PREPARED["prepared"] = run_stages(project, PREPARED)
     return _PREPARED["prepared"]
