@@ -38,7 +38,7 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -805,11 +805,16 @@ def assert_one_line_and_unchanged(case: Case, outcome: Outcome) -> str:
     return line
 
 
-def by_name(cases: Sequence[Case]) -> dict[str, Case]:
-    """Cases keyed by name (names must be unique)."""
+def by_name(cases: Sequence[Case], subprocess: Sequence[str] = ()) -> dict[str, Case]:
+    """Cases keyed by name (names must be unique); those named in ``subprocess`` always run as real processes.
+
+    A module whose cases run in-process keeps at least one real subprocess: the exit status and the one
+    stderr line as a shell sees them, for its stage family.
+    """
     named = {case.name: case for case in cases}
     assert len(named) == len(cases), "duplicate case names"
-    return named
+    assert set(subprocess) <= set(named), f"unknown cases {sorted(set(subprocess) - set(named))}"
+    return {name: replace(case, subprocess=case.subprocess or name in subprocess) for name, case in named.items()}
 
 
 TINY_ATLAS = {

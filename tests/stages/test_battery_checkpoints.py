@@ -106,7 +106,8 @@ CASES = by_name(
         Case("missing_weights", "train@pixel-s0", replace(_missing_weights), NAMED),
         Case("nan_weights", "train@pixel-s0", replace(_nan_weights), (*NAMED, r"non-finite|NaN")),
         Case("dangling_link", "train@pixel-s0", replace(_dangling), (*NAMED, r"missing|does not exist")),
-    ]
+    ],
+    subprocess=["hostile_pickle"],
 )
 
 

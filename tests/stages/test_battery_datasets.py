@@ -306,7 +306,8 @@ CASES = by_name(
             dataset("bapps", make_bapps, bapps_split="train"),
             (r"split folder .*train is missing",),
         ),
-    ]
+    ],
+    subprocess=["kadid_latin1"],
 )
 
 

@@ -199,7 +199,8 @@ CASES = by_name(
         ),
         Case("image_dir_is_a_file", "pretrain", image_dir_is_a_file, (r"one\.png is not a folder",)),
         Case("too_few_for_test_images", "pretrain", too_few_images, (r"holds 2 image", r"test_images=5", r"lower")),
-    ]
+    ],
+    subprocess=["dangling_symlink"],
 )
 
 

@@ -234,7 +234,7 @@ def _cases() -> list[Case]:
 
 
 SPECS: dict[str, tuple[Target, str, int]] = {}  # case name -> (target, op name, seed)
-CASES = by_name(_cases())
+CASES = by_name(_cases(), subprocess=["stimuli-vfss-nan"])
 
 
 @pytest.fixture(scope="module")

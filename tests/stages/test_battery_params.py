@@ -161,7 +161,8 @@ CASES = by_name(
         Case(
             "unknown_key_typo", "weights", edit_params(weights__topk=8), (r"unknown key weights\.topk", r"allowed keys")
         ),
-    ]
+    ],
+    subprocess=["duplicate_section"],
 )
 
 

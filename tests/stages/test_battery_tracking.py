@@ -174,7 +174,8 @@ CASES = by_name(
         Case("sqlite_two_slashes", "vfss", uri("sqlite://relative.db"), (r"malformed", r"sqlite:///")),
         Case("file_store_is_a_file", "vfss", uri("file://{project}/params.yaml"), (r"a file, not a folder",)),
         Case("plain_path_is_a_file", "vfss", uri("{project}/params.yaml"), (r"a file, not a folder",)),
-    ]
+    ],
+    subprocess=["scheme_typo_htp"],
 )
 
 

@@ -91,7 +91,8 @@ CASES = by_name(
             previous("data/human_judgement/scores.parquet", pd.DataFrame({"previous": [1.0]})),
         ),
         case("atlas_features@vgg16", {"atlas__frequencies": 4}, "data/atlas/vgg16/responses.parquet"),
-    ]
+    ],
+    subprocess=["vfss"],
 )
 
 
