@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from common import BAD_IMAGE_PAIRS, CHROMIUM_FLAGS, ROOT
-from stagekit import EXPERIMENTS, Repo, build_repo, mlflow_server, stages_run
+from stagekit import EXPERIMENTS, Repo, build_repo, experiment_baseline, mlflow_server, stages_run
 
 __all__ = ["BAD_IMAGE_PAIRS", "CHROMIUM_FLAGS", "ROOT", "experiment_repo", "server", "tiny_repo_built"]
 
@@ -29,8 +29,9 @@ def tiny_repo_built(tmp_path_factory: pytest.TempPathFactory) -> Repo:
 
 @pytest.fixture(scope="session")
 def experiment_repo(tiny_repo_built: Repo, tmp_path_factory: pytest.TempPathFactory) -> Repo:
-    """A copy of :func:`tiny_repo_built` after ``dvc exp run`` of each of :data:`EXPERIMENTS`; ``reran`` per name."""
-    repo = tiny_repo_built.copy(tmp_path_factory.mktemp("experiments"))
+    """A copy of :func:`tiny_repo_built` (on :data:`stagekit.EXPERIMENT_BASELINE`) after ``dvc exp run`` of each
+    of :data:`EXPERIMENTS`; ``reran`` per name."""
+    repo = experiment_baseline(tiny_repo_built.copy(tmp_path_factory.mktemp("experiments")))
     for name, overrides in EXPERIMENTS:
         flags = [item for override in overrides for item in ("-S", override)]
         repo.reran[name] = stages_run(repo.check("dvc", "exp", "run", "-n", name, *flags))
