@@ -494,7 +494,8 @@ def build_repo(dest: Path) -> Repo:
     repo.check("git", "init", "-q")
     repo.check("dvc", "init", "-q")
     shutil.copy2(ROOT / ".dvc" / "config", path / ".dvc" / "config")
-    repo.check("dvc", "repro", PSYCHOVIS_PARAMS_TRACE=str(repo.traces))
+    # The whole tiny pipeline, once per session: minutes on an idle 2-core machine, far more on a busy one.
+    repo.check("dvc", "repro", timeout=3600, PSYCHOVIS_PARAMS_TRACE=str(repo.traces))
     commit(path, repo.env, "baseline")
     return repo
 
