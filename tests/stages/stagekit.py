@@ -446,13 +446,13 @@ class Repo:
         env = {**stage_env(path, path.parent / "mlflow.db"), **GIT_IDENTITY, "PYTHONPATH": "src"}
         return cls(path, env, path.parent / "traces")
 
-    def run(self, *args: str, timeout: float = 1200, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 3600, **env: str) -> subprocess.CompletedProcess[str]:
         """Run a command in the repository (``env`` added to its environment)."""
         return subprocess.run(
             list(args), cwd=self.path, env={**self.env, **env}, capture_output=True, text=True, timeout=timeout
         )
 
-    def check(self, *args: str, timeout: float = 1200, **env: str) -> str:
+    def check(self, *args: str, timeout: float = 3600, **env: str) -> str:
         """:meth:`run`, failing with the command's output unless it succeeds; returns stdout."""
         result = self.run(*args, timeout=timeout, **env)
         assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
