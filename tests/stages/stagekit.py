@@ -94,10 +94,14 @@ def write_params(path: Path, params: Mapping[str, Any]) -> Path:
     return path
 
 
-def copy_sources(dest: Path, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
-    """A fresh project at ``dest``: dvc.yaml, stages/, src/ and a tiny params.yaml (no outputs)."""
+def copy_sources(
+    dest: Path,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    names: Sequence[str] = ("dvc.yaml", "stages", "src"),
+) -> Path:
+    """A fresh project at ``dest``: ``names`` (dvc.yaml, stages/, src/) and a tiny params.yaml (no outputs)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "stages", "src"):
+    for name in names:
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -480,15 +484,7 @@ def experiment_baseline(repo: Repo) -> Repo:
 
 def build_repo(dest: Path) -> Repo:
     """``dest/project``: the tiny repository after one ``dvc repro`` (params keys traced), committed."""
-    path = dest / "project"
-    path.mkdir(parents=True)
-    for name in REPO_SOURCES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, path / name)
-    write_params(path / "params.yaml", tiny_params(REPO_OVERRIDES))
+    path = copy_sources(dest / "project", REPO_OVERRIDES, REPO_SOURCES)
     (path / ".gitignore").write_text("mlruns/\n__pycache__/\n")
     repo = Repo.at(path)
     repo.check("git", "init", "-q")
