@@ -637,14 +637,20 @@ def missing_image_folder(case_dir: Path, project: Path) -> tuple[list[str], dict
     return edit_params(train__image_dir=str(case_dir / "no_such_folder"), train__test_images=1)(case_dir, project)
 
 
-def run_case(built: Built, case: Case, case_dir: Path) -> Outcome:
+def _spoiled(built: Built, case: Case, case_dir: Path) -> tuple[Path, list[str], dict[str, str], dict[str, bytes]]:
+    """The case's clone after its setup: (project, stage command, environment, snapshot of its files)."""
     project = built.clone(case_dir)
     args, extra_env = case.setup(case_dir, project)
-    before = snapshot(project)
     env = stage_env(project, case_dir / "mlflow.db", **extra_env)
+    return project, stage_command(case.stage, *args, *case.args), env, snapshot(project)
+
+
+def run_case(built: Built, case: Case, case_dir: Path) -> Outcome:
+    """Spoil a clone of ``built`` as ``case`` says and run its stage as a real subprocess."""
+    project, command_line, env, before = _spoiled(built, case, case_dir)
     started = time.perf_counter()
     try:
-        result = run(project, env, case.stage, *args, *case.args, timeout=300)
+        result = subprocess.run(command_line, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired as exc:
         result = subprocess.CompletedProcess(exc.cmd, -9, "", f"timed out after {exc.timeout} s")
     return Outcome(result.returncode, result.stderr, time.perf_counter() - started, before, snapshot(project), case_dir)
@@ -685,12 +691,9 @@ def _in_process(project: Path, env: Mapping[str, str], argv: Sequence[str]) -> t
 
 def run_case_in_process(built: Built, case: Case, case_dir: Path) -> Outcome:
     """:func:`run_case` without the subprocess: the stage's script runs in this process (no imports to pay)."""
-    project = built.clone(case_dir)
-    args, extra_env = case.setup(case_dir, project)
-    before = snapshot(project)
-    env = stage_env(project, case_dir / "mlflow.db", **extra_env)
+    project, command_line, env, before = _spoiled(built, case, case_dir)
     started = time.perf_counter()
-    code, stderr = _in_process(project, env, stage_command(case.stage, *args, *case.args)[1:])
+    code, stderr = _in_process(project, env, command_line[1:])
     return Outcome(code, stderr, time.perf_counter() - started, before, snapshot(project), case_dir)
 
 
