@@ -16,10 +16,9 @@ import pandas as pd
 
 from psychovis import io, plots, tuning
 from psychovis.csf import contrast_sensitivity
-from psychovis.names import CSF_MODELS, VFSS_NORMALISATIONS
+from psychovis.names import CSF_MODELS, INPUT_GAIN, VFSS_NORMALISATIONS
 from psychovis.pipeline.inputs import load_probe_results
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.probe import INPUT_GAIN
 from psychovis.vfss import gain_correlations, map_scores, normalised_vfss, ranking_agreement, vfss_scores
 
 OUT = "data/vfss"

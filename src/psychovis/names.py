@@ -78,6 +78,15 @@ INPUT_SCALINGS: tuple[str, ...] = ("imagenet", "matlab_literal")
 (what the network was trained on); ``matlab_literal``: as if [0, 1] images went unscaled into MATLAB's
 ``vgg16``, whose input layer subtracts a 0-255 mean (the stimulus arrives 255 times too dark)."""
 
+INPUT_GAIN: dict[str, float] = {"imagenet": 1.0, "matlab_literal": 1.0 / 255.0}
+"""Pixel gain applied to [0, 1] stimuli before the ImageNet mean/std, per ``stimuli.input_scaling``.
+
+``imagenet`` is what torchvision's VGG-16 was trained on. ``matlab_literal`` reproduces the other
+reading of the authors' code: MATLAB's Caffe-converted ``vgg16`` expects 0-255 images and its
+input layer subtracts a 0-255 mean, ``y = 255 x - 255 m``; a [0, 1] image fed as is gives
+``y = x - 255 m = 255 (x / 255 - m)``, the same input as a [0, 1] image scaled by 1/255 under
+the network's own normalisation (a stimulus 255 times darker and lower in contrast)."""
+
 BACKGROUNDS: tuple[str, ...] = ("grey", "natural", "texture")
 """Backgrounds of the psychophysical detection experiment."""
 

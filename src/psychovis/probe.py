@@ -16,18 +16,12 @@ import torch
 from psychovis import gratings
 from psychovis.backbones import FeatureExtractor
 from psychovis.errors import ParamsError, quote
+from psychovis.names import INPUT_GAIN
 from psychovis.progress import progress as progress_of
 
 RESPONSE_COLUMNS = ("layer", "channel", "stimulus_id", "response")
 
-INPUT_GAIN = {"imagenet": 1.0, "matlab_literal": 1.0 / 255.0}
-"""Pixel gain applied to [0, 1] stimuli before the ImageNet mean/std, per ``stimuli.input_scaling``.
-
-``imagenet`` is what torchvision's VGG-16 was trained on. ``matlab_literal`` reproduces the other
-reading of the authors' code: MATLAB's Caffe-converted ``vgg16`` expects 0-255 images and its
-input layer subtracts a 0-255 mean, ``y = 255 x - 255 m``; a [0, 1] image fed as is gives
-``y = x - 255 m = 255 (x / 255 - m)``, the same input as a [0, 1] image scaled by 1/255 under
-the network's own normalisation (a stimulus 255 times darker and lower in contrast)."""
+# INPUT_GAIN lives in the torch-free names module (stages that only need the constant skip torch).
 
 
 def _spatial_means(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,16 @@
 """Bad inputs make a stage stop with exit code 2 and ONE line naming the problem and the fix.
 
-Every case runs a real stage script (``python stages/<stage>.py``) as a subprocess in its own
-clone of a tiny project whose upstream outputs (stimuli, features, vfss, weights) were built
-once. Each case checks: exit code 2, exactly one line on stderr (no traceback) that names the
-problem and the fix, and that no output was written, changed or lost and no temporary file was
+Every case runs a real stage script (``stages/<stage>.py``, in-process through the runner, or as a
+subprocess where the process boundary is the point: :data:`BOUNDARY`) in its own clone of a tiny
+project whose upstream outputs (stimuli, features, vfss, weights) were built once.
+Each case checks: exit code 2, exactly one line on stderr (no traceback) that names the problem
+and the fix, and that no output was written, changed or lost and no temporary file was
 left (every file of the clone holds the same bytes before and after, and no file appeared).
 Spoiled inputs (a corrupt upstream Parquet, a bad params.yaml) live only in the case's clone,
 so the shared project is never modified and needs no restoring.
 
-The cases run a few at a time in a thread pool (each is a separate process) and the
-parametrised tests then check one outcome each.
+The cases run once per module (:func:`stagekit.run_selected`) and the parametrised tests then check
+one outcome each.
 """
 
 from __future__ import annotations
@@ -18,161 +19,40 @@ import hashlib
 import os
 import pickle
 import re
-import struct
-import subprocess
 import time
-import zlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
-from PIL import Image
-from stagekit import Built, built_project, free_port, one_line, run, snapshot, stage_env, tiny_params, write_params
+from stagekit import (
+    DELETE,
+    Case,
+    Outcome,
+    Setup,
+    bad_16bit,
+    bad_corrupt,
+    bad_gray,
+    bad_rgba,
+    bad_text,
+    bad_tiny,
+    built_project,
+    edit_params,
+    free_port,
+    image_folder,
+    missing_image_folder,
+    one_line,
+    other_params_file,
+    params_text,
+    run_selected,
+    tiny_params,
+    write_params,
+)
 
 from psychovis import backbones
 from psychovis.errors import TrackingError, WeightsError
 from psychovis.pipeline import runner as cli
-
-Setup = Callable[[Path, Path], tuple[list[str], dict[str, str]]]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One bad input: the stage it is given to, how the clone is spoiled, what the line must say."""
-
-    name: str
-    stage: str
-    setup: Setup
-    expect: tuple[str, ...]  # regexes (case-insensitive) the error line must all match: the problem and the fix
-    args: tuple[str, ...] = ()
-
-
-@dataclass
-class Outcome:
-    returncode: int
-    stderr: str
-    seconds: float
-    before: dict[str, bytes]
-    after: dict[str, bytes]
-    case_dir: Path
-
-
-# ---------------------------------------------------------------------------------------------- setups
-
-
-DELETE = object()  # edit_params(section__key=DELETE) removes the key
-
-
-def edit_params(**changes: Any) -> Setup:
-    """Set ``section.key`` values (``section__key=value``; ``DELETE`` removes the key) in params.yaml."""
-
-    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        params = yaml.safe_load((project / "params.yaml").read_text())
-        for dotted, value in changes.items():
-            section, _, key = dotted.partition("__")
-            if not key:
-                params[section] = value
-            elif value is DELETE:
-                del params[section][key]
-            else:
-                params[section][key] = value
-        write_params(project / "params.yaml", params)
-        return [], {}
-
-    return setup
-
-
-def params_text(text: str) -> Setup:
-    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        (project / "params.yaml").write_text(text)
-        return [], {}
-
-    return setup
-
-
-def other_params_file(name: str, **changes: Any) -> Setup:
-    """Pass ``--params <case_dir>/<name>`` (``missing=True``: a file that is not there)."""
-
-    missing = changes.pop("missing", False)
-
-    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        path = case_dir / name
-        if not missing:
-            params = tiny_params()
-            for dotted, value in changes.items():
-                section, _, key = dotted.partition("__")
-                params[section][key] = value
-            write_params(path, params)
-        return ["--params", str(path)], {}
-
-    return setup
-
-
-def _rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).random((height, width, 3)) * 255).astype(np.uint8)
-
-
-def _png16(path: Path, height: int, width: int) -> None:
-    """A 16-bit-per-sample RGB PNG (PIL cannot write one; it silently truncates them on reading)."""
-    samples = (np.random.default_rng(1).random((height, width, 3)) * 65535).astype(">u2")
-    raw = b"".join(b"\x00" + samples[row].tobytes() for row in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
-
-
-def _bad_16bit(path: Path) -> None:
-    _png16(path, 64, 64)
-
-
-def _bad_gray(path: Path) -> None:
-    Image.fromarray(_rgb(64, 64)[..., 0]).save(path)
-
-
-def _bad_rgba(path: Path) -> None:
-    Image.fromarray(np.dstack([_rgb(64, 64), np.full((64, 64), 128, np.uint8)])).save(path)
-
-
-def _bad_tiny(path: Path) -> None:
-    Image.fromarray(_rgb(8, 8)).save(path)
-
-
-def _bad_corrupt(path: Path) -> None:
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).bytes(200))
-
-
-def _bad_text(path: Path) -> None:
-    path.write_text("these are not the pixels you are looking for\n")
-
-
-def image_folder(bad_name: str | None, make_bad: Callable[[Path], None] | None, good: int = 2) -> Setup:
-    """``train.image_dir`` -> a folder of ``good`` valid RGB PNGs plus one bad file (or none)."""
-
-    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        folder = case_dir / "images"
-        folder.mkdir()
-        for index in range(good):
-            Image.fromarray(_rgb(64, 64, seed=10 + index)).save(folder / f"good_{index}.png")
-        if make_bad is not None and bad_name is not None:
-            make_bad(folder / bad_name)
-        return edit_params(train__image_dir=str(folder), train__test_images=1)(case_dir, project)
-
-    return setup
-
-
-def missing_image_folder(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-    return edit_params(train__image_dir=str(case_dir / "no_such_folder"), train__test_images=1)(case_dir, project)
-
 
 VGG = backbones.BACKBONE_SPECS["vgg16"]
 
@@ -331,37 +211,37 @@ IMAGE_CASES = [
     Case(
         "image_grayscale",
         "pretrain",
-        image_folder("z_gray.png", _bad_gray),
+        image_folder("z_gray.png", bad_gray),
         (r"z_gray\.png", r"grayscale", r"convert it to RGB"),
     ),
     Case(
         "image_rgba",
         "pretrain",
-        image_folder("z_rgba.png", _bad_rgba),
+        image_folder("z_rgba.png", bad_rgba),
         (r"z_rgba\.png", r"alpha", r"convert to RGB"),
     ),
     Case(
         "image_16bit",
         "pretrain",
-        image_folder("z_deep.png", _bad_16bit),
+        image_folder("z_deep.png", bad_16bit),
         (r"z_deep\.png", r"16 bits", r"convert it to 8-bit"),
     ),
     Case(
         "image_tiny",
         "pretrain",
-        image_folder("z_tiny.png", _bad_tiny),
+        image_folder("z_tiny.png", bad_tiny),
         (r"z_tiny\.png", r"8x8 px", r"remove it|lower the crop"),
     ),
     Case(
         "image_corrupt_png",
         "pretrain",
-        image_folder("z_corrupt.png", _bad_corrupt),
+        image_folder("z_corrupt.png", bad_corrupt),
         (r"z_corrupt\.png", r"not an image|corrupt", r"check|re-export"),
     ),
     Case(
         "image_text_named_jpg",
         "pretrain",
-        image_folder("z_text.jpg", _bad_text),
+        image_folder("z_text.jpg", bad_text),
         (r"z_text\.jpg", r"not an image", r"JPEG, PNG"),
     ),
     Case(
@@ -432,38 +312,29 @@ DEBUG_CASE = Case(
     "debug_shows_traceback", "vfss", edit_params(vfss__csf="barton"), (r"Traceback", r"ParamsError"), args=("--debug",)
 )
 CASES = {case.name: case for case in [*PARAM_CASES, *IMAGE_CASES, *WEIGHT_CASES, *OTHER_CASES, DEBUG_CASE]}
-WORKERS = 3  # stages are mostly single-threaded imports; 3 at a time keep 2 cores busy
-
-
-def _run_case(built: Built, case: Case, case_dir: Path) -> Outcome:
-    project = built.clone(case_dir)
-    args, extra_env = case.setup(case_dir, project)
-    before = snapshot(project)
-    env = stage_env(project, case_dir / "mlflow.db", **extra_env)
-    started = time.perf_counter()
-    try:
-        result = run(project, env, case.stage, *args, *case.args, timeout=300)
-    except subprocess.TimeoutExpired as exc:
-        result = subprocess.CompletedProcess(exc.cmd, -9, "", f"timed out after {exc.timeout} s")
-    return Outcome(result.returncode, result.stderr, time.perf_counter() - started, before, snapshot(project), case_dir)
+# Cases whose point is the process boundary (the traceback of --debug, the exit status and stderr as a
+# shell sees them, a hostile pickle that must not run code, a timing) or that need a fresh process (the
+# network weights are verified and loaded once per process): real subprocesses. The others are validation
+# and run in-process through the runner.
+BOUNDARY = {
+    "debug_shows_traceback",
+    "weights_missing",
+    "weights_truncated",
+    "weights_tampered",
+    "weights_hostile_pickle",
+    "tracking_unreachable",
+    "output_folder_is_a_file",
+    "bad_yaml_syntax",
+    "wrong_type",
+    "image_corrupt_png",
+}
+CASES = {name: replace(case, subprocess=name in BOUNDARY) for name, case in CASES.items()}
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Run every selected case once, a few at a time (each in its own clone and process)."""
-    selected = [
-        item.callspec.params["name"]
-        for item in request.session.items
-        if item.module is request.module and "name" in getattr(getattr(item, "callspec", None), "params", {})
-    ]
-    built = built_project(tmp_path_factory)
-    root = tmp_path_factory.mktemp("bad_inputs")
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = {name: pool.submit(_run_case, built, CASES[name], root / name) for name in dict.fromkeys(selected)}
-        results = {name: future.result() for name, future in futures.items()}
-    for name, outcome in results.items():  # shown with `pytest -s`: what each case produced
-        print(f"{name:28s} exit {outcome.returncode} {outcome.seconds:5.1f} s | {outcome.stderr.strip()[-400:]}")
-    return results
+    """Run every selected case once, each in its own clone (in-process, or a subprocess for :data:`BOUNDARY`)."""
+    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory), in_process=True)
 
 
 def _stage_name(stage: str) -> str:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from batterykit import assert_one_line_and_unchanged, by_name, prepared_project, run_selected
-from test_bad_inputs import Case, Outcome
+from stagekit import Case, Outcome, assert_one_line_and_unchanged, by_name, prepared_project, run_selected
 
 CHECKPOINT = "data/models/pretrain.pt"
 
@@ -107,13 +106,14 @@ CASES = by_name(
         Case("missing_weights", "train@pixel-s0", replace(_missing_weights), NAMED),
         Case("nan_weights", "train@pixel-s0", replace(_nan_weights), (*NAMED, r"non-finite|NaN")),
         Case("dangling_link", "train@pixel-s0", replace(_dangling), (*NAMED, r"missing|does not exist")),
-    ]
+    ],
+    subprocess=["hostile_pickle"],
 )
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, prepared_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, prepared_project(tmp_path_factory), in_process=True)
 
 
 @pytest.mark.e2e

@@ -13,17 +13,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, run_selected
 from PIL import Image
-from stagekit import built_project
-from test_bad_inputs import Case, Outcome, _rgb, edit_params
+from stagekit import (
+    Case,
+    Outcome,
+    assert_one_line_and_unchanged,
+    built_project,
+    by_name,
+    edit_params,
+    rgb,
+    run_selected,
+)
 
 from psychovis.errors import DataError
 from psychovis.human_judgement import readers
 
 
 def _image(path: Path, seed: int) -> None:
-    Image.fromarray(_rgb(64, 64, seed=seed)).save(path)
+    Image.fromarray(rgb(64, 64, seed=seed)).save(path)
 
 
 def make_kadid(root: Path, dmos: tuple[str, ...] = ("4.2", "3.1")) -> Path:
@@ -299,13 +306,14 @@ CASES = by_name(
             dataset("bapps", make_bapps, bapps_split="train"),
             (r"split folder .*train is missing",),
         ),
-    ]
+    ],
+    subprocess=["kadid_latin1"],
 )
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory), in_process=True)
 
 
 @pytest.mark.e2e

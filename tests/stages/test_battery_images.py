@@ -15,10 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, run_selected
 from PIL import Image
-from stagekit import built_project
-from test_bad_inputs import Case, Outcome, _rgb, edit_params, image_folder
+from stagekit import (
+    Case,
+    Outcome,
+    assert_one_line_and_unchanged,
+    built_project,
+    by_name,
+    edit_params,
+    image_folder,
+    rgb,
+    run_selected,
+)
 
 from psychovis import images
 from psychovis.errors import DataError
@@ -26,13 +34,13 @@ from psychovis.errors import DataError
 
 def _png_bytes(height: int = 64, width: int = 64) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(_rgb(height, width, seed=5)).save(buffer, format="PNG")
+    Image.fromarray(rgb(height, width, seed=5)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def _jpeg_bytes(height: int = 64, width: int = 64) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(_rgb(height, width, seed=6)).save(buffer, format="JPEG")
+    Image.fromarray(rgb(height, width, seed=6)).save(buffer, format="JPEG")
     return buffer.getvalue()
 
 
@@ -62,7 +70,7 @@ def _save(mode_image: Callable[[], Image.Image], fmt: str) -> Callable[[Path], N
 
 
 def _large(path: Path) -> None:
-    Image.fromarray(_rgb(120, 100, seed=7)).save(path)  # 12,000 px, over the 10,000 px cap of these cases
+    Image.fromarray(rgb(120, 100, seed=7)).save(path)  # 12,000 px, over the 10,000 px cap of these cases
 
 
 def _flip_idat(path: Path) -> None:
@@ -103,7 +111,7 @@ def too_few_images(case_dir: Path, project: Path) -> tuple[list[str], dict[str, 
     return args, env
 
 
-CMYK = _save(lambda: Image.fromarray(_rgb(64, 64)).convert("CMYK"), "JPEG")
+CMYK = _save(lambda: Image.fromarray(rgb(64, 64)).convert("CMYK"), "JPEG")
 CASES = by_name(
     [
         Case("dangling_symlink", "pretrain", image_folder("z_link.png", _dangling), (r"z_link\.png", r"dangling")),
@@ -147,19 +155,19 @@ CASES = by_name(
         Case(
             "gif_named_png",
             "pretrain",
-            image_folder("z_gif.png", _save(lambda: Image.fromarray(_rgb(64, 64)).convert("P"), "GIF")),
+            image_folder("z_gif.png", _save(lambda: Image.fromarray(rgb(64, 64)).convert("P"), "GIF")),
             (r"z_gif\.png", r"GIF", r"convert it to PNG"),
         ),
         Case(
             "webp_named_jpg",
             "pretrain",
-            image_folder("z_webp.jpg", _save(lambda: Image.fromarray(_rgb(64, 64)), "WEBP")),
+            image_folder("z_webp.jpg", _save(lambda: Image.fromarray(rgb(64, 64)), "WEBP")),
             (r"z_webp\.jpg", r"WEBP", r"convert"),
         ),
         Case(
             "bilevel_bmp",
             "pretrain",
-            image_folder("z_bits.bmp", _save(lambda: Image.fromarray(_rgb(64, 64)[..., 0]).convert("1"), "BMP")),
+            image_folder("z_bits.bmp", _save(lambda: Image.fromarray(rgb(64, 64)[..., 0]).convert("1"), "BMP")),
             (r"z_bits\.bmp", r"grayscale", r"RGB"),
         ),
         Case(
@@ -173,31 +181,32 @@ CASES = by_name(
             "pretrain",
             image_folder(
                 "z_trns.png",
-                lambda path: Image.fromarray(_rgb(64, 64)).convert("P").save(path, transparency=0),
+                lambda path: Image.fromarray(rgb(64, 64)).convert("P").save(path, transparency=0),
             ),
             (r"z_trns\.png", r"alpha"),
         ),
         Case(
             "la_mode",
             "pretrain",
-            image_folder("z_la.png", _save(lambda: Image.fromarray(_rgb(64, 64)).convert("LA"), "PNG")),
+            image_folder("z_la.png", _save(lambda: Image.fromarray(rgb(64, 64)).convert("LA"), "PNG")),
             (r"z_la\.png", r"alpha"),
         ),
         Case(
             "below_crop_size",
             "pretrain",
-            image_folder("z_small.png", lambda path: Image.fromarray(_rgb(24, 40)).save(path)),
+            image_folder("z_small.png", lambda path: Image.fromarray(rgb(24, 40)).save(path)),
             (r"z_small\.png", r"40x24 px", r"minimum 32"),
         ),
         Case("image_dir_is_a_file", "pretrain", image_dir_is_a_file, (r"one\.png is not a folder",)),
         Case("too_few_for_test_images", "pretrain", too_few_images, (r"holds 2 image", r"test_images=5", r"lower")),
-    ]
+    ],
+    subprocess=["dangling_symlink"],
 )
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory), in_process=True)
 
 
 @pytest.mark.e2e
@@ -229,6 +238,6 @@ def test_pixel_cap_is_read_from_the_header_before_decoding(tmp_path: Path, monke
 def test_a_sub_folder_named_like_an_image_is_skipped(tmp_path: Path) -> None:
     """Documented, not refused: a folder called ``x.png`` is not an image file and is left out."""
     (tmp_path / "x.png").mkdir()
-    Image.fromarray(_rgb(64, 64)).save(tmp_path / "a.png")
+    Image.fromarray(rgb(64, 64)).save(tmp_path / "a.png")
     assert [path.name for path in images.image_files(tmp_path)] == ["a.png"]
     assert os.path.isdir(tmp_path / "x.png")

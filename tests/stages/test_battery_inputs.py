@@ -25,9 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, changes, run_selected
-from stagekit import built_project
-from test_bad_inputs import Case, Outcome
+from stagekit import Case, Outcome, assert_one_line_and_unchanged, built_project, by_name, changes, run_selected
 
 SEED = 1812_00412
 STIMULI, FEATURES, VFSS = "data/stimuli/stimuli.parquet", "data/features/features.parquet", "data/vfss/vfss.parquet"
@@ -236,12 +234,12 @@ def _cases() -> list[Case]:
 
 
 SPECS: dict[str, tuple[Target, str, int]] = {}  # case name -> (target, op name, seed)
-CASES = by_name(_cases())
+CASES = by_name(_cases(), subprocess=["stimuli-vfss-nan"])
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory), in_process=True)
 
 
 @pytest.fixture(scope="module")

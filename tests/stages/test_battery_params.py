@@ -11,9 +11,19 @@ import re
 from pathlib import Path
 
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, run_selected
-from stagekit import built_project, tiny_params, write_params
-from test_bad_inputs import DELETE, Case, Outcome, edit_params, params_text
+from stagekit import (
+    DELETE,
+    Case,
+    Outcome,
+    assert_one_line_and_unchanged,
+    built_project,
+    by_name,
+    edit_params,
+    params_text,
+    run_selected,
+    tiny_params,
+    write_params,
+)
 
 
 def _tiny_text() -> str:
@@ -151,13 +161,14 @@ CASES = by_name(
         Case(
             "unknown_key_typo", "weights", edit_params(weights__topk=8), (r"unknown key weights\.topk", r"allowed keys")
         ),
-    ]
+    ],
+    subprocess=["duplicate_section"],
 )
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory), in_process=True)
 
 
 @pytest.mark.e2e

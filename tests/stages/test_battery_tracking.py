@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, run_selected
-from stagekit import built_project, free_port
-from test_bad_inputs import Case, Outcome
+from stagekit import Case, Outcome, assert_one_line_and_unchanged, built_project, by_name, free_port, run_selected
 
 from psychovis.errors import TrackingError
 from psychovis.pipeline.tracking_uri import check_tracking_uri
@@ -176,7 +174,8 @@ CASES = by_name(
         Case("sqlite_two_slashes", "vfss", uri("sqlite://relative.db"), (r"malformed", r"sqlite:///")),
         Case("file_store_is_a_file", "vfss", uri("file://{project}/params.yaml"), (r"a file, not a folder",)),
         Case("plain_path_is_a_file", "vfss", uri("{project}/params.yaml"), (r"a file, not a folder",)),
-    ]
+    ],
+    subprocess=["scheme_typo_htp"],
 )
 
 
@@ -184,7 +183,7 @@ CASES = by_name(
 def outcomes(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, servers: dict[str, int]
 ) -> dict[str, Outcome]:
-    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory))
+    return run_selected(request, tmp_path_factory, CASES, built_project(tmp_path_factory), in_process=True)
 
 
 @pytest.mark.e2e

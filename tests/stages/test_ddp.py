@@ -17,8 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from dvckit import command, tiny_repo
-from stagekit import check, copy_sources, one_line, run, stage_env, temporaries, write_params
+from stagekit import check, command, copy_sources, one_line, run, stage_env, temporaries, tiny_repo, write_params
 
 # Four crops per step shared by the ranks, a checkpoint every 2 steps.
 PRETRAIN = {"pretrain": {"iterations": 6}, "train": {"batch_size": 4, "log_every": 2}}

@@ -2,7 +2,7 @@
 
 What a stage wrote comes from its own transaction (:func:`psychovis.io.stage_transaction` sees every
 :func:`psychovis.io.atomic_path` write): with ``PSYCHOVIS_PARAMS_TRACE`` set, each stage run lists
-them in its trace file (``wrote``). The tiny repo's ``dvc repro`` (uxkit's baseline, shared with the
+them in its trace file (``wrote``). The tiny repo's ``dvc repro`` (the session's tiny repo, shared with the
 params tests) is traced, so this costs no extra run. The declared side is DVC's own resolution of
 dvc.yaml (matrix instances and ``${...}`` interpolated).
 """
@@ -10,14 +10,13 @@ dvc.yaml (matrix instances and ``${...}`` interpolated).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import ROOT
-from uxkit import Repo, baseline
+from stagekit import Repo
 
 
 def declared_outs(repo: Path) -> dict[str, tuple[str, set[str], set[str]]]:
@@ -46,8 +45,8 @@ def written_by_cmd(traces: Path) -> dict[str, set[str]]:
 
 
 @pytest.mark.e2e
-def test_each_stage_declares_exactly_what_it_writes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    repo = baseline(tmp_path_factory)
+def test_each_stage_declares_exactly_what_it_writes(tiny_repo_built: Repo) -> None:
+    repo = tiny_repo_built
     declared = declared_outs(repo.path)
     wrote = written_by_cmd(repo.traces)
     assert declared and wrote
@@ -107,12 +106,10 @@ def _snapshot(project: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.e2e
-def test_a_failing_stage_under_dvc_repro_keeps_every_output(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_failing_stage_under_dvc_repro_keeps_every_output(tiny_repo_built: Repo, tmp_path: Path) -> None:
     """issue 22: `dvc repro -f -s report` with MLflow unreachable used to delete docs/results.md for good."""
-    built = baseline(tmp_path_factory)
-    copy = tmp_path_factory.mktemp("persist") / "project"
-    shutil.copytree(built.path, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    repo = Repo(copy, {**built.env, "PYTHONPATH": str(copy / "src")}, built.traces)
+    repo = tiny_repo_built.copy(tmp_path)
+    copy = repo.path
     before = _snapshot(copy)
     # report: only uncached outputs; tuning: cached and uncached outs, metrics and plots.
     for stage in ("report", "tuning"):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from uxkit import EXPERIMENTS, experiments
+from stagekit import EXPERIMENTS, Repo
 
 
 @pytest.mark.e2e
-def test_only_changed_fits_in_200_columns(tmp_path_factory: pytest.TempPathFactory) -> None:
-    repo = experiments(tmp_path_factory)
+def test_only_changed_fits_in_200_columns(experiment_repo: Repo) -> None:
+    repo = experiment_repo
     shown = repo.check("dvc", "exp", "show", "--only-changed", "--no-pager", COLUMNS="200")
     lines = shown.splitlines()
     widest = max(len(line) for line in lines)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from stagekit import VENV_BIN, Built, built_project, free_port, server_healthy, stage_env
+from stagekit import Built, built_project, mlflow_server, stage_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The pixel model always trains (stage train_pixel); baseline_losses lists the other baselines.
 OVERRIDES = {"baseline_losses": ["vgg"], "weighted_losses": ["topk"], "seeds": [0]}
 EXPERIMENTS = ("exp-a", "exp-b")
-SERVER_STARTUP_S = 90
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -180,30 +178,8 @@ def test_filtering_by_the_experiment_tag_finds_its_runs(experiments: dict[str, A
 @pytest.fixture
 def server(experiments: dict[str, Any], tmp_path: Path) -> Iterator[str]:
     """``mlflow server`` on the experiments' store, on a free port; stopped with its process group."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    command += ["--backend-store-uri", f"sqlite:///{experiments['db']}"]
-    with (tmp_path / "server.log").open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVER_STARTUP_S
-        while not server_healthy(url):
-            assert process.poll() is None and time.monotonic() < deadline, (
-                f"mlflow server did not answer on {url}:\n{(tmp_path / 'server.log').read_text()[-2000:]}"
-            )
-            time.sleep(0.5)
+    with mlflow_server(tmp_path, experiments["db"]) as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait(timeout=15)
 
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:

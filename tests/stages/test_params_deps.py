@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT
-from uxkit import TINY, baseline, experiments
+from stagekit import Repo
 
 from psychovis.pipeline.params import SCHEMA
 from psychovis.pipeline.params_trace import read_traces
@@ -77,8 +77,8 @@ def test_every_stage_lists_params_per_key() -> None:
 
 
 @pytest.mark.e2e
-def test_each_stage_lists_exactly_the_keys_it_reads(tmp_path_factory: pytest.TempPathFactory) -> None:
-    repo = baseline(tmp_path_factory)
+def test_each_stage_lists_exactly_the_keys_it_reads(tiny_repo_built: Repo) -> None:
+    repo = tiny_repo_built
     params = yaml.safe_load((repo.path / "params.yaml").read_text())
     traces = [json.loads(path.read_text()) for path in sorted(repo.traces.glob("*.json"))]
     assert read_traces(repo.traces), "no stage wrote a params trace"
@@ -98,15 +98,16 @@ def test_each_stage_lists_exactly_the_keys_it_reads(tmp_path_factory: pytest.Tem
 
 
 @pytest.mark.e2e
-def test_top_k_reruns_only_what_depends_on_it(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_top_k_reruns_only_what_depends_on_it(experiment_repo: Repo) -> None:
     """`-S weights.top_k=4`: weights, the topk fine-tune and what reads its scores; vfss's fine-tune is kept."""
-    assert TINY["train"]["weighted_losses"] == ["vfss", "topk"] and TINY["train"]["seeds"] == [0]
-    reran = experiments(tmp_path_factory).reran["topk4"]
+    train = yaml.safe_load((experiment_repo.path / "params.yaml").read_text())["train"]
+    assert "topk" in train["weighted_losses"] and len(train["weighted_losses"]) > 1 and train["seeds"] == [0]
+    reran = experiment_repo.reran["topk4"]
     assert reran == {"weights", "train_weighted@topk-0", "evaluate", "compare", "report"}, sorted(reran)
 
 
 @pytest.mark.e2e
-def test_perceptual_weight_keeps_the_pixel_model(tmp_path_factory: pytest.TempPathFactory) -> None:
-    reran = experiments(tmp_path_factory).reran["perceptual"]
+def test_perceptual_weight_keeps_the_pixel_model(experiment_repo: Repo) -> None:
+    reran = experiment_repo.reran["perceptual"]
     assert {"train_baseline@vgg-0", "train_weighted@vfss-0", "train_weighted@topk-0", "evaluate"} <= reran
     assert not reran & {"pretrain", "train_pixel@0", "weights", "psychophysics", "atlas@vgg16"}, sorted(reran)

@@ -1,10 +1,8 @@
-"""End to end: `dvc repro` on a tiny config in a temporary copy of the project, real MLflow store."""
+"""End to end: `dvc repro` on a tiny config (the session's tiny repository, see conftest.py), real MLflow store."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,54 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from stagekit import REPO_OVERRIDES, Repo
 
-TINY = {
-    "stimuli": {"size": 64, "frequency_step_cpd": 3.0},
-    "features": {"layers": ["relu1_1", "relu2_1", "relu3_2"], "batch_size": 4},
-    "weights": {"top_k": 8},
-    "pretrain": {"iterations": 4},
-    "train": {
-        "iterations": 2,
-        "batch_size": 2,
-        "crop_size": 32,
-        "channels": 8,
-        "residual_blocks": 1,
-        "log_every": 2,
-        "seeds": [0, 1],
-        "weighted_losses": ["vfss", "lpips_weighted"],
-    },
-    "evaluate": {
-        "judges": ["psnr_y", "lpips_alex", "gmsd", "artefact_db"],
-        "max_size": 96,
-        "figure_crop": 32,
-        "frequency_bands": 4,
-    },
-    "psychophysics": {
-        "distances": ["pixel_mse", "vgg", "vfss", "topk", "bottomk", "randomk", "dists"],
-        "size": 64,
-        "frequencies": 4,
-        "contrasts": 6,
-        "phases": 1,
-        "backgrounds": ["grey"],
-        "top_k": 8,
-        "subset_ks": [4, 8],
-        "null_draws": 20,
-        "criterion_contrasts": [0.01, 0.1],
-        "reference_csfs": ["mannos_sakrison_code", "barten_2003"],
-    },
-    "atlas": {
-        "backbones": ["vgg16"],
-        "size": 32,
-        "frequencies": 4,
-        "orientations": 4,
-        "phases": 2,
-        "layers": ["relu1_2", "relu2_2", "relu3_3"],
-        "sensitivity_pixels_per_degree": None,
-        "top_k": 8,
-        "example_maps": 2,
-    },
-}
 STAGES = [
     "stimuli",
     "features",
@@ -70,9 +22,10 @@ STAGES = [
     "pretrain",
     "report",
     "train@pixel-s0",
-    "train@vgg-s1",
+    "train@vgg-s0",
     "train@vfss-s0",
-    "train@lpips_weighted-s1",
+    "train@topk-s0",
+    "train@lpips_weighted-s0",
     "evaluate",
     "compare",
     "psychophysics",
@@ -84,30 +37,9 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A git + DVC copy of the project with tiny params, after one `dvc repro`."""
-    workdir = tmp_path_factory.mktemp("project")
-    # docs/ and the README too: the `report` stage renders docs/results.md and the README's summary block.
-    for name in ("dvc.yaml", "stages", "src", "docs", "README.md"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        "PYTHONPATH": str(workdir / "src"),
-        "TQDM_DISABLE": "1",
-    }
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        assert _run(command, workdir, env).returncode == 0
-    _run(["dvc", "config", "core.analytics", "false"], workdir, env)
-    result = _run(["dvc", "repro"], workdir, env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir, env
+def project(tiny_repo_built: Repo) -> tuple[Path, dict[str, str]]:
+    """The session's tiny git + DVC repository after one `dvc repro` (tests here leave it as they found it)."""
+    return tiny_repo_built.path, tiny_repo_built.env
 
 
 @pytest.mark.e2e
@@ -139,14 +71,14 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
     assert weights["weight_vfss"].sum() == pytest.approx(1.0)
     assert (weights["weight_topk"] > 0).sum() == 8
     per_image = pd.read_parquet(workdir / "data/evaluate/per_image.parquet")
-    assert set(per_image["method"]) == {"bicubic", "pretrain", "pixel", "vgg", "vfss", "lpips_weighted"}
+    assert set(per_image["method"]) == {"bicubic", "pretrain", "pixel", "vgg", "vfss", "topk", "lpips_weighted"}
     # every method is scored on every (seed, image) by every judge, so the compare stage can pair them
     assert per_image.groupby("method").size().nunique() == 1
-    assert set(per_image["seed"]) == {0, 1} and set(per_image["judge"]) == set(TINY["evaluate"]["judges"])
+    assert set(per_image["seed"]) == {0} and set(per_image["judge"]) == set(REPO_OVERRIDES["evaluate"]["judges"])
     compare = json.loads((workdir / "data/compare/summary.json").read_text())
     assert {"vfss_vs_vgg", "lpips_weighted_vs_vgg", "vgg_vs_pixel"} <= set(compare)
     headline = json.loads((workdir / "metrics/compare.json").read_text())
-    assert set(headline["vs_vgg"]) == {"bicubic", "pretrain", "pixel", "vfss", "lpips_weighted"}
+    assert set(headline["vs_vgg"]) == {"bicubic", "pretrain", "pixel", "vfss", "topk", "lpips_weighted"}
     for name in ("comparison.png", "bands.png"):
         assert (workdir / "data/evaluate" / name).stat().st_size > 1000
 
@@ -189,7 +121,7 @@ def test_rigour_outputs_null_sweep_gain_and_sensitivity(project: tuple[Path, dic
 @pytest.mark.e2e
 def test_every_stage_logged_an_mlflow_run(project: tuple[Path, dict[str, str]]) -> None:
     workdir, _ = project
-    with sqlite3.connect(workdir / "mlflow.db") as db:
+    with sqlite3.connect(workdir.parent / "mlflow.db") as db:
         runs = db.execute("select name, status from runs").fetchall()
         tags = dict(db.execute("select key, count(*) from tags group by key").fetchall())
     names = sorted(name for name, _ in runs)
@@ -217,7 +149,7 @@ def test_second_repro_changes_nothing_and_params_rerun_only_dependents(project: 
     assert status.returncode == 0
     changed = set(yaml.safe_load(status.stdout))
     assert "vfss" in changed
-    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_pixel@0", "train_baseline@vgg-1"}
+    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_pixel@0", "train_baseline@vgg-0"}
 
 
 @pytest.mark.e2e
@@ -226,23 +158,23 @@ def test_more_seeds_add_runs_without_retraining(project: tuple[Path, dict[str, s
     params_path = workdir / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["train"]["seeds"] = [0, 1, 2]
+    params["train"]["seeds"] = [0, 1]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         status = _run(["dvc", "status", "--json"], workdir, env)
     finally:
         params_path.write_text(original)
     changed = set(yaml.safe_load(status.stdout))
-    assert {"train_pixel@2", "train_weighted@vfss-2", "evaluate"} <= changed
-    assert not changed & {"pretrain", "train_pixel@0", "train_weighted@vfss-1"}
+    assert {"train_pixel@1", "train_weighted@vfss-1", "evaluate"} <= changed
+    assert not changed & {"pretrain", "train_pixel@0", "train_weighted@vfss-0"}
 
 
 @pytest.mark.e2e
-def test_bad_param_stops_the_stage_with_one_line(project: tuple[Path, dict[str, str]]) -> None:
+def test_bad_param_stops_the_stage_with_one_line(project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir, env = project
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["vfss"]["csf"] = "barton"
-    bad = workdir / "bad_params.yaml"
+    bad = tmp_path / "bad_params.yaml"
     bad.write_text(yaml.safe_dump(params))
     before = (workdir / "data/vfss/vfss.parquet").read_bytes()
     result = _run([sys.executable, "stages/vfss.py", "--params", str(bad)], workdir, env)
@@ -253,8 +185,9 @@ def test_bad_param_stops_the_stage_with_one_line(project: tuple[Path, dict[str, 
 
 
 @pytest.mark.e2e
-def test_a_forced_rebuild_of_the_analysis_gives_byte_identical_parquet(project: tuple[Path, dict[str, str]]) -> None:
-    workdir, env = project
+def test_a_forced_rebuild_of_the_analysis_gives_byte_identical_parquet(tiny_repo_built: Repo, tmp_path: Path) -> None:
+    copy = tiny_repo_built.copy(tmp_path)  # the rebuild logs new MLflow runs: not in the shared repository
+    workdir, env = copy.path, copy.env
     # The analysis stages; training's determinism is tested in test_training (rebuilding the models
     # would double this test's time).
     stages = ["stimuli", "features", "tuning", "vfss", "weights", "psychophysics", "atlas_features", "atlas"]

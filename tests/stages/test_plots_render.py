@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM_FLAGS
-from uxkit import baseline
+from stagekit import Repo
 
 DATA_MARKS = ("line", "rect", "symbol", "area")  # vega mark groups that hold the data (not axes or rules)
 # Long-format CSVs: one line per series (method; distance x background), never one zig-zag.
@@ -40,11 +40,11 @@ def drawn_marks(dom: str, plot_id: str) -> dict[str, int]:
 
 
 @pytest.mark.e2e
-def test_every_declared_plot_renders_with_data(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_every_declared_plot_renders_with_data(tiny_repo_built: Repo, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Chromium is not installed (`apt-get install chromium`); it renders the plots page")
-    repo = baseline(tmp_path_factory)
+    repo = tiny_repo_built
     shown = json.loads(repo.check("dvc", "plots", "show", "--json"))
     assert not shown.get("errors"), shown["errors"]
     declared = shown["data"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import mlflow
 import pytest
-from dvckit import command, tiny_repo
+from stagekit import command, tiny_repo
 
 SEEDS = (0, 1)
 RATES = (1e-3, 5e-4)

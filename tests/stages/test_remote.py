@@ -4,7 +4,7 @@ Remote: a tiny pipeline (the real `pretrain` stage) is reproduced and pushed to 
 folder (the same commands as an S3 or GCS bucket); a teammate's fresh ``git clone`` configures the
 remote, pulls, and finds ``dvc status`` clean and ``dvc repro`` with nothing to run: nothing recomputed.
 
-Server: ``mlflow server`` (the fixture of test_mlflow_server) receives two stages that run at the same
+Server: ``mlflow server`` (the ``server`` fixture of conftest.py) receives two stages that run at the same
 time from two project copies; both runs finish, each with its own params, metrics and artifacts.
 """
 
@@ -17,9 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from dvckit import command, commit, tiny_repo
-from stagekit import copy_sources, stage_command, stage_env
-from test_mlflow_server import _request, server  # noqa: F401  (the server fixture)
+from stagekit import command, commit, copy_sources, request_json, stage_command, stage_env, tiny_repo
 
 OUTPUTS = ("data/models/pretrain.pt", "data/curves/pretrain.png", "data/curves/pretrain.csv", "metrics/pretrain.json")
 
@@ -51,7 +49,7 @@ def test_push_clone_pull_gives_a_clean_status_without_recomputing(tmp_path: Path
 
 
 @pytest.mark.e2e
-def test_two_stages_log_to_one_server_at_once(server: str, tmp_path: Path) -> None:  # noqa: F811
+def test_two_stages_log_to_one_server_at_once(server: str, tmp_path: Path) -> None:
     processes = []
     for index in range(2):
         project = copy_sources(tmp_path / f"member{index}", {"base": {"seed": index}})
@@ -63,8 +61,8 @@ def test_two_stages_log_to_one_server_at_once(server: str, tmp_path: Path) -> No
         log.close()
 
     query = urllib.parse.urlencode({"experiment_name": "psychovis"})
-    experiment = _request(f"{server}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
-    found = _request(f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})
+    experiment = request_json(f"{server}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
+    found = request_json(f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})
     runs = [run for run in found["runs"] if run["info"]["run_name"] == "pretrain"]  # the stage runs, not parents
     assert len(runs) == 2 and len({run["info"]["run_id"] for run in runs}) == 2
     seeds = set()
@@ -76,7 +74,7 @@ def test_two_stages_log_to_one_server_at_once(server: str, tmp_path: Path) -> No
         seeds.add(params["base.seed"])
         assert {"train_loss", "train_pixel", "parameters"} <= metrics
         assert tags["stage"] == "pretrain" and tags["dvc.experiment"] == "workspace"
-        history = _request(
+        history = request_json(
             f"{server}/api/2.0/mlflow/metrics/get-history?"
             + urllib.parse.urlencode({"run_id": run["info"]["run_id"], "metric_key": "train_loss"})
         )["metrics"]

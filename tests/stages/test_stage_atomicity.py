@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from batterykit import assert_one_line_and_unchanged, by_name, prepared_project, run_selected
 from conftest import ROOT
-from stagekit import Built
-from test_bad_inputs import Case, Outcome, edit_params
+from stagekit import (
+    Built,
+    Case,
+    Outcome,
+    assert_one_line_and_unchanged,
+    by_name,
+    edit_params,
+    prepared_project,
+    run_selected,
+)
 
 from psychovis import io
 
@@ -84,13 +91,14 @@ CASES = by_name(
             previous("data/human_judgement/scores.parquet", pd.DataFrame({"previous": [1.0]})),
         ),
         case("atlas_features@vgg16", {"atlas__frequencies": 4}, "data/atlas/vgg16/responses.parquet"),
-    ]
+    ],
+    subprocess=["vfss"],
 )
 
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prepared: Built) -> dict:
-    return run_selected(request, tmp_path_factory, CASES, prepared)
+    return run_selected(request, tmp_path_factory, CASES, prepared, in_process=True)
 
 
 @pytest.mark.e2e

@@ -17,8 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from stagekit import stage_env
-from test_mlflow_server import _request, server  # noqa: F401  (the server fixture)
+from stagekit import request_json, stage_env
 
 PROCESSES = 4
 REPEATS = 3
@@ -86,12 +85,12 @@ def test_four_stages_at_once_on_new_sqlite_stores(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_four_stages_at_once_on_one_server(server: str, tmp_path: Path) -> None:  # noqa: F811
+def test_four_stages_at_once_on_one_server(server: str, tmp_path: Path) -> None:
     for repeat in range(REPEATS):
         _run_at_once(_project(tmp_path / f"repeat{repeat}"), server, repeat)
     query = urllib.parse.urlencode({"experiment_name": "psychovis"})
-    experiment = _request(f"{server}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
-    found = _request(
+    experiment = request_json(f"{server}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
+    found = request_json(
         f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100}
     )["runs"]
     stages = [run for run in found if run["info"]["run_name"].startswith("stress-")]

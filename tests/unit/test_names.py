@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from conftest import ROOT
+
 from psychovis import backbones, csf, names
 from psychovis.pipeline import params
 
@@ -21,8 +23,20 @@ def test_params_schema_uses_the_vocabularies() -> None:
     assert params.SCHEMA["base"]["backbone"].options == names.BACKBONES
     assert params.SCHEMA["vfss"]["csf"].options == names.CSF_MODELS
     assert params.SCHEMA["psychophysics"]["distances"].item.options == names.DISTANCES
+    assert tuple(names.INPUT_GAIN) == names.INPUT_SCALINGS == params.SCHEMA["stimuli"]["input_scaling"].options
 
 
 def test_names_and_params_import_without_torch() -> None:
     code = "import sys, psychovis.names, psychovis.pipeline.params; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_stages_that_only_analyse_tables_import_without_torch() -> None:
+    """The `vfss`, `tuning`, `compare` and `report` stages need no network: their imports skip torch (seconds)."""
+    code = (
+        "import runpy, sys\n"
+        "for stage in ('vfss', 'tuning', 'compare', 'report'):\n"
+        "    runpy.run_path(f'stages/{stage}.py', run_name='imported')\n"
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -1,0 +1,43 @@
+"""The tests' shared constants: the repository root, bad image inputs, the headless Chromium flags.
+
+Both ``conftest.py`` files (``tests/`` and ``tests/stages/``) re-export these names, so ``from conftest
+import ROOT`` works whichever of them pytest last imported as ``conftest``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root (``dvc.yaml``, ``params.yaml``, ``stages/``)."""
+
+
+BAD_IMAGE_PAIRS = [
+    (torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32), r"x values span .* expected \[0, 1\]"),
+    (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32) * 255, r"y values span"),
+    (torch.rand(3, 32, 32), torch.rand(3, 32, 32), r"shape \(N, 3, H, W\)"),
+    (torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), r"shape \(N, 3, H, W\)"),
+    (torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32), "shapes differ"),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating-point"),
+    (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), "at least 16x16"),
+    (torch.rand(0, 3, 32, 32), torch.rand(0, 3, 32, 32), "empty batch"),
+    (np.zeros((1, 3, 32, 32)), torch.rand(1, 3, 32, 32), "torch.Tensor"),
+    (torch.full((1, 3, 32, 32), float("nan")), torch.rand(1, 3, 32, 32), "NaN"),
+]
+"""Bad ``(x, y)`` inputs of an image metric and the message each must raise (LPIPS, DISTS)."""
+
+
+# Headless Chromium, offline and quiet: the flags every browser check uses.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
