@@ -13,7 +13,7 @@ from psychovis import names
 
 CATALOGUE: dict[str, tuple[tuple[str, ...], str]] = {
     "losses": (names.LOSSES, "training losses of the SR models (train.losses; PsychovisualLoss weights)"),
-    "weights": (names.WEIGHT_SCHEMES, "per-map weight schemes (data/weights/<scheme>.safetensors)"),
+    "weights": (names.WEIGHT_SCHEMES, "per-map weight schemes (one <scheme>.safetensors file each)"),
     "judges": (names.JUDGES, "image-quality judges of the evaluate stage (evaluate.judges)"),
     "distances": (names.DISTANCES, "image distances of the psychophysics and human-judgement stages"),
     "backbones": (names.BACKBONES, "networks with offline weights (base.backbone, atlas.backbones)"),
