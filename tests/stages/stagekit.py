@@ -426,6 +426,7 @@ REPO_SOURCES = ("dvc.yaml", "stages", "src", "plots", "docs", "README.md")
 EXPERIMENT_BASELINE: dict[str, dict[str, Any]] = {
     "train": {"weighted_losses": ["vfss", "topk"]},
     "evaluate": {"judges": ["psnr_y", "gmsd"]},
+    "compare": {"primary_judge": "gmsd"},  # the primary judge must be one of the judges scored
 }
 # (experiment name, -S overrides) that the session's experiment copy runs, in this order.
 EXPERIMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (

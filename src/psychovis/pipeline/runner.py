@@ -282,12 +282,13 @@ def run_stage(
     # from now on SIGINT, SIGTERM and SIGHUP roll the stage back (StageInterrupted, a KeyboardInterrupt)
     with signals.handled():
         try:
-            loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images", "base"])))
+            loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images"])))
             # images.max_pixels is a safety limit, not a result: handed to the image reader, not traced or logged
             limits = loaded["images"] if "images" in sections else loaded.pop("images")
             os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
-            # base.threads is a resource, not a result: applied here, before tracing, so no stage depends on it
-            apply_threads((loaded["base"] if "base" in sections else loaded.pop("base"))["threads"])
+            # base.threads is a resource, not a result: applied here, so no stage depends on it (a stage
+            # that reads no `base` section is a light one: one thread)
+            apply_threads(loaded["base"]["threads"] if "base" in loaded else 1)
             validated = params_trace.traced(stage, loaded)
             # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
             tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
