@@ -31,7 +31,9 @@ def main(ctx: StageContext) -> None:
     catalogue = [name for name in p["distances"] if name in DISTANCES]
     distances, scores = {}, None
     if catalogue:
-        distances, scores = load_distances("modelfest", {**p, "distances": catalogue}, base, layers)
+        # p["top_k"] read through the traced mapping: the copy below would hide the read from the params trace
+        wanted = {**p, "distances": catalogue, "top_k": p["top_k"], "layers": p["layers"]}
+        distances, scores = load_distances("modelfest", wanted, base, layers)
     distances.update(experiment.control_distances(p["distances"], layers))
     with ctx.run() as run:
         started = time.perf_counter()
