@@ -560,9 +560,15 @@ def edit_params(**changes: Any) -> Setup:
     return setup
 
 
-def params_text(text: str) -> Setup:
+def params_text(text: str | bytes) -> Setup:
+    """params.yaml := ``text`` (bytes are written as they are: encodings, binary junk)."""
+
     def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        (project / "params.yaml").write_text(text)
+        path = project / "params.yaml"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
         return [], {}
 
     return setup

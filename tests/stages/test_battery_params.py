@@ -34,20 +34,7 @@ def _tiny_text() -> str:
 
 def text_edit(transform) -> object:
     """params.yaml := ``transform(tiny params as YAML text)`` (for what a mapping cannot express)."""
-
-    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        (project / "params.yaml").write_text(transform(_tiny_text()))
-        return [], {}
-
-    return setup
-
-
-def raw_bytes(data: bytes) -> object:
-    def setup(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
-        (project / "params.yaml").write_bytes(data)
-        return [], {}
-
-    return setup
+    return params_text(transform(_tiny_text()))
 
 
 def params_is_a_folder(case_dir: Path, project: Path) -> tuple[list[str], dict[str, str]]:
@@ -134,10 +121,10 @@ CASES = by_name(
         Case(
             "file_latin1",
             "vfss",
-            raw_bytes(latin1("vfss:\n  csf: mannos_sakrison\n")),
+            params_text(latin1("vfss:\n  csf: mannos_sakrison\n")),
             (r"params\.yaml is not UTF-8 text \(byte 0xe9 on line 3\)", r"save it as UTF-8"),
         ),
-        Case("file_binary", "vfss", raw_bytes(bytes(range(256)) * 4), (r"params\.yaml", r"UTF-8|not valid YAML")),
+        Case("file_binary", "vfss", params_text(bytes(range(256)) * 4), (r"params\.yaml", r"UTF-8|not valid YAML")),
         Case("file_tab_indent", "vfss", params_text("vfss:\n\tcsf: mannos_sakrison\n"), (r"not valid YAML", r"line 2")),
         Case("file_is_folder", "vfss", params_is_a_folder, (r"params_folder\.yaml", r"cannot be read|not found")),
         Case("max_pixels_zero", "vfss", edit_params(images__max_pixels=0), (r"images\.max_pixels must be in",)),
