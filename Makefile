@@ -10,7 +10,7 @@ PORT ?= 5000  # `make mlflow PORT=5001` when 5000 is taken
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup repro test test-fast lint bench mlflow clean vega-template photos
+.PHONY: setup repro baseline exp test test-fast lint bench mlflow clean vega-template photos
 
 setup: $(STAMP)
 
@@ -35,6 +35,15 @@ vega-template: setup
 
 repro: setup
 	dvc repro
+	@$(MAKE) --no-print-directory baseline
+
+# After `dvc repro` of the last commit's own params and code: commit the outputs that differ on this CPU
+# (low digits), so `dvc metrics diff` and `make exp` show only what an experiment changes. BASELINE=0 skips.
+baseline:
+	@test "$(BASELINE)" = 0 || python -m psychovis.pipeline.baseline
+
+exp: setup  # one column per experiment, only the params and metrics that differ, fits the terminal
+	@python -m psychovis.pipeline.experiments $(ARGS)
 
 test: setup
 	ruff check src stages tests benchmarks

@@ -129,12 +129,18 @@ def primary_summary(table: pd.DataFrame, p: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
-def headline(table: pd.DataFrame, baseline: str) -> dict[str, dict[str, int]]:
-    """``{"vs_<baseline>": {method: judges better - judges worse}}`` against the first baseline (`dvc exp show`)."""
-    chosen = table[table["baseline"] == baseline]
-    net = (chosen["verdict"] == "better").astype(int) - (chosen["verdict"] == "worse").astype(int)
-    per_method = net.groupby(chosen["method"], sort=False).sum()
-    return {f"vs_{baseline}": {str(method): int(value) for method, value in per_method.items()}}
+def headline(images: pd.DataFrame, primary_judge: str, baseline: str) -> dict[str, dict[str, Any]]:
+    """The SR headline for `dvc exp show`: per method, the primary judge's gain over the first baseline.
+
+    ``{"<judge>_vs_<baseline>": {method: mean paired difference}, "fragile_vs_<baseline>": {method: bool}}``:
+    the image-level mean (positive = the method is better, in the judge's units), and whether a rerun at
+    the measured cross-machine drift can flip its verdict (then a change of that size is noise).
+    """
+    rows = images[images["primary"] & (images["baseline"] == baseline)]
+    return {
+        f"{primary_judge}_vs_{baseline}": {str(row.method): float(row.mean) for row in rows.itertuples(index=False)},
+        f"fragile_vs_{baseline}": {str(row.method): bool(row.fragile) for row in rows.itertuples(index=False)},
+    }
 
 
 def compare(ctx: StageContext, higher_is_better: Mapping[str, bool]) -> pd.DataFrame:
@@ -152,7 +158,9 @@ def compare(ctx: StageContext, higher_is_better: Mapping[str, bool]) -> pd.DataF
         io.write_csv(images, f"{OUT}/inference.csv")
         primary = primary_summary(images, p)
         io.write_json(primary, f"{OUT}/inference.json")
-        io.write_headline(headline(table, p["baselines"][0]), "metrics/compare.json")
+        first = p["baselines"][0]
+        gains = headline(images, p["primary_judge"], first)
+        io.write_headline(gains, "metrics/compare.json", digits=5, limit=2 * images["method"].nunique())
         figure = io.save_figure(sr_figures.forest_plot(table), f"{OUT}/forest.png")
         run.log_metrics(flat_metrics(metrics))
         run.log_metrics(flat_metrics({"image_level": {"fragile": primary["fragile"], "power": primary["power"]}}))

@@ -78,7 +78,9 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
     compare = json.loads((workdir / "data/compare/summary.json").read_text())
     assert {"vfss_vs_vgg", "lpips_weighted_vs_vgg", "vgg_vs_pixel"} <= set(compare)
     headline = json.loads((workdir / "metrics/compare.json").read_text())
-    assert set(headline["vs_vgg"]) == {"bicubic", "pretrain", "pixel", "vfss", "topk", "lpips_weighted"}
+    methods = {"bicubic", "pretrain", "pixel", "vfss", "topk", "lpips_weighted"}
+    primary = yaml.safe_load((workdir / "params.yaml").read_text())["compare"]["primary_judge"]
+    assert set(headline) == {f"{primary}_vs_vgg", "fragile_vs_vgg"} and set(headline[f"{primary}_vs_vgg"]) == methods
     for name in ("comparison.png", "bands.png"):
         assert (workdir / "data/evaluate" / name).stat().st_size > 1000
 
