@@ -45,13 +45,16 @@ baseline:
 exp: setup  # one column per experiment, only the params and metrics that differ, fits the terminal
 	@python -m psychovis.pipeline.experiments $(ARGS)
 
+# Tests run on up to 4 workers (pytest-xdist): a module and the session's tiny DVC repository stay on one each.
+XDIST := -n auto --maxprocesses=4 --dist loadgroup
+
 test: setup
 	ruff check src stages tests benchmarks
-	pytest -q
+	pytest -q $(XDIST)
 
 test-fast: setup  # the unit tests and the quick stage checks; leaves out the end-to-end `dvc repro` runs
 	ruff check src stages tests benchmarks
-	pytest -q -m "not e2e"
+	pytest -q -m "not e2e" $(XDIST)
 
 bench: setup
 	python benchmarks/bench.py

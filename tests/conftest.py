@@ -20,3 +20,17 @@ def astronaut() -> torch.Tensor:
     """A real photograph as a (1, 3, 64, 64) tensor in [0, 1] (a crop around the face)."""
     image = data.astronaut()[60:188:2, 150:278:2].astype(np.float32) / 255.0
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+
+SHARED_REPOSITORY_FIXTURES = {"tiny_repo_built", "experiment_repo"}
+"""Session fixtures that build a tiny DVC repository (minutes): their tests share one xdist worker."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (``make test``): keep each module on one worker (its module
+    fixtures are built once) and every test of the session's tiny repository on one worker (it is built
+    once), scheduled first, so the other workers run everything else meanwhile."""
+    for item in items:
+        shared = SHARED_REPOSITORY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.xdist_group("tiny_repository" if shared else item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: not SHARED_REPOSITORY_FIXTURES & set(getattr(item, "fixturenames", ())))
