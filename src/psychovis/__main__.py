@@ -1,6 +1,9 @@
 """``python -m psychovis list [WHAT]``: the names a parameter or an API argument may take.
 
-Torch-free: it reads :mod:`psychovis.names`, the vocabularies the params check validates against.
+``python -m psychovis plots-check [REV ...]``: the plots ``dvc plots diff REV ...`` leaves out, per
+revision (:mod:`psychovis.pipeline.plots_check`); exit status 1 when any is missing.
+
+Torch-free: ``list`` reads :mod:`psychovis.names`, the vocabularies the params check validates against.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="the losses, judges, backbones, CSFs, weight schemes, ...")
     listing.add_argument("what", nargs="*", metavar="WHAT", help="any of: " + ", ".join(CATALOGUE))
+    checking = commands.add_parser("plots-check", help="name the plots `dvc plots diff REV ...` leaves out")
+    checking.add_argument("revisions", nargs="*", metavar="REV", help="as for dvc plots diff (none: workspace vs HEAD)")
     args = parser.parse_args(argv)
+    if args.command == "plots-check":
+        return plots_check(args.revisions)
     unknown = [family for family in args.what if family not in CATALOGUE]
     if unknown:
         parser.error(f"unknown list {unknown[0][:60]!r}; choose from {', '.join(CATALOGUE)}")
@@ -41,6 +48,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         for value in values:
             print(f"  {value}")
     return 0
+
+
+def plots_check(revisions: Sequence[str]) -> int:
+    """Print the plots ``dvc plots diff REVISIONS`` leaves out, per revision.
+
+    Args:
+        revisions: as for ``dvc plots diff``.
+
+    Returns:
+        0 when every plot is drawn for every revision, 1 when some are missing, 2 when DVC failed.
+    """
+    from psychovis.errors import PsychovisError
+    from psychovis.pipeline import plots_check as check
+
+    try:
+        missing = check.missing_plots(revisions)
+    except PsychovisError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(check.report(missing, revisions))
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":
