@@ -7,6 +7,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 PORT ?= 5000  # `make mlflow PORT=5001` when 5000 is taken
+# The psychovis experiment (the first a fresh store creates: id 1) in MLflow's model-training view
+MLFLOW_VIEW = http://127.0.0.1:$(strip $(PORT))/\#/experiments/1?workflowType=machine_learning
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -59,7 +61,8 @@ test-fast: setup  # the unit tests and the quick stage checks; leaves out the en
 bench: setup
 	python benchmarks/bench.py
 
-mlflow: setup
+mlflow: setup  # MLflow 3.17 opens on GenAI at the plain URL: the printed link opens the model-training runs table
+	@echo "MLflow: open $(MLFLOW_VIEW)"
 	mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///mlflow.db
 
 photos: setup  # fetch (again) the held-out photographs; fails with one line when apt-get cannot

@@ -126,3 +126,26 @@ def test_a_failing_stage_under_dvc_repro_keeps_every_output(tiny_repo_built: Rep
         assert not sorted(set(after) - set(before)), f"{stage} left new files: {sorted(set(after) - set(before))}"
     status = repo.check("dvc", "status", "--json")
     assert json.loads(status) == {}, status
+
+
+def test_every_training_curve_is_a_declared_plot_with_x_and_y() -> None:
+    """Issue 22: the fine-tunes' ``data/curves/<loss>-s<seed>.csv`` were plain outs: `dvc plots show` skipped them."""
+    from dvc.repo import Repo as DvcRepo
+
+    curves: dict[str, list[tuple[str, object]]] = {}
+    with DvcRepo(str(ROOT)) as dvc:
+        for stage in dvc.index.stages:
+            if stage.addressing == "pretrain" or stage.addressing.startswith("train_"):
+                curves[stage.addressing] = [
+                    (out.def_path, out.plot) for out in stage.outs if out.def_path.startswith("data/curves/")
+                ]
+    assert len([name for name in curves if name.startswith("train_")]) >= 3, sorted(curves)
+    problems = []
+    for name, outs in sorted(curves.items()):
+        tables = [(path, plot) for path, plot in outs if path.endswith(".csv")]
+        if len(tables) != 1:
+            problems.append(f"{name}: {len(tables)} curve CSVs declared, expected 1")
+        for path, plot in tables:
+            if not isinstance(plot, dict) or plot.get("x") != "step" or plot.get("y") not in ("loss", "pixel"):
+                problems.append(f"{name}: {path} is not a plot of a loss column against step ({plot!r})")
+    assert not problems, "\n".join(problems)

@@ -8,6 +8,7 @@ so the test reads the drawn SVG marks (the offline page renders SVG, see
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -15,7 +16,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_FLAGS
+import yaml
+from conftest import CHROMIUM_FLAGS, ROOT
+from dvc_render import VegaRenderer
 from stagekit import Repo
 
 DATA_MARKS = ("line", "rect", "symbol", "area")  # vega mark groups that hold the data (not axes or rules)
@@ -90,3 +93,36 @@ def test_every_declared_plot_renders_with_data(tiny_repo_built: Repo, tmp_path: 
             if marks.get("line", 0) < len(series):
                 problems.append(f"{path}: {marks.get('line', 0)} lines drawn for {len(series)} {SERIES[path]}s")
     assert not problems, "\n".join(problems)
+
+
+def render_vega(spec: dict, tmp_path: Path) -> str:
+    """The SVG DOM of one vega-lite ``spec`` drawn by the committed offline page in headless Chromium."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (`apt-get install chromium`); it renders the chart")
+    chart = f'<div id="chart"></div><script>vegaEmbed("#chart", {json.dumps(spec)}, {{renderer: "svg"}});</script>'
+    page = (ROOT / "plots" / "offline.html").read_text().replace("{refresh_tag}", "").replace("{plot_divs}", chart)
+    (tmp_path / "chart.html").write_text(page)
+    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*command, "--dump-dom", (tmp_path / "chart.html").as_uri()], capture_output=True, text=True)
+    assert dom.returncode == 0 and "<svg" in dom.stdout, dom.stderr[-2000:]
+    return dom.stdout
+
+
+def test_the_per_method_psnr_chart_spans_the_data_not_zero(tmp_path: Path) -> None:
+    """Issue 22: PSNR-Y bars (28.4-29.2 dB) drawn from 0 looked equal; the chart is dots on an axis fitted to them."""
+    path = "data/evaluate/summary.csv"
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["plots"]
+    plot = next(entry[path] for entry in declared if isinstance(entry, dict) and path in entry)
+    rows = [row | {"rev": "workspace"} for row in csv.DictReader((ROOT / path).open())]  # as DVC passes them
+    template = str(ROOT / plot["template"]) if (ROOT / plot["template"]).is_file() else plot["template"]
+    spec = VegaRenderer(rows, path, template=template, x=plot["x"], y=plot["y"], title=plot["title"])
+    dom = render_vega(spec.get_filled_template(), tmp_path)
+
+    values = [float(row[plot["x"]]) for row in rows]
+    ticks = [float(text) for text in re.findall(r"<text[^>]*>(-?[\d.]+)</text>", dom)]
+    assert ticks, dom[-2000:]
+    assert min(ticks) > 0 and max(ticks) - min(ticks) <= 3 * (max(values) - min(values)), (ticks, values)
+    assert min(ticks) <= min(values) and max(ticks) >= max(values)
+    marks = drawn_marks(dom, "chart")
+    assert marks.get("symbol", 0) == len(rows) and not marks.get("rect"), marks  # dots, no bars on a cut axis

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -20,3 +21,13 @@ def test_make_mlflow_serves_on_the_port_asked_for(args: list[str], port: str) ->
     ).stdout
     command = [line for line in printed.splitlines() if line.startswith("mlflow ui")]
     assert command and f"--port {port} " in command[-1] + " ", printed
+    # MLflow 3.17 opens on GenAI at the plain URL: the target prints the model-training view's link.
+    link = re.search(r"open (http://127\.0\.0\.1:(\d+)/#/experiments/\d+\?workflowType=machine_learning)", printed)
+    assert link and link.group(2) == port, printed
+
+
+def test_the_readme_links_the_mlflow_ui_in_its_model_training_view() -> None:
+    """Every link into the local MLflow UI opens the runs table, not the GenAI page the plain URL shows."""
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"<(http://127\.0\.0\.1:\d+[^>]*)>", readme)
+    assert links and all("workflowType=machine_learning" in link for link in links), links

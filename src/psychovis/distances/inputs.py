@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 
 import torch
 
@@ -16,8 +18,29 @@ TARGET_SLACK = 0.05
 """Default range check: how far (fraction of the range) a target may stray before it is a mix-up."""
 SCALE_FACTOR = 100.0
 """Default range check: predictions reaching this many range widths are on another scale (0-255 vs 0-1)."""
+SIGNED_SHARE = 0.5
+"""Default range check: a prediction reaching this fraction of the range below it, and never above it, looks signed."""
 RANGE_MODES = ("warn", "strict", "off")
 RANGE_FIX = "pass data_range=(low, high) of your images, clamp them, or silence this check with check_range=False"
+LIBRARY_MODULES = ("psychovis", "torch")
+"""Packages whose frames :func:`warn_at_caller` skips (torch: ``Module.__call__`` -> ``forward``)."""
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn with the location of the first frame outside psychovis and torch: the user's own line.
+
+    ``stacklevel=2`` points into torch's ``module.py`` when the warning comes from a ``forward``
+    called through ``nn.Module.__call__``; this walks out of every psychovis and torch frame
+    instead, so the warning names the training loop's line however the call got there.
+
+    Args:
+        message: the warning text.
+        category: the warning class.
+    """
+    depth, frame = 1, sys._getframe(1)  # sys._getframe(depth) is warnings.warn's stacklevel depth + 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in LIBRARY_MODULES:
+        depth, frame = depth + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=depth + 1)
 
 
 def range_mode(check_range: bool | str, default: str = "warn") -> str:
@@ -160,7 +183,10 @@ def validate_images(
       it raises.
     - ``"warn"``: only clear mix-ups are reported, as the returned message: targets outside the
       range (5 % slack), targets filling under 1/100 of it, or predictions reaching 100 range
-      widths (0-255 images given to a 0-1 loss). Ordinary network outputs that overshoot pass.
+      widths (0-255 images given to a 0-1 loss), or predictions that look signed: reaching more than
+      half the range below it while staying inside ``[low - width, high]`` (a tanh output in
+      [-1, 1] against [0, 1] targets: natural images have dark pixels, so such an output goes well
+      below 0, and never above 1). Ordinary network outputs that overshoot on both sides pass.
 
     Args:
         prediction: the first batch.
@@ -201,4 +227,11 @@ def validate_images(
         return f"target values span [{t_lo:.3g}, {t_hi:.3g}], under 1/{SCALE_FACTOR:g} of the range, {span}"
     if max(p_hi - low, high - p_lo) >= SCALE_FACTOR * width:
         return f"prediction values span [{p_lo:.3g}, {p_hi:.3g}], {SCALE_FACTOR:g}x the range or more, {span}"
+    slack = TARGET_SLACK * width
+    if low - width - slack <= p_lo < low - SIGNED_SHARE * width and p_hi <= high + slack:
+        return (
+            f"prediction values span [{p_lo:.3g}, {p_hi:.3g}], as a signed (tanh) output in [{low - width:g}, "
+            f"{high:g}] does, but data_range is ({low:g}, {high:g}) and the targets fit it; map the prediction into it "
+            f"(for [-1, 1] to [0, 1]: (x + 1) / 2); or {RANGE_FIX}"
+        )
     return None

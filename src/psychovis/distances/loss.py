@@ -20,7 +20,6 @@ References:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch import nn
 
 from psychovis.backbones import FeatureExtractor, backbone_spec, resolve_layers
 from psychovis.distances.engine import map_errors
-from psychovis.distances.inputs import check_data_range, range_mode, validate_images
+from psychovis.distances.inputs import check_data_range, range_mode, validate_images, warn_at_caller
 from psychovis.distances.pretrained import pretrained_path
 from psychovis.errors import InvalidWeightsError, ParamsError, quote
 from psychovis.feature_weights import FeatureWeights, read_weights_bytes
@@ -60,11 +59,13 @@ class PsychovisualLoss(nn.Module):
         layers: the layers to use (default: all layers in ``weights``, or ``relu3_2``). Any
             subset of the weights' layers.
         backbone: ``vgg16`` (default) or ``alexnet``; with ``weights``, it must match theirs.
-        data_range: ``(low, high)`` of the input images, e.g. ``(0, 1)``, ``(-1, 1)`` or ``(0, 255)``.
+        data_range: ``(low, high)`` of the input images, e.g. ``(0, 1)``, ``(-1, 1)`` or ``(0, 255)``;
+            a single number is the width, as in piq: ``data_range=255.0`` is ``(0, 255)``.
         reduction: ``mean`` | ``sum`` over the batch, or ``none`` for one value per image.
         check_range: ``True`` or ``"warn"`` (default): NaN/inf pixels raise, and clear range
-            mix-ups (targets outside ``data_range``, predictions 100x off, e.g. 0-255 vs 0-1)
-            give one warning per module; network outputs overshooting the range are fine.
+            mix-ups (targets outside ``data_range``, predictions 100x off, e.g. 0-255 vs 0-1, or a
+            tanh output in [-1, 1] against [0, 1] targets) give one warning per module, located at
+            the caller's line; network outputs overshooting the range on both sides are fine.
             ``"strict"``: inputs more than a quarter of the range outside it raise ``ValueError``.
             ``False``: no value checks (no host sync per call; NaN inputs then give a NaN loss).
         px_per_degree: off by default. The display's pixels per degree of visual angle: with
@@ -221,7 +222,7 @@ class PsychovisualLoss(nn.Module):
         message = validate_images(prediction, target, self.data_range, self.range_mode, self.min_size)
         if message is not None and not self._warned:
             self._warned = True  # once per module: a training loop would repeat it every step
-            warnings.warn(f"PsychovisualLoss: {message}", UserWarning, stacklevel=2)
+            warn_at_caller(f"PsychovisualLoss: {message}")  # the user's line, not torch's module.py
         self._check_memory(prediction)
         self._follow(prediction.device)
         dtype = prediction.dtype

@@ -1,4 +1,4 @@
-"""Figures of the human-judgement scores: bars with bootstrap CIs, and the map-subset curve."""
+"""Figures of the human-judgement scores: points with bootstrap CIs, and the map-subset curve."""
 
 from __future__ import annotations
 
@@ -27,8 +27,35 @@ def message_figure(message: str) -> Figure:
     return figure
 
 
+def fitted_limits(low: np.ndarray, high: np.ndarray, pad: float = 0.15) -> tuple[float, float] | None:
+    """Axis limits that span the intervals ``[low, high]`` (plus ``pad`` of their span each side), not from 0.
+
+    Scores of different distances often differ by a few hundredths at 0.6-0.9: an axis from 0
+    flattens those differences, one fitted to the intervals shows them, and their overlap.
+
+    Args:
+        low: the lower ends (NaN ignored).
+        high: the upper ends (NaN ignored).
+        pad: the margin each side, as a fraction of the span.
+
+    Returns:
+        ``(bottom, top)``, or None when no end is finite.
+    """
+    ends = np.concatenate([low, high]).astype(float)
+    ends = ends[np.isfinite(ends)]
+    if not ends.size:
+        return None
+    bottom, top = float(ends.min()), float(ends.max())
+    margin = pad * (top - bottom) if top > bottom else max(0.05 * abs(top), 0.01)
+    return bottom - margin, top + margin
+
+
 def scores_figure(scores: pd.DataFrame) -> Figure:
-    """One panel per (data set, metric): a bar per distance with its 95 % bootstrap interval.
+    """One panel per (data set, metric): a point per distance with its 95 % bootstrap interval.
+
+    Points, not bars, on an axis fitted to the intervals (:func:`fitted_limits`): the scores of
+    distances differ by little relative to their size, which a bar from 0 hides. The reference
+    line (chance 0.5 for 2AFC, 0 for a correlation) is drawn when it falls inside the axis.
 
     Args:
         scores: the frame of :func:`psychovis.human_judgement.evaluate` (``dataset, distance,
@@ -49,31 +76,31 @@ def scores_figure(scores: pd.DataFrame) -> Figure:
         part = scores[(scores["dataset"] == dataset) & (scores["metric"] == metric)]
         part = part.set_index("distance").reindex([name for name in distances if name in set(part["distance"])])
         values = part["value"].to_numpy(dtype=float)
-        low = np.nan_to_num(values - part["ci_low"].to_numpy(dtype=float), nan=0.0).clip(min=0)
-        high = np.nan_to_num(part["ci_high"].to_numpy(dtype=float) - values, nan=0.0).clip(min=0)
+        ci_low, ci_high = part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float)
+        low = np.nan_to_num(values - ci_low, nan=0.0).clip(min=0)
+        high = np.nan_to_num(ci_high - values, nan=0.0).clip(min=0)
         positions = np.arange(len(part))
-        axis.bar(
-            positions,
-            values,
-            yerr=np.vstack([low, high]),
-            capsize=3,
-            color=[colours[name] for name in part.index],
-            edgecolor="black",
-            linewidth=0.5,
-        )
+        for position, name, value, below, above in zip(positions, part.index, values, low, high, strict=True):
+            axis.errorbar(
+                position, value, yerr=[[below], [above]], fmt="o", color=colours[name], capsize=3, markersize=5
+            )
         axis.set_xticks(positions, part.index, rotation=45, ha="right", fontsize=8)
-        finite = values[np.isfinite(values)]
-        if metric == "2afc" and finite.size:
-            axis.set_ylim(max(0.0, float(finite.min()) - 0.1), 1.0)
-            axis.axhline(0.5, color="black", lw=0.8, ls=":")
-        axis.axhline(0.0, color="black", lw=0.6)
+        axis.set_xlim(-0.6, len(part) - 0.4)
+        limits = fitted_limits(np.fmin(values, ci_low), np.fmax(values, ci_high))
+        if limits is not None:
+            axis.set_ylim(*limits)
+            reference = 0.5 if metric == "2afc" else 0.0
+            if limits[0] < reference < limits[1]:
+                axis.axhline(reference, color="black", lw=0.8, ls=":")
         axis.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=8)
         n = int(part["n"].max()) if len(part) else 0
         axis.set_title(f"{dataset} (n = {n})", fontsize=9)
         axis.grid(axis="y", alpha=0.3)
     for axis in list(axes.flat)[len(panels) :]:
         axis.axis("off")
-    figure.suptitle("Agreement with human judgements (bars: 95 % bootstrap CI)", fontsize=10)
+    figure.suptitle(
+        "Agreement with human judgements (95 % bootstrap CI; axis fitted to the intervals, not from 0)", fontsize=10
+    )
     figure.tight_layout()
     return figure
 

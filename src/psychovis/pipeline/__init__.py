@@ -6,5 +6,6 @@
 - :mod:`~psychovis.pipeline.inputs`: where upstream outputs live, and their loaders
   (:mod:`~psychovis.pipeline.distance_inputs`: the distances the experiment stages build from them).
 - :mod:`~psychovis.pipeline.offline_plots`: the offline ``dvc plots`` page template.
+- :mod:`~psychovis.pipeline.plots_check`: the plots ``dvc plots diff`` leaves out, per revision.
 - :mod:`~psychovis.pipeline.shipped_weights`: refreshes the weights shipped in the package from a run.
 """

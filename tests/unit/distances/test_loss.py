@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,6 +155,8 @@ MIXUPS = [
     pytest.param(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 255, (0, 1), "target", id="target-0-255"),
     pytest.param(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1, (0, 1), "target", id="target-signed"),
     pytest.param(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), (0, 255), "1/100", id="unit-for-0-255"),
+    pytest.param(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32), (0, 1), "tanh", id="pred-signed"),
+    pytest.param(torch.rand(2, 3, 32, 32) * 510 - 255, torch.rand(2, 3, 32, 32) * 255, 255.0, "tanh", id="signed-255"),
 ]
 
 
@@ -183,6 +187,58 @@ def test_ordinary_network_outputs_neither_raise_nor_warn(low: float, high: float
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="PsychovisualLoss")
         assert torch.isfinite(loss(prediction, astronaut))
+
+
+def test_a_tanh_output_against_unit_targets_warns_with_the_fix(astronaut: torch.Tensor) -> None:
+    """Issue 22: a network ending in tanh ([-1, 1]) trained against [0, 1] targets was silent."""
+    loss = PsychovisualLoss(layers=["relu2_2"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss(astronaut * 2 - 1, astronaut)  # the photo as a tanh output would give it
+    assert len(caught) == 1 and caught[0].category is UserWarning
+    message = str(caught[0].message)
+    assert "tanh" in message and "(x + 1) / 2" in message and "data_range is (0, 1)" in message
+    # The same output mapped to [0, 1] is silent.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="PsychovisualLoss")
+        PsychovisualLoss(layers=["relu2_2"])((astronaut * 2 - 1 + 1) / 2, astronaut)
+
+
+def _mixed_up(loss: nn.Module) -> list[warnings.WarningMessage]:
+    """Call ``loss`` the way a training loop does, on 0-255 predictions; return the warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss(torch.rand(1, 3, 32, 32) * 255, torch.rand(1, 3, 32, 32))  # the user's line
+    return caught
+
+
+def test_the_range_warning_points_at_the_callers_line() -> None:
+    """Issue 22: through ``nn.Module.__call__`` the warning pointed into torch's module.py."""
+    lines = Path(__file__).read_text(encoding="utf-8").splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.endswith("# the user's line"))
+    for loss in (
+        PsychovisualLoss(layers=["relu2_2"]),
+        functools.partial(psychovisual_loss, layers=["relu2_2"]),  # no frame of its own
+    ):
+        caught = _mixed_up(loss)
+        assert len(caught) == 1, [str(w.message) for w in caught]
+        assert (caught[0].filename, caught[0].lineno) == (__file__, line), (caught[0].filename, caught[0].lineno)
+
+
+def test_a_float_data_range_is_the_width_as_in_piq(plain: PsychovisualLoss, astronaut: torch.Tensor) -> None:
+    noisy = (astronaut + 0.05).clamp(0, 1)
+    expected = plain(noisy, astronaut)
+    for data_range in (255.0, 255):
+        module = PsychovisualLoss(layers=["relu2_2", "relu3_2"], data_range=data_range)
+        assert module.data_range == (0.0, 255.0)
+        torch.testing.assert_close(module(noisy * 255, astronaut * 255), expected, rtol=1e-4, atol=1e-5)
+        functional = psychovisual_loss(
+            noisy * 255, astronaut * 255, layers=["relu2_2", "relu3_2"], data_range=data_range
+        )
+        torch.testing.assert_close(functional, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        PsychovisualLoss(layers=["relu2_2", "relu3_2"], data_range=1.0)(noisy, astronaut), expected
+    )
 
 
 def test_check_range_false_disables_the_value_checks(astronaut: torch.Tensor) -> None:

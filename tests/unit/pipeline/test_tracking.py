@@ -7,6 +7,7 @@ repositories and the repository's own dvc.yaml resolved by DVC.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -191,6 +192,23 @@ def test_stage_runs_nest_under_their_execution_with_item_runs_below(
         "item",
     ]
     assert runs["evaluate"].data.tags["psychovis.lineage_problem"] == "no dvc.yaml"
+
+
+def test_a_fresh_store_opens_on_the_model_training_view_the_readme_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README and `make mlflow` link experiment 1 with ``workflowType=machine_learning``: it is psychovis's."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    with stage_run("compare", {"compare": {"level": 0.9}}, tmp_path):
+        pass
+    experiment = _client(store).get_experiment_by_name("psychovis")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    makefile = (ROOT / "Makefile").read_text()
+    linked = re.search(r"^MLFLOW_VIEW = .*/experiments/(\d+)\?workflowType=machine_learning$", makefile, re.M)
+    assert linked and linked.group(1) == experiment.experiment_id, (linked, experiment.experiment_id)
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count(f"/#/experiments/{experiment.experiment_id}?workflowType=machine_learning>") >= 2
 
 
 def test_models_and_datasets_are_logged_and_the_model_loads_back(
