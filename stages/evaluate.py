@@ -97,4 +97,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main, sections=["base", "train", "evaluate"])
+    run_stage("evaluate", main)

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psychovis import io
-from psychovis.errors import ParamsError, PsychovisError, quote
+from psychovis.errors import ParamsError, PsychovisError, one_line, quote
 from psychovis.names import BACKBONES, DEVICES
 
 if TYPE_CHECKING:
     import torch
 from psychovis.pipeline import params as params_module
 from psychovis.pipeline import params_trace, signals, tracking
+from psychovis.pipeline.preflight import DEBUG_ENV, debug_requested, startup_checks
 
 
 @dataclass
@@ -137,8 +138,6 @@ _MEMORY_KEYS: dict[str, str] = {
     "evaluate": "evaluate.max_size",
 }
 _TRACKING_MODULES = ("mlflow", "sqlalchemy", "sqlite3", "alembic")
-_MAX_LINE = 500
-DEBUG_ENV = "PSYCHOVIS_DEBUG"
 MAX_PIXELS_ENV = "PSYCHOVIS_MAX_PIXELS"
 """How the runner hands ``images.max_pixels`` to :mod:`psychovis.images` (read there as the default cap)."""
 
@@ -170,14 +169,13 @@ def _drop_unsafe_torch_advice(text: str) -> str:
     return text[:start] + "refused by the safe loader" + (f": {detail}" if detail else "") + text[end:]
 
 
-def _one_line(text: str) -> str:
-    """``text`` on one line, at most :data:`_MAX_LINE` characters (a message may quote a multi-line error).
+def _one_line(text: object) -> str:
+    """:func:`psychovis.errors.one_line` (a message may quote a multi-line error), less torch's unsafe advice.
 
     torch's advice to retry ``torch.load`` with ``weights_only=False`` (which runs the file's code) is
     cut from any message: a stage must never suggest loading an untrusted file unsafely.
     """
-    line = " ".join(_drop_unsafe_torch_advice(str(text)).split())
-    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+    return one_line(_drop_unsafe_torch_advice(str(text)))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -260,7 +258,7 @@ def params_epilog(sections: Sequence[str]) -> str:
 def run_stage(
     stage: str,
     main: Callable[[StageContext], None],
-    sections: Sequence[str],
+    sections: Sequence[str] | None = None,
     parser: argparse.ArgumentParser | None = None,
     argv: Sequence[str] | None = None,
 ) -> None:
@@ -271,18 +269,24 @@ def run_stage(
     some outputs new and others old. Any exception becomes one line on stderr (the problem, and
     what to check) and exit code 2; Ctrl-C is one line and exit 130. Pass ``--debug`` (or set
     ``PSYCHOVIS_DEBUG=1``) to see the full traceback instead.
+
+    ``sections``: the params sections the stage reads (default: the stage's
+    :data:`~psychovis.pipeline.params.STAGE_SECTIONS`, which :mod:`~psychovis.pipeline.stage_start`
+    already checked before the stage's heavy imports).
     """
+    sections = params_module.STAGE_SECTIONS[stage] if sections is None else sections
     parser = parser or argparse.ArgumentParser(description=f"psychovis `{stage}` stage")
     parser.epilog = params_epilog(sections)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = debug_requested(args.debug)
     # from now on SIGINT, SIGTERM and SIGHUP roll the stage back (StageInterrupted, a KeyboardInterrupt)
     with signals.handled():
         try:
-            loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images"])))
+            # the checks stage_start made before the heavy imports, again (milliseconds; in-process runs skip those)
+            loaded = startup_checks(args.params, sections, Path.cwd())
             # images.max_pixels is a safety limit, not a result: handed to the image reader, not traced or logged
             limits = loaded["images"] if "images" in sections else loaded.pop("images")
             os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
@@ -290,8 +294,6 @@ def run_stage(
             # that reads no `base` section is a light one: one thread)
             apply_threads(loaded["base"]["threads"] if "base" in loaded else 1)
             validated = params_trace.traced(stage, loaded)
-            # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
-            tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
             # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the
             # one line says what went wrong; --debug shows everything as it happens).
             with warnings.catch_warnings(record=not debug) as held, io.stage_transaction() as transaction:

@@ -1,0 +1,95 @@
+"""Cheap checks first (issue 23): a stage refuses bad params before torch, MLflow or pandas is imported."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from psychovis.errors import PsychovisError
+from psychovis.pipeline import preflight
+from psychovis.pipeline.params import SCHEMA, STAGE_SECTIONS
+from psychovis.validation import Choice, Number
+
+HEAVY = ("torch", "mlflow", "pandas")
+
+
+def _bad_key(stage: str) -> str:
+    """A ``section.key`` the stage reads whose validator refuses a word (a number or a choice)."""
+    for section in STAGE_SECTIONS[stage]:
+        for key, validator in SCHEMA[section].items():
+            if isinstance(validator, (Number, Choice)):
+                return f"{section}.{key}"
+    raise AssertionError(f"{stage} reads no number or choice")
+
+
+def _params_with(tmp_path: Path, dotted: str, value: object) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    section, key = dotted.split(".")
+    params[section][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def _run(script: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PSYCHOVIS_DEBUG", "MLFLOW_TRACKING_URI", "DVC_STAGE")}
+    env.update(PYTHONPATH=str(ROOT / "src"), MLFLOW_DISABLE_TELEMETRY="true")
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_SECTIONS))
+def test_a_bad_param_is_refused_before_torch_is_imported(stage: str, tmp_path: Path) -> None:
+    dotted = _bad_key(stage)
+    project = _params_with(tmp_path, dotted, "not-a-valid-value")
+    result = _run(ROOT / "stages" / f"{stage}.py", project)
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import")}
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(f"psychovis {stage}: error: params.yaml: {dotted} "), lines
+    assert not set(HEAVY) & imported, f"{stage} imported {set(HEAVY) & imported} before refusing {dotted}"
+    assert "numpy" in imported or "ruamel.yaml" in imported  # -X importtime did report the imports
+
+
+def test_every_stage_script_has_its_sections_declared_once() -> None:
+    scripts = {path.stem: path.read_text() for path in (ROOT / "stages").glob("*.py")}
+    assert set(scripts) == set(STAGE_SECTIONS)
+    for name, text in scripts.items():
+        assert re.search(rf'run_stage\(\s*"{name}"', text), name
+        assert "sections=" not in text, f"stages/{name}.py repeats its sections (params.STAGE_SECTIONS has them)"
+        first = next(line for line in text.splitlines() if line.startswith(("import ", "from ")))
+        assert first.startswith("from psychovis.pipeline import stage_start"), name
+
+
+def test_a_script_that_is_no_stage_is_not_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: a stage would be refused
+    preflight.check_before_imports(["demo.py"])
+    preflight.check_before_imports(["stages/weights.py", "--help"])
+    preflight.check_before_imports(["stages/weights.py", "--params"])  # the stage's own parser says why
+
+
+def test_the_refusal_names_the_params_file_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = (_params_with(tmp_path, "weights.top_k", 0) / "params.yaml").rename(tmp_path / "other.yaml")
+    with pytest.raises(SystemExit) as exited:
+        preflight.check_before_imports(["stages/weights.py", f"--params={other}"])
+    assert exited.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line == f"psychovis weights: error: {other}: weights.top_k must be in [1, 4096], got 0"
+
+
+def test_debug_raises_the_error_itself(tmp_path: Path) -> None:
+    other = _params_with(tmp_path, "weights.top_k", 0) / "params.yaml"
+    with pytest.raises(PsychovisError, match=r"weights\.top_k"):
+        preflight.check_before_imports(["stages/weights.py", "--params", str(other), "--debug"])
