@@ -6,6 +6,10 @@ another protocol a ``ConnectionError`` retried for minutes, an HTTP server that 
 decoding error, a damaged ``mlflow.db`` a SQLAlchemy ``DatabaseError``. :func:`check_tracking_uri`
 turns each into one :class:`~psychovis.errors.TrackingError` line that says what is wrong and how
 to fix it (fix the URI, start ``mlflow server``, or unset it to log to ``sqlite:///mlflow.db``).
+
+A ``file:`` URI or a plain folder (MLflow's file store) is refused here: MLflow 3 keeps that store in
+maintenance mode and raises on it unless ``MLFLOW_ALLOW_FILE_STORE=true``, and the pipeline's runs
+(parents found by tag, artifact roots relocated in the database) live in a database store.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 """The MLflow REST call used to tell an MLflow server from any other HTTP server."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _FIX = "fix MLFLOW_TRACKING_URI, or unset it to log to sqlite:///mlflow.db"
+USE_INSTEAD = "use sqlite:///path/mlflow.db or http(s)://host:port, or unset it to log to sqlite:///mlflow.db"
+"""What the refusal of an unknown scheme or a file store recommends (the stores the pipeline runs on)."""
 
 
 def _fail(uri: str, problem: str, fix: str = _FIX) -> TrackingError:
@@ -52,7 +58,7 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
 
     Raises:
         TrackingError: an unknown scheme or malformed URI; an SQLite store that is not an SQLite
-            file (or whose folder is missing); a ``file:`` store that is a file; an HTTP(S) address
+            file (or whose folder is missing); a ``file:`` URI or a plain path (the file store); an HTTP(S) address
             that is unreachable, answers another protocol, or is not an MLflow server.
     """
     try:
@@ -67,15 +73,16 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         raise _fail(
             uri,
             f"has an unknown scheme {scheme + '://'!r}",
-            "use http(s)://host:port, sqlite:///path/mlflow.db, file:///path or databricks, "
-            "or unset it to log to sqlite:///mlflow.db",
+            USE_INSTEAD,
         )
     if base == "sqlite":
         _check_sqlite(uri)
-    elif base in ("", "file"):
-        path = Path(urllib.parse.unquote(parts.path) if base == "file" else uri)
-        if path.exists() and not path.is_dir():
-            raise _fail(uri, f"points at {path}, a file, not a folder", "point it at a folder, or unset it")
+    elif base == "file" or (base == "" and uri not in ("", "databricks")):  # bare "databricks": its default profile
+        raise _fail(
+            uri,
+            "is MLflow's file store, which MLflow 3 no longer accepts (and this pipeline's runs need a database)",
+            f"{USE_INSTEAD} (`mlflow migrate-filestore` moves an existing ./mlruns into SQLite)",
+        )
     elif base in ("http", "https"):
         _check_server(uri, parts, timeout_s)
 

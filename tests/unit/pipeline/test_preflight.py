@@ -37,9 +37,9 @@ def _params_with(tmp_path: Path, dotted: str, value: object) -> Path:
     return tmp_path
 
 
-def _run(script: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(script: Path, cwd: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PSYCHOVIS_DEBUG", "MLFLOW_TRACKING_URI", "DVC_STAGE")}
-    env.update(PYTHONPATH=str(ROOT / "src"), MLFLOW_DISABLE_TELEMETRY="true")
+    env.update(PYTHONPATH=str(ROOT / "src"), MLFLOW_DISABLE_TELEMETRY="true", **extra)
     return subprocess.run(
         [sys.executable, "-X", "importtime", str(script), *args],
         cwd=cwd,
@@ -61,6 +61,19 @@ def test_a_bad_param_is_refused_before_torch_is_imported(stage: str, tmp_path: P
     assert len(lines) == 1 and lines[0].startswith(f"psychovis {stage}: error: params.yaml: {dotted} "), lines
     assert not set(HEAVY) & imported, f"{stage} imported {set(HEAVY) & imported} before refusing {dotted}"
     assert "numpy" in imported or "ruamel.yaml" in imported  # -X importtime did report the imports
+
+
+@pytest.mark.parametrize("uri", ["file:mlruns", "file:///{tmp}/mlruns", "mlruns"])
+def test_a_file_tracking_store_is_refused_before_the_imports(uri: str, tmp_path: Path) -> None:
+    """MLflow 3 raises on its file store only once a run starts (after the work): refused up front instead."""
+    project = _params_with(tmp_path, "base.seed", 0)
+    result = _run(ROOT / "stages" / "vfss.py", project, MLFLOW_TRACKING_URI=uri.format(tmp=tmp_path))
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and "file store" in lines[0], lines
+    assert "sqlite:///path/mlflow.db" in lines[0] and "http(s)://host:port" in lines[0]
+    assert not (tmp_path / "mlruns").exists()
+    assert "torch" not in result.stderr
 
 
 def test_every_stage_script_has_its_sections_declared_once() -> None:
