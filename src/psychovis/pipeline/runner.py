@@ -188,6 +188,18 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+_DRIVER_ERROR = re.compile(r"\(([\w.]*Error)\) ([^\[]+)")
+"""SQLAlchemy's ``(sqlite3.OperationalError) attempt to write a readonly database [SQL: ...]``: the driver's words."""
+
+
+def _store_problem(kind: str, detail: str) -> str:
+    """The driver's error in a store failure (SQLAlchemy wraps it in autoflush notes and the SQL), else ``detail``."""
+    found = _DRIVER_ERROR.search(detail)
+    if found is None:
+        return f"{kind}: {detail[:250]}"
+    return f"{found.group(1)}: {found.group(2).split(' (Background on this error at:')[0].strip()}"
+
+
 def _tracking_advice(detail: str) -> str:
     """What to do about a store error: a healthy store that is busy or read-only must not be moved aside."""
     text = detail.lower()
@@ -197,6 +209,11 @@ def _tracking_advice(detail: str) -> str:
         return "another process is writing the store: run the stage again when it has finished"
     if "disk" in text and ("full" in text or "quota" in text):
         return "the disk holding the store is full: free space and run again"
+    if "disk i/o error" in text:  # a write refused under an open store: made read-only, or out of quota
+        return (
+            "the store could not be written: check that mlflow.db and its folder are writable and that the disk "
+            "(or your quota) has space, then run again"
+        )
     return "check MLFLOW_TRACKING_URI; if mlflow.db itself is damaged, move it aside so a new one is created"
 
 
@@ -232,7 +249,9 @@ def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) ->
         return _one_line(f"{exc.strerror or detail}{where}; check the file exists, is readable and its folder writable")
     module = type(exc).__module__.split(".", 1)[0]
     if module in _TRACKING_MODULES:
-        return _one_line(f"the MLflow tracking store failed ({kind}: {detail[:250]}); {_tracking_advice(detail)}")
+        return _one_line(
+            f"the MLflow tracking store failed ({_store_problem(kind, detail)}); {_tracking_advice(detail)}"
+        )
     if module == "pyarrow":
         return _one_line(
             f"a Parquet file could not be read or written ({kind}: {detail[:250]}); rerun the stages "

@@ -580,15 +580,20 @@ def _rank_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
+STORE_LOGGER = "mlflow.store.db.utils"
+"""MLflow's logger that prints a full traceback for every failed store write, before raising it."""
+
+
 @contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
+def _quiet(logger: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Only messages of at least ``level`` from ``logger`` while inside (``logging.CRITICAL + 1``: none)."""
     log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
+    previous = log.level
+    log.setLevel(level)
     try:
         yield
     finally:
-        log.setLevel(level)
+        log.setLevel(previous)
 
 
 @contextlib.contextmanager
@@ -714,7 +719,9 @@ def stage_run(
     """Open an MLflow run for a stage, nested under the execution's parent run.
 
     Logs ``params`` flattened (``section.key``), the params of every upstream stage, the md5 of
-    each data input (``md5.<path>``) and its tables as datasets.
+    each data input (``md5.<path>``) and its tables as datasets. A store write that fails (a
+    read-only or full store) raises as usual, without MLflow's logged traceback per attempt
+    (:data:`STORE_LOGGER`): the stage's one line says what failed.
 
     Args:
         stage: the stage script's name (tag ``stage``).
@@ -723,6 +730,18 @@ def stage_run(
         run_name: the run's name (default: the stage name).
         extra_tags: more tags, e.g. the loss of a training run.
     """
+    with _quiet(STORE_LOGGER, logging.CRITICAL + 1):
+        yield from _stage_run(stage, params, root, run_name, extra_tags)
+
+
+def _stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    root: str | Path,
+    run_name: str | None,
+    extra_tags: Mapping[str, str] | None,
+) -> Iterator[StageRun]:
+    """:func:`stage_run`'s body (a generator: the run is open while it is suspended at its ``yield``)."""
     uri = tracking_uri(root)
     check_reachable(uri)
     import mlflow

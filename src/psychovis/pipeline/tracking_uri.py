@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import sqlite3
 import ssl
 import urllib.error
@@ -88,16 +89,23 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
 
 
 def _check_sqlite(uri: str) -> None:
-    """The store file, if present, must be an SQLite database; its folder must exist."""
+    """The store file, if present, must be an SQLite database; it and its folder must exist and be writable.
+
+    SQLite writes a journal beside the store, so a writable file in a read-only folder fails as a
+    read-only file does: MLflow then logs a traceback per attempt and fails only after the work.
+    """
     if not uri.lower().startswith("sqlite:///"):
         if uri.lower().rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://"):
             return  # in-memory
         raise _fail(uri, "is malformed", "write sqlite:///relative/path.db or sqlite:////absolute/path.db")
     path = Path(urllib.parse.unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
+    if path.parent.exists() and not path.parent.is_dir():
+        raise _fail(uri, f"names a store in {path.parent}, which is a file, not a folder", "fix the path")
     if not path.parent.is_dir():
         raise _fail(uri, f"names a store in {path.parent}, which does not exist", "create the folder or fix the path")
     if path.is_dir():
         raise _fail(uri, f"points at {path}, a folder, not an SQLite file", "fix the path")
+    _check_writable(path)
     if not path.exists() or path.stat().st_size == 0:
         return  # MLflow creates it
     try:
@@ -116,6 +124,19 @@ def _check_sqlite(uri: str) -> None:
         raise TrackingError(
             f"the MLflow store {path} {problem}; move it aside (`mv {path} {path}.broken`) so a new store "
             "is created, or point MLFLOW_TRACKING_URI elsewhere"
+        )
+
+
+def _check_writable(path: Path) -> None:
+    """A read-only store (file or folder: a ``chmod``, an immutable file, a read-only mount) is one line now."""
+    folder = path.parent
+    read_only = [where for where in (path, folder) if where.exists() and not os.access(where, os.W_OK)]
+    if read_only:
+        what = "cannot be created" if not path.exists() else "is read-only"
+        raise TrackingError(
+            f"the MLflow store {path} {what}: {read_only[0]} is not writable; make {path.name} and its folder "
+            f"writable (e.g. `chmod u+w {read_only[0]}`), or point MLFLOW_TRACKING_URI at a writable "
+            "sqlite:///path/mlflow.db"
         )
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from common import read_only
 from conftest import ROOT
 
 from psychovis.errors import PsychovisError
@@ -74,6 +77,21 @@ def test_a_file_tracking_store_is_refused_before_the_imports(uri: str, tmp_path:
     assert "sqlite:///path/mlflow.db" in lines[0] and "http(s)://host:port" in lines[0]
     assert not (tmp_path / "mlruns").exists()
     assert "torch" not in result.stderr
+
+
+def test_a_read_only_store_is_refused_before_the_imports(tmp_path: Path) -> None:
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as db:
+        db.execute("create table t (x)")
+    project = _params_with(tmp_path, "base.seed", 0)
+    with read_only(store):
+        started = time.perf_counter()
+        result = _run(ROOT / "stages" / "vfss.py", project, MLFLOW_TRACKING_URI=f"sqlite:///{store}")
+        seconds = time.perf_counter() - started
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert f"the MLflow store {store} is read-only" in lines[0] and "damaged" not in lines[0]
+    assert "torch" not in result.stderr and seconds < 10
 
 
 def test_every_stage_script_has_its_sections_declared_once() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from common import read_only
 from conftest import ROOT
 
 from psychovis.pipeline import tracking
@@ -296,3 +298,30 @@ def test_tracking_uri_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.Monke
     # a queued experiment runs in a temporary copy; DVC_ROOT names the repository it belongs to
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
     assert tracking.tracking_uri(tmp_path / "copy") == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
+
+
+def test_a_store_that_turns_read_only_during_a_stage_is_one_line_without_mlflow_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only (or full) store found only at a write: MLflow logged a traceback per attempt (100 lines)."""
+    from psychovis.pipeline.runner import describe_failure
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    with stage_run("vfss", {"vfss": {"csf": "mannos_sakrison"}}, tmp_path) as run:
+        run.log_metrics({"x": 1.0})
+    capfd.readouterr()
+    # read-only once the run is open (the URI check refuses a store that is read-only already)
+    with (
+        pytest.raises(Exception) as failed,  # whatever MLflow raises: the stage's one line for it is checked
+        stage_run("vfss", {"vfss": {"csf": "mannos_sakrison"}}, tmp_path) as run,
+        read_only(store),
+    ):
+        run.log_metrics({"x": 2.0})
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out and "SQLAlchemy" not in printed.err
+    line = describe_failure(failed.value, "vfss", ["vfss"])
+    # SQLite says "disk I/O error" for a write refused under an open store (as for a quota), "readonly" at open
+    assert re.search(r"\(sqlite3\.OperationalError: (disk I/O error|attempt to write a readonly database)\)", line)
+    assert "writable" in line and "damaged" not in line and "Background" not in line and "[SQL" not in line, line
