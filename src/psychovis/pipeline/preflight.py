@@ -4,10 +4,12 @@ A stage's heavy imports take seconds (5-6 s on a busy 2-core machine); a bad val
 ``params.yaml`` must not cost that. :mod:`psychovis.pipeline.stage_start`, the first import of every
 stage script, calls :func:`check_before_imports`: it reads the stage's sections
 (:data:`psychovis.pipeline.params.STAGE_SECTIONS`, by the script's name) and checks them (YAML, kinds,
-values, combinations such as ``train.processes`` against the batch) and ``MLFLOW_TRACKING_URI``,
-and a refusal is one line and exit code 2 in about a second. :func:`psychovis.pipeline.runner.run_stage`
-runs the same :func:`startup_checks` again (a stage run in-process, or a script that is no stage of
-dvc.yaml, has not been through here), which costs milliseconds.
+values, combinations such as ``train.processes`` against the batch), ``MLFLOW_TRACKING_URI``, and
+the stage's own torch-free checks (:data:`STAGE_CHECKS`: a fine-tune's weights file, its kind, size,
+format, ``scheme`` and ``layers``), and a refusal is one line and exit code 2 in about a second.
+:func:`psychovis.pipeline.runner.run_stage` runs the same :func:`startup_checks` again (a stage run
+in-process, or a script that is no stage of dvc.yaml, has not been through here), which costs
+milliseconds; the stage's own code repeats what :data:`STAGE_CHECKS` checked (the loss reads its file).
 
 Import-light: this module imports no numerical or tracking library beyond numpy and YAML.
 """
@@ -17,13 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from psychovis import weights_file
 from psychovis.errors import PsychovisError, one_line
+from psychovis.names import WEIGHTED_LOSSES
 from psychovis.pipeline import params as params_module
 from psychovis.pipeline import tracking
+from psychovis.pipeline.inputs import WEIGHTS_DIR
 
 DEBUG_ENV = "PSYCHOVIS_DEBUG"
 """Set to anything but ``0`` (or pass ``--debug``) to see tracebacks instead of the one line."""
@@ -52,11 +57,28 @@ def startup_checks(params_path: str | Path, sections: Sequence[str], root: Path)
     return loaded
 
 
+def check_weights_of_the_loss(options: argparse.Namespace, params: Mapping[str, Mapping[str, Any]]) -> None:
+    """A fine-tune of a weighted loss (``--loss topk``) needs ``data/weights/<loss>.safetensors`` of that scheme.
+
+    A missing file, another scheme's file (it trained silently under the wrong loss name) or one
+    with no layers is refused now, not after torch and the training images were loaded.
+    """
+    if options.loss in WEIGHTED_LOSSES:
+        weights_file.check_file(WEIGHTS_DIR / f"{options.loss}.safetensors", scheme=options.loss)
+
+
+STAGE_CHECKS: dict[str, Callable[[argparse.Namespace, Mapping[str, Mapping[str, Any]]], None]] = {
+    "train": check_weights_of_the_loss,
+}
+"""A stage's torch-free checks beyond its params, given its command line and its validated params."""
+
+
 def _options() -> argparse.ArgumentParser:
-    """The two options of every stage that the early checks need (the stage's own parser comes later)."""
+    """The options of the stages that the early checks need (the stage's own parser comes later)."""
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--loss")  # the training stages'
     return parser
 
 
@@ -77,7 +99,9 @@ def check_before_imports(argv: Sequence[str] | None = None) -> None:
     except argparse.ArgumentError:
         return
     try:
-        startup_checks(options.params, sections, Path.cwd())
+        loaded = startup_checks(options.params, sections, Path.cwd())
+        if stage in STAGE_CHECKS:
+            STAGE_CHECKS[stage](options, loaded)
     except PsychovisError as exc:
         if debug_requested(options.debug):
             raise

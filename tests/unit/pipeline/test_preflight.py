@@ -14,6 +14,7 @@ import pytest
 import yaml
 from common import read_only
 from conftest import ROOT
+from test_weights_file import weights_bytes
 
 from psychovis.errors import PsychovisError
 from psychovis.pipeline import preflight
@@ -92,6 +93,29 @@ def test_a_read_only_store_is_refused_before_the_imports(tmp_path: Path) -> None
     assert result.returncode == 2 and len(lines) == 1, lines
     assert f"the MLflow store {store} is read-only" in lines[0] and "damaged" not in lines[0]
     assert "torch" not in result.stderr and seconds < 10
+
+
+@pytest.mark.parametrize(
+    ("scheme", "layers", "message"),
+    [
+        ("vfss", None, r"holds 'vfss' weights, not the 'topk' weights it was loaded for"),
+        ("topk", [], r"holds no layers \(layers: \[\]\)"),
+    ],
+)
+def test_a_wrong_weights_file_is_refused_before_torch_is_imported(
+    scheme: str, layers: list[str] | None, message: str, tmp_path: Path
+) -> None:
+    """The training stage used to train a file of another scheme under the loss's name (or raise KeyError)."""
+    project = _params_with(tmp_path, "base.seed", 0)
+    (project / "data/weights").mkdir(parents=True)
+    tensors = () if layers == [] else ("relu3_2",)
+    (project / "data/weights/topk.safetensors").write_bytes(weights_bytes(scheme, layers, tensors))
+    result = _run(ROOT / "stages" / "train.py", project, "--loss", "topk", "--seed", "0")
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("psychovis train: error: ") and "data/weights/topk.safetensors" in lines[0]
+    assert re.search(message, lines[0]), lines[0]
+    assert "torch" not in result.stderr
 
 
 def test_every_stage_script_has_its_sections_declared_once() -> None:
