@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from psychovis.errors import TrackingError
+from psychovis.files import kind
 
 SCHEMES: frozenset[str] = frozenset(
     {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc"}
@@ -103,8 +104,9 @@ def _check_sqlite(uri: str) -> None:
         raise _fail(uri, f"names a store in {path.parent}, which is a file, not a folder", "fix the path")
     if not path.parent.is_dir():
         raise _fail(uri, f"names a store in {path.parent}, which does not exist", "create the folder or fix the path")
-    if path.is_dir():
-        raise _fail(uri, f"points at {path}, a folder, not an SQLite file", "fix the path")
+    found = kind(path)
+    if found not in (None, "a regular file"):  # a folder, or a FIFO or device MLflow would block on for minutes
+        raise _fail(uri, f"points at {path}, {found}, not an SQLite file", "fix the path")
     _check_writable(path)
     if not path.exists() or path.stat().st_size == 0:
         return  # MLflow creates it

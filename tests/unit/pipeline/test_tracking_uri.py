@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -55,3 +56,16 @@ def test_a_store_under_a_file_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     line = _refusal(f"sqlite:///{tmp_path / 'notes.txt' / 'mlflow.db'}")
     assert f"{tmp_path / 'notes.txt'}, which is a file, not a folder" in line
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_store_that_is_a_fifo_or_a_device_is_refused_without_blocking(make: str, tmp_path: Path) -> None:
+    """MLflow backed off for minutes on a FIFO store; it is refused unopened."""
+    path = Path("/dev/zero") if make == "device" else tmp_path / "mlflow.db"
+    if make == "fifo":
+        os.mkfifo(path)
+    line = _refusal(f"sqlite:///{path}")
+    assert (
+        f"points at {path}, a {'FIFO (named pipe)' if make == 'fifo' else 'character device'}, not an SQLite file"
+        in line
+    )
