@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 import pytest
+from common import weights_bytes
 
 from psychovis.errors import InvalidWeightsError, WeightsError
-from psychovis.weights_file import FORMAT, METADATA_KEY, check_file, read_header
-
-
-def weights_bytes(
-    scheme: str = "topk", layers: list[str] | None = None, tensors: tuple[str, ...] = ("relu3_2",)
-) -> bytes:
-    """A safetensors file written by hand: one float32 vector of 4 per tensor, psychovis metadata."""
-    meta = {"format": FORMAT, "backbone": "vgg16", "scheme": scheme, "layers": json.dumps(layers or list(tensors))}
-    header: dict[str, object] = {"__metadata__": {METADATA_KEY: json.dumps(meta, sort_keys=True)}}
-    for index, name in enumerate(tensors):
-        header[name] = {"dtype": "F32", "shape": [4], "data_offsets": [16 * index, 16 * (index + 1)]}
-    text = json.dumps(header).encode()
-    return struct.pack("<Q", len(text)) + text + b"\0" * 16 * len(tensors)
+from psychovis.weights_file import check_file, read_header
 
 
 def test_the_header_is_read_and_checked() -> None:

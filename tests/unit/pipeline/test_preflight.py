@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from common import read_only
+from common import read_only, weights_bytes
 from conftest import ROOT
-from test_weights_file import weights_bytes
 
 from psychovis.errors import PsychovisError
 from psychovis.pipeline import preflight
