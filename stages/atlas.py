@@ -138,4 +138,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("atlas", main, sections=["atlas"], parser=backbone_parser("atlas", "backbone whose responses to analyse"))
+    run_stage("atlas", main, parser=backbone_parser("atlas", "backbone whose responses to analyse"))

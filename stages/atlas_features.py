@@ -41,6 +41,5 @@ if __name__ == "__main__":
     run_stage(
         "atlas_features",
         main,
-        sections=["base", "atlas"],
         parser=backbone_parser("atlas_features", "backbone to probe"),
     )

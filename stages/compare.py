@@ -207,4 +207,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("compare", main, sections=["base", "compare"])
+    run_stage("compare", main)

@@ -19,7 +19,7 @@ from psychovis.sr.evaluation import (
     summary,
     super_resolve_all,
 )
-from psychovis.sr.training import load_checkpoint
+from psychovis.sr.training import load_models
 
 OUT = "data/evaluate"
 CACHE = f"{OUT}/cache"  # a persistent DVC output: each model's scores, keyed by its checkpoint's sha256
@@ -43,8 +43,9 @@ def main(ctx: StageContext) -> None:
     # pixel (L1 continued) always runs (dvc.yaml stage train_pixel); the other baselines are listed
     losses = list(dict.fromkeys(["pixel", *train["baseline_losses"], *train["weighted_losses"]]))
     paths = {(loss, seed): model_path(loss, seed) for loss in losses for seed in train["seeds"]}
-    models = {key: load_checkpoint(path, device)[0] for key, path in paths.items()}
-    warm_start = {"pretrain": load_checkpoint(WARM_START_CHECKPOINT, device)[0]}
+    # every checkpoint's scale checked before any model runs (one of another scale failed only at scoring)
+    models = load_models(paths, train["scale"], device)
+    warm_start = load_models({"pretrain": WARM_START_CHECKPOINT}, train["scale"], device)
     _, test_images = load_dataset(train["image_dir"], train["test_images"], train["crop_size"])
     identities = {key: file_sha256(path) for key, path in paths.items()}
     identities |= {(method, seed): method for method in (BICUBIC,) for seed in train["seeds"]}
@@ -97,4 +98,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main, sections=["base", "train", "evaluate"])
+    run_stage("evaluate", main)

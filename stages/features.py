@@ -40,4 +40,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("features", main, sections=["base", "stimuli", "features"])
+    run_stage("features", main)

@@ -139,4 +139,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("human_judgement", main, sections=["base", "human_judgement"])
+    run_stage("human_judgement", main)

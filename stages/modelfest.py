@@ -88,4 +88,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("modelfest", main, sections=["base", "modelfest"])
+    run_stage("modelfest", main)

@@ -26,4 +26,4 @@ def main(ctx: StageContext) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `pretrain` stage")
-    run_stage("pretrain", main, sections=["base", "train", "pretrain"], parser=add_arguments(parser))
+    run_stage("pretrain", main, parser=add_arguments(parser))

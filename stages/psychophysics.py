@@ -124,4 +124,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("psychophysics", main, sections=["base", "stimuli", "vfss", "psychophysics"])
+    run_stage("psychophysics", main)

@@ -170,5 +170,4 @@ if __name__ == "__main__":
     run_stage(
         "report",
         main,
-        sections=["base", "train", "pretrain", "evaluate", "compare", "psychophysics", "vfss", "weights"],
     )

@@ -45,4 +45,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("stimuli", main, sections=["stimuli"])
+    run_stage("stimuli", main)

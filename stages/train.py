@@ -28,4 +28,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `train` stage")
     parser.add_argument("--loss", required=True, choices=LOSSES, help="which loss to fine-tune with")
     parser.add_argument("--seed", required=True, type=int, help="seed of the fine-tune (crops and any new weights)")
-    run_stage("train", main, sections=["base", "train"], parser=add_arguments(parser))
+    run_stage("train", main, parser=add_arguments(parser))

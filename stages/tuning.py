@@ -61,4 +61,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("tuning", main, sections=["tuning"])
+    run_stage("tuning", main)

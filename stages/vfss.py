@@ -118,4 +118,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("vfss", main, sections=["stimuli", "vfss"])
+    run_stage("vfss", main)

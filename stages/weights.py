@@ -91,4 +91,4 @@ def main(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("weights", main, sections=["base", "weights", "vfss"])
+    run_stage("weights", main)

@@ -6,10 +6,19 @@ import ROOT`` works whichever of them pytest last imported as ``conftest``.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from psychovis import weights_file
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root (``dvc.yaml``, ``params.yaml``, ``stages/``)."""
@@ -41,3 +50,46 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` (a file or a folder) not writable, even for root, while inside; writable again after.
+
+    A user gets ``chmod a-w``; root, whom permissions do not stop, the immutable attribute
+    (``chattr +i``, which refuses writes to everyone). Skips the test where neither is possible.
+    """
+    import pytest
+
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where the immutable attribute is not available: no way to make a file read-only")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def weights_bytes(
+    scheme: str = "topk", layers: list[str] | None = None, tensors: tuple[str, ...] = ("relu3_2",)
+) -> bytes:
+    """A psychovis weights file written by hand (no torch): a float32 vector of 4 per tensor, the metadata."""
+    meta = {
+        "format": weights_file.FORMAT,
+        "backbone": "vgg16",
+        "scheme": scheme,
+        "layers": json.dumps(layers or list(tensors)),
+    }
+    header: dict[str, object] = {"__metadata__": {weights_file.METADATA_KEY: json.dumps(meta, sort_keys=True)}}
+    for index, name in enumerate(tensors):
+        header[name] = {"dtype": "F32", "shape": [4], "data_offsets": [16 * index, 16 * (index + 1)]}
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + b"\0" * 16 * len(tensors)

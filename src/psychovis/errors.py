@@ -49,3 +49,13 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     except (ValueError, RecursionError):  # e.g. an int too long to convert to decimal
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+LINE_LIMIT = 500
+"""The most characters of the one line a stage prints for an error (:func:`one_line`)."""
+
+
+def one_line(text: object, limit: int = LINE_LIMIT) -> str:
+    """``text`` on one line (whitespace runs made one space), at most ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

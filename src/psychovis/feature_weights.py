@@ -11,7 +11,6 @@ a parameter that does not affect a scheme leaves its file byte-identical.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +22,10 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from psychovis.backbones import backbone_spec, resolve_layers
-from psychovis.errors import InvalidWeightsError, WeightsError, quote
-from psychovis.files import kind
+from psychovis.errors import InvalidWeightsError, WeightsError
 from psychovis.io import atomic_path
+from psychovis.weights_file import FORMAT, METADATA_KEY, REEXPORT, read_header, read_weights_bytes, require_layers
 
-FORMAT = "psychovis.feature-weights/1"
-METADATA_KEY = "psychovis"
-MAX_FILE_BYTES = 16 << 20
-"""Largest weights file read: every map of every VGG-16 layer is 4,224 floats (about 17 KB)."""
-REEXPORT = "re-export it with `dvc repro weights`"
 SHAPING_KEYS: dict[str, tuple[str, ...]] = {
     "vfss": ("base.backbone", "weights.layers", "vfss.csf"),
     "vfss_normalised": ("base.backbone", "weights.layers", "vfss.csf"),
@@ -81,8 +75,7 @@ class FeatureWeights:
 
     def __post_init__(self) -> None:
         spec = backbone_spec(self.backbone)
-        if not self.weights:
-            raise InvalidWeightsError(f"{self.source} holds no layers (layers: []); a weights file covers at least one")
+        require_layers(list(self.weights), self.source)
         resolve_layers(spec, list(self.weights), key=f"{self.source}: layers")
         for layer, tensor in self.weights.items():
             if not isinstance(tensor, torch.Tensor) or tensor.ndim != 1:
@@ -173,53 +166,8 @@ class FeatureWeights:
         """Parse the bytes of a weights file; ``path`` names it in error messages (``scheme``: see :meth:`load`)."""
         try:
             tensors = load_bytes(data)
-            header_size = int.from_bytes(data[:8], "little")
-            header = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
-            metadata = json.loads(header.get(METADATA_KEY, "{}"))
-        except (SafetensorError, OSError, ValueError, AttributeError) as exc:
+        except (SafetensorError, OSError, ValueError) as exc:
             raise WeightsError(f"{path} is not a readable safetensors file ({exc}); {REEXPORT}") from exc
-        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-            format_ = metadata.get("format") if isinstance(metadata, dict) else None
-            raise WeightsError(f"{path} is not a psychovis feature-weights file (format {format_!r})")
-        try:
-            layers = json.loads(metadata["layers"])
-            weights = {layer: tensors[layer] for layer in layers}
-            backbone, found = metadata["backbone"], metadata["scheme"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); {REEXPORT}") from exc
-        if scheme is not None and found != scheme:
-            raise InvalidWeightsError(
-                f"{path} holds {quote(found)} weights, not the {quote(scheme)} weights it was loaded for; "
-                f"{REEXPORT}, or point to the {scheme}.safetensors file"
-            )
-        extra = {key: value for key, value in metadata.items() if key not in ("format", "backbone", "scheme", "layers")}
-        return cls(backbone, found, weights, extra, source=f"weights file {path}")
-
-
-def read_weights_bytes(path: str | Path) -> bytes:
-    """The bytes of a weights file, its size checked with ``stat`` before anything is read.
-
-    Raises:
-        WeightsError: missing, not a file, or larger than :data:`MAX_FILE_BYTES`.
-    """
-    path = Path(path)
-    found = kind(path)
-    if found not in (None, "a regular file"):
-        raise WeightsError(f"feature weights file {path} is {found}, not a regular file; {REEXPORT}")
-    try:
-        size = os.stat(path).st_size
-    except OSError:
-        size = None
-    if size is None:
-        raise WeightsError(
-            f"feature weights file {path} (resolved: {path.resolve()}) is missing; run `dvc repro weights` "
-            "to export it, or use PsychovisualLoss.pretrained(...) for the weights shipped with psychovis"
-        )
-    if size > MAX_FILE_BYTES:
-        raise WeightsError(
-            f"{path} has {size:,} bytes; a feature-weights file is a few KB (at most {MAX_FILE_BYTES:,}): wrong file?"
-        )
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise WeightsError(f"{path} cannot be read ({exc}); {REEXPORT}") from exc
+        header = read_header(data, path, scheme)
+        weights = {layer: tensors[layer] for layer in header.layers}
+        return cls(header.backbone, header.scheme, weights, dict(header.extra), source=f"weights file {path}")

@@ -172,8 +172,10 @@ CASES = by_name(
         Case("sqlite_folder", "vfss", store(None), (r"a folder, not an SQLite file",)),
         Case("sqlite_missing_folder", "vfss", uri("sqlite:///{case}/no/such/folder/mlflow.db"), (r"does not exist",)),
         Case("sqlite_two_slashes", "vfss", uri("sqlite://relative.db"), (r"malformed", r"sqlite:///")),
-        Case("file_store_is_a_file", "vfss", uri("file://{project}/params.yaml"), (r"a file, not a folder",)),
-        Case("plain_path_is_a_file", "vfss", uri("{project}/params.yaml"), (r"a file, not a folder",)),
+        Case("file_store_is_a_file", "vfss", uri("file://{project}/params.yaml"), (r"file store", r"sqlite:///")),
+        Case("plain_path_is_a_file", "vfss", uri("{project}/params.yaml"), (r"file store", r"sqlite:///")),
+        Case("file_store_folder", "vfss", uri("file://{case}/mlruns"), (r"file store", r"sqlite:///", r"http")),
+        Case("file_store_relative", "vfss", uri("file:mlruns"), (r"file store", r"sqlite:///", r"http")),
     ],
     subprocess=["scheme_typo_htp"],
 )
@@ -196,11 +198,29 @@ def test_bad_tracking_uri_stops_the_stage_with_one_line(name: str, outcomes: dic
 
 @pytest.mark.parametrize(
     "value",
-    ["sqlite:///mlflow.db", "sqlite://", "file:///tmp/mlruns", "databricks", "postgresql+psycopg2://u@h/db", ""],
+    ["sqlite:///mlflow.db", "sqlite://", "databricks", "postgresql+psycopg2://u@h/db", ""],
 )
 def test_usable_uris_pass_without_a_network(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     check_tracking_uri(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["file:///tmp/mlruns", "file:mlruns", "file:./mlruns", "mlruns", "/tmp/mlruns", "C:/mlruns"]
+)
+def test_file_stores_are_refused_with_what_to_use(value: str) -> None:
+    """MLflow 3 raises on its file store only when a run starts; the check refuses it, recommending no file URI."""
+    with pytest.raises(TrackingError) as refused:
+        check_tracking_uri(value)
+    line = str(refused.value)
+    assert "file store" in line and "sqlite:///path/mlflow.db" in line and "http(s)://host:port" in line
+    assert "file:///" not in line.replace(value, "") and "\n" not in line
+
+
+def test_an_unknown_scheme_recommends_no_file_store() -> None:
+    with pytest.raises(TrackingError, match=r"unknown scheme") as refused:
+        check_tracking_uri("s3://bucket/mlruns")
+    assert "file:" not in str(refused.value)
 
 
 def test_a_real_sqlite_store_passes(tmp_path: Path) -> None:

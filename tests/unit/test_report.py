@@ -53,10 +53,7 @@ def test_committed_pages_match_the_committed_metrics() -> None:
     if not (ROOT / "data/compare/differences.csv").is_file():
         pytest.skip("no compare output in this checkout")
     stage = _report_stage()
-    params = params_module.load(
-        ROOT / "params.yaml",
-        ["base", "train", "pretrain", "evaluate", "compare", "psychophysics", "vfss", "weights"],
-    )
+    params = params_module.load(ROOT / "params.yaml", list(params_module.STAGE_SECTIONS["report"]))
     results, summary = stage.pages(ROOT, params)
     assert (ROOT / "docs/results.md").read_text() == results, "docs/results.md is stale: run `dvc repro report`"
     readme = (ROOT / "README.md").read_text()

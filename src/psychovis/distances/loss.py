@@ -33,7 +33,8 @@ from psychovis.distances.engine import map_errors
 from psychovis.distances.inputs import check_data_range, range_mode, validate_images, warn_at_caller
 from psychovis.distances.pretrained import pretrained_path
 from psychovis.errors import InvalidWeightsError, ParamsError, quote
-from psychovis.feature_weights import FeatureWeights, read_weights_bytes
+from psychovis.feature_weights import FeatureWeights
+from psychovis.weights_file import read_weights_bytes
 
 REDUCTIONS = ("mean", "sum", "none")
 DEFAULT_LAYERS = ("relu3_2",)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from psychovis.errors import DataError, quote
-from psychovis.io import PathLike, read_parquet
 from psychovis.names import LAYER_MAPS
+
+if TYPE_CHECKING:  # pandas loads with the first table read: the paths are read before the heavy imports
+    import pandas as pd
+
+    from psychovis.io import PathLike
 
 STIMULI_TABLE = Path("data/stimuli/stimuli.parquet")
 """The `stimuli` stage's table: one row per grating."""
@@ -75,6 +78,8 @@ def read_input(path: PathLike, columns: Sequence[str]) -> pd.DataFrame:
             column holds text, NaN, infinity or a negative value where none is possible; one line
             naming file and column.
     """
+    from psychovis.io import read_parquet
+
     name = Path(path).name
     numeric = [column for column in columns if column in NUMERIC_COLUMNS.get(name, ())]
     frame = read_parquet(path, columns, finite=numeric, nonnegative=sorted(NONNEGATIVE_COLUMNS.get(name, ())))

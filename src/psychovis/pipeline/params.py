@@ -230,6 +230,26 @@ SCHEMA: dict[str, dict[str, Validator]] = {
     },
 }
 
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "stimuli": ("stimuli",),
+    "features": ("base", "stimuli", "features"),
+    "tuning": ("tuning",),
+    "vfss": ("stimuli", "vfss"),
+    "weights": ("base", "weights", "vfss"),
+    "pretrain": ("base", "train", "pretrain"),
+    "train": ("base", "train"),
+    "evaluate": ("base", "train", "evaluate"),
+    "compare": ("base", "compare"),
+    "report": ("base", "train", "pretrain", "evaluate", "compare", "psychophysics", "vfss", "weights"),
+    "psychophysics": ("base", "stimuli", "vfss", "psychophysics"),
+    "human_judgement": ("base", "human_judgement"),
+    "atlas_features": ("base", "atlas"),
+    "atlas": ("atlas",),
+    "modelfest": ("base", "modelfest"),
+}
+"""The sections each stage script (``stages/<name>.py``) reads: checked before its heavy imports
+(:mod:`psychovis.pipeline.preflight`), then given to it by :func:`psychovis.pipeline.runner.run_stage`."""
+
 
 def validate(params: Mapping[str, Any], sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Check ``params`` against :data:`SCHEMA` and return the validated sections.
@@ -329,7 +349,6 @@ def _check_combinations(validated: Mapping[str, Mapping[str, Any]]) -> None:
     train = validated.get("train")
     if train:
         check_processes(train["batch_size"], train["processes"])
-
 
 
 def _check_names(mapping: Mapping[Any, Any], what: str, prefix: str) -> None:

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psychovis import io
-from psychovis.errors import ParamsError, PsychovisError, quote
+from psychovis.errors import ParamsError, PsychovisError, one_line, quote
 from psychovis.names import BACKBONES, DEVICES
 
 if TYPE_CHECKING:
     import torch
 from psychovis.pipeline import params as params_module
 from psychovis.pipeline import params_trace, signals, tracking
+from psychovis.pipeline.preflight import DEBUG_ENV, debug_requested, startup_checks
 
 
 @dataclass
@@ -137,8 +138,6 @@ _MEMORY_KEYS: dict[str, str] = {
     "evaluate": "evaluate.max_size",
 }
 _TRACKING_MODULES = ("mlflow", "sqlalchemy", "sqlite3", "alembic")
-_MAX_LINE = 500
-DEBUG_ENV = "PSYCHOVIS_DEBUG"
 MAX_PIXELS_ENV = "PSYCHOVIS_MAX_PIXELS"
 """How the runner hands ``images.max_pixels`` to :mod:`psychovis.images` (read there as the default cap)."""
 
@@ -170,14 +169,13 @@ def _drop_unsafe_torch_advice(text: str) -> str:
     return text[:start] + "refused by the safe loader" + (f": {detail}" if detail else "") + text[end:]
 
 
-def _one_line(text: str) -> str:
-    """``text`` on one line, at most :data:`_MAX_LINE` characters (a message may quote a multi-line error).
+def _one_line(text: object) -> str:
+    """:func:`psychovis.errors.one_line` (a message may quote a multi-line error), less torch's unsafe advice.
 
     torch's advice to retry ``torch.load`` with ``weights_only=False`` (which runs the file's code) is
     cut from any message: a stage must never suggest loading an untrusted file unsafely.
     """
-    line = " ".join(_drop_unsafe_torch_advice(str(text)).split())
-    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+    return one_line(_drop_unsafe_torch_advice(str(text)))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -190,6 +188,18 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+_DRIVER_ERROR = re.compile(r"\(([\w.]*Error)\) ([^\[]+)")
+"""SQLAlchemy's ``(sqlite3.OperationalError) attempt to write a readonly database [SQL: ...]``: the driver's words."""
+
+
+def _store_problem(kind: str, detail: str) -> str:
+    """The driver's error in a store failure (SQLAlchemy wraps it in autoflush notes and the SQL), else ``detail``."""
+    found = _DRIVER_ERROR.search(detail)
+    if found is None:
+        return f"{kind}: {detail[:250]}"
+    return f"{found.group(1)}: {found.group(2).split(' (Background on this error at:')[0].strip()}"
+
+
 def _tracking_advice(detail: str) -> str:
     """What to do about a store error: a healthy store that is busy or read-only must not be moved aside."""
     text = detail.lower()
@@ -199,6 +209,11 @@ def _tracking_advice(detail: str) -> str:
         return "another process is writing the store: run the stage again when it has finished"
     if "disk" in text and ("full" in text or "quota" in text):
         return "the disk holding the store is full: free space and run again"
+    if "disk i/o error" in text:  # a write refused under an open store: made read-only, or out of quota
+        return (
+            "the store could not be written: check that mlflow.db and its folder are writable and that the disk "
+            "(or your quota) has space, then run again"
+        )
     return "check MLFLOW_TRACKING_URI; if mlflow.db itself is damaged, move it aside so a new one is created"
 
 
@@ -234,7 +249,9 @@ def describe_failure(exc: BaseException, stage: str, sections: Sequence[str]) ->
         return _one_line(f"{exc.strerror or detail}{where}; check the file exists, is readable and its folder writable")
     module = type(exc).__module__.split(".", 1)[0]
     if module in _TRACKING_MODULES:
-        return _one_line(f"the MLflow tracking store failed ({kind}: {detail[:250]}); {_tracking_advice(detail)}")
+        return _one_line(
+            f"the MLflow tracking store failed ({_store_problem(kind, detail)}); {_tracking_advice(detail)}"
+        )
     if module == "pyarrow":
         return _one_line(
             f"a Parquet file could not be read or written ({kind}: {detail[:250]}); rerun the stages "
@@ -260,7 +277,7 @@ def params_epilog(sections: Sequence[str]) -> str:
 def run_stage(
     stage: str,
     main: Callable[[StageContext], None],
-    sections: Sequence[str],
+    sections: Sequence[str] | None = None,
     parser: argparse.ArgumentParser | None = None,
     argv: Sequence[str] | None = None,
 ) -> None:
@@ -271,18 +288,24 @@ def run_stage(
     some outputs new and others old. Any exception becomes one line on stderr (the problem, and
     what to check) and exit code 2; Ctrl-C is one line and exit 130. Pass ``--debug`` (or set
     ``PSYCHOVIS_DEBUG=1``) to see the full traceback instead.
+
+    ``sections``: the params sections the stage reads (default: the stage's
+    :data:`~psychovis.pipeline.params.STAGE_SECTIONS`, which :mod:`~psychovis.pipeline.stage_start`
+    already checked before the stage's heavy imports).
     """
+    sections = params_module.STAGE_SECTIONS[stage] if sections is None else sections
     parser = parser or argparse.ArgumentParser(description=f"psychovis `{stage}` stage")
     parser.epilog = params_epilog(sections)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = debug_requested(args.debug)
     # from now on SIGINT, SIGTERM and SIGHUP roll the stage back (StageInterrupted, a KeyboardInterrupt)
     with signals.handled():
         try:
-            loaded = params_module.load(args.params, list(dict.fromkeys([*sections, "images"])))
+            # the checks stage_start made before the heavy imports, again (milliseconds; in-process runs skip those)
+            loaded = startup_checks(args.params, sections, Path.cwd())
             # images.max_pixels is a safety limit, not a result: handed to the image reader, not traced or logged
             limits = loaded["images"] if "images" in sections else loaded.pop("images")
             os.environ[MAX_PIXELS_ENV] = str(limits["max_pixels"])
@@ -290,8 +313,6 @@ def run_stage(
             # that reads no `base` section is a light one: one thread)
             apply_threads(loaded["base"]["threads"] if "base" in loaded else 1)
             validated = params_trace.traced(stage, loaded)
-            # A shared tracking server that is down (or is not MLflow) is reported now, not after minutes of work.
-            tracking.check_reachable(tracking.tracking_uri(Path.cwd()))
             # Warnings are held back while the stage runs: shown if it succeeds, dropped if it fails (the
             # one line says what went wrong; --debug shows everything as it happens).
             with warnings.catch_warnings(record=not debug) as held, io.stage_transaction() as transaction:

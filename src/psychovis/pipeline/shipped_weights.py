@@ -68,7 +68,8 @@ def refresh(source: str | Path = WEIGHTS_DIR, folder: Path = FOLDER) -> list[Pat
     Raises:
         WeightsError: a source file is missing or invalid (checked in full before any is written).
     """
-    from psychovis.feature_weights import SHAPING_KEYS, FeatureWeights, read_weights_bytes, shaping_params
+    from psychovis.feature_weights import SHAPING_KEYS, FeatureWeights, shaping_params
+    from psychovis.weights_file import read_weights_bytes
 
     source = Path(source)
     locked = _locked_params(source)

@@ -19,7 +19,8 @@ switch per browser instead, so the README links the experiment with ``?workflowT
 - a **stage run** nested under it (``mlflow.parentRunId``), named after the stage (``train@vfss-s0``),
   logging the sections the stage reads plus the params of every stage upstream of it (its
   ``dvc.yaml`` deps, transitively; ``weights.top_k`` on the ``topk`` training runs) and the md5 of
-  its data inputs (``md5.data/weights/topk.safetensors``); tables it reads are logged as datasets.
+  its data inputs (``md5.data/weights/topk.safetensors``: DVC's own hash when DVC has hashed the file
+  since it last changed, so an 8 GB input is not read again); tables it reads are logged as datasets.
 - runs nested under a stage run where the stage produces one result per item (``evaluate``: one
   run per method, the judges as metrics).
 
@@ -196,6 +197,7 @@ class Lineage:
         upstream: the stages its deps come from, transitively, in ``dvc.yaml`` order.
         params: the params of the stage and of every upstream stage, flattened (``weights.top_k``).
         inputs: the data files among its deps (outputs of upstream stages), relative to the root.
+        hashes: the md5 DVC already knows of some ``inputs`` (:func:`dvc_md5s`), by path.
         problem: why the lineage is unknown (no ``dvc.yaml``, DVC cannot read it), else None.
     """
 
@@ -203,6 +205,7 @@ class Lineage:
     upstream: tuple[str, ...] = ()
     params: dict[str, str] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
+    hashes: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
 
 
@@ -296,9 +299,37 @@ def stage_lineage(root: str | Path = ".", argv: Sequence[str] | None = None) -> 
                 ):
                     continue  # code and params, not data another stage wrote
                 inputs.extend(_data_files(path, root))
-            return Lineage(current.name, tuple(stage.name for stage in ordered), params, tuple(inputs))
+            hashes = dvc_md5s(repo, root, inputs[:MAX_HASHED_INPUTS])
+            return Lineage(current.name, tuple(stage.name for stage in ordered), params, tuple(inputs), hashes)
     except Exception as exc:  # lineage is context for the run; never fail a stage over it
         return Lineage(problem=f"dvc.yaml could not be resolved: {type(exc).__name__}: {exc}")
+
+
+def dvc_md5s(repo: Any, root: Path, paths: Sequence[str]) -> dict[str, str]:
+    """The md5 DVC recorded for each of ``paths`` (relative to ``root``) that is unchanged since DVC hashed it.
+
+    DVC keeps the hash of every file it hashed (``dvc repro`` hashes each output it commits) in its
+    state database, keyed by the file's inode, mtime and size: a file changed since then has no
+    entry. That md5 is the one ``dvc.lock`` records, so logging it costs no read of the file (an 8 GB
+    input took 90 s to hash again); a file DVC does not know is left out (:func:`input_md5s` hashes it).
+    """
+    known: dict[str, str] = {}
+    for path in paths:
+        try:
+            _, info = repo.state.get(str(root / path), repo.fs)
+        except Exception:  # the state is a cache: a missing or locked database means "not known"
+            return known
+        if info is not None and info.name == "md5" and info.value and not info.isdir:
+            known[path] = info.value
+    return known
+
+
+def input_md5s(lineage: Lineage, root: str | Path = ".") -> dict[str, str]:
+    """``md5.<path>`` of each data input (at most :data:`MAX_HASHED_INPUTS`): DVC's hash, else the file's."""
+    return {
+        f"md5.{path}": lineage.hashes.get(path) or file_md5(Path(root) / path)
+        for path in lineage.inputs[:MAX_HASHED_INPUTS]
+    }
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -549,15 +580,20 @@ def _rank_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
+STORE_LOGGER = "mlflow.store.db.utils"
+"""MLflow's logger that prints a full traceback for every failed store write, before raising it."""
+
+
 @contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
+def _quiet(logger: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Only messages of at least ``level`` from ``logger`` while inside (``logging.CRITICAL + 1``: none)."""
     log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
+    previous = log.level
+    log.setLevel(level)
     try:
         yield
     finally:
-        log.setLevel(level)
+        log.setLevel(previous)
 
 
 @contextlib.contextmanager
@@ -683,7 +719,9 @@ def stage_run(
     """Open an MLflow run for a stage, nested under the execution's parent run.
 
     Logs ``params`` flattened (``section.key``), the params of every upstream stage, the md5 of
-    each data input (``md5.<path>``) and its tables as datasets.
+    each data input (``md5.<path>``) and its tables as datasets. A store write that fails (a
+    read-only or full store) raises as usual, without MLflow's logged traceback per attempt
+    (:data:`STORE_LOGGER`): the stage's one line says what failed.
 
     Args:
         stage: the stage script's name (tag ``stage``).
@@ -692,6 +730,18 @@ def stage_run(
         run_name: the run's name (default: the stage name).
         extra_tags: more tags, e.g. the loss of a training run.
     """
+    with _quiet(STORE_LOGGER, logging.CRITICAL + 1):
+        yield from _stage_run(stage, params, root, run_name, extra_tags)
+
+
+def _stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    root: str | Path,
+    run_name: str | None,
+    extra_tags: Mapping[str, str] | None,
+) -> Iterator[StageRun]:
+    """:func:`stage_run`'s body (a generator: the run is open while it is suspended at its ``yield``)."""
     uri = tracking_uri(root)
     check_reachable(uri)
     import mlflow
@@ -720,7 +770,7 @@ def stage_run(
     logged = {
         **lineage.params,
         **_flatten(params),  # the validated sections (defaults filled in) win over the raw file
-        **{f"md5.{path}": file_md5(Path(root) / path) for path in inputs},
+        **input_md5s(lineage, root),
     }
     status = "FAILED"
     try:

@@ -6,6 +6,10 @@ another protocol a ``ConnectionError`` retried for minutes, an HTTP server that 
 decoding error, a damaged ``mlflow.db`` a SQLAlchemy ``DatabaseError``. :func:`check_tracking_uri`
 turns each into one :class:`~psychovis.errors.TrackingError` line that says what is wrong and how
 to fix it (fix the URI, start ``mlflow server``, or unset it to log to ``sqlite:///mlflow.db``).
+
+A ``file:`` URI or a plain folder (MLflow's file store) is refused here: MLflow 3 keeps that store in
+maintenance mode and raises on it unless ``MLFLOW_ALLOW_FILE_STORE=true``, and the pipeline's runs
+(parents found by tag, artifact roots relocated in the database) live in a database store.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import sqlite3
 import ssl
 import urllib.error
@@ -21,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from psychovis.errors import TrackingError
+from psychovis.files import kind
 
 SCHEMES: frozenset[str] = frozenset(
     {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc"}
@@ -30,6 +36,8 @@ PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 """The MLflow REST call used to tell an MLflow server from any other HTTP server."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _FIX = "fix MLFLOW_TRACKING_URI, or unset it to log to sqlite:///mlflow.db"
+USE_INSTEAD = "use sqlite:///path/mlflow.db or http(s)://host:port, or unset it to log to sqlite:///mlflow.db"
+"""What the refusal of an unknown scheme or a file store recommends (the stores the pipeline runs on)."""
 
 
 def _fail(uri: str, problem: str, fix: str = _FIX) -> TrackingError:
@@ -52,7 +60,7 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
 
     Raises:
         TrackingError: an unknown scheme or malformed URI; an SQLite store that is not an SQLite
-            file (or whose folder is missing); a ``file:`` store that is a file; an HTTP(S) address
+            file (or whose folder is missing); a ``file:`` URI or a plain path (the file store); an HTTP(S) address
             that is unreachable, answers another protocol, or is not an MLflow server.
     """
     try:
@@ -67,30 +75,39 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         raise _fail(
             uri,
             f"has an unknown scheme {scheme + '://'!r}",
-            "use http(s)://host:port, sqlite:///path/mlflow.db, file:///path or databricks, "
-            "or unset it to log to sqlite:///mlflow.db",
+            USE_INSTEAD,
         )
     if base == "sqlite":
         _check_sqlite(uri)
-    elif base in ("", "file"):
-        path = Path(urllib.parse.unquote(parts.path) if base == "file" else uri)
-        if path.exists() and not path.is_dir():
-            raise _fail(uri, f"points at {path}, a file, not a folder", "point it at a folder, or unset it")
+    elif base == "file" or (base == "" and uri not in ("", "databricks")):  # bare "databricks": its default profile
+        raise _fail(
+            uri,
+            "is MLflow's file store, which MLflow 3 no longer accepts (and this pipeline's runs need a database)",
+            f"{USE_INSTEAD} (`mlflow migrate-filestore` moves an existing ./mlruns into SQLite)",
+        )
     elif base in ("http", "https"):
         _check_server(uri, parts, timeout_s)
 
 
 def _check_sqlite(uri: str) -> None:
-    """The store file, if present, must be an SQLite database; its folder must exist."""
+    """The store file, if present, must be an SQLite database; it and its folder must exist and be writable.
+
+    SQLite writes a journal beside the store, so a writable file in a read-only folder fails as a
+    read-only file does: MLflow then logs a traceback per attempt and fails only after the work.
+    """
     if not uri.lower().startswith("sqlite:///"):
         if uri.lower().rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://"):
             return  # in-memory
         raise _fail(uri, "is malformed", "write sqlite:///relative/path.db or sqlite:////absolute/path.db")
     path = Path(urllib.parse.unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
+    if path.parent.exists() and not path.parent.is_dir():
+        raise _fail(uri, f"names a store in {path.parent}, which is a file, not a folder", "fix the path")
     if not path.parent.is_dir():
         raise _fail(uri, f"names a store in {path.parent}, which does not exist", "create the folder or fix the path")
-    if path.is_dir():
-        raise _fail(uri, f"points at {path}, a folder, not an SQLite file", "fix the path")
+    found = kind(path)
+    if found not in (None, "a regular file"):  # a folder, or a FIFO or device MLflow would block on for minutes
+        raise _fail(uri, f"points at {path}, {found}, not an SQLite file", "fix the path")
+    _check_writable(path)
     if not path.exists() or path.stat().st_size == 0:
         return  # MLflow creates it
     try:
@@ -109,6 +126,19 @@ def _check_sqlite(uri: str) -> None:
         raise TrackingError(
             f"the MLflow store {path} {problem}; move it aside (`mv {path} {path}.broken`) so a new store "
             "is created, or point MLFLOW_TRACKING_URI elsewhere"
+        )
+
+
+def _check_writable(path: Path) -> None:
+    """A read-only store (file or folder: a ``chmod``, an immutable file, a read-only mount) is one line now."""
+    folder = path.parent
+    read_only = [where for where in (path, folder) if where.exists() and not os.access(where, os.W_OK)]
+    if read_only:
+        what = "cannot be created" if not path.exists() else "is read-only"
+        raise TrackingError(
+            f"the MLflow store {path} {what}: {read_only[0]} is not writable; make {path.name} and its folder "
+            f"writable (e.g. `chmod u+w {read_only[0]}`), or point MLFLOW_TRACKING_URI at a writable "
+            "sqlite:///path/mlflow.db"
         )
 
 

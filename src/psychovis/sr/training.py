@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -178,6 +178,39 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     if not all(bool(torch.isfinite(value).all()) for value in model.state_dict().values()):
         raise WeightsError(f"checkpoint {path} holds non-finite (NaN or infinite) weights; retrain it with `dvc repro`")
     return model.to(device).eval(), config, state
+
+
+_Key = TypeVar("_Key")
+
+
+def load_models(
+    paths: Mapping[_Key, str | Path], scale: int, device: torch.device | str = "cpu", key: str = "train.scale"
+) -> dict[_Key, SRResNet]:
+    """Load every checkpoint of ``paths`` and check each was trained at ``scale``, before any is used.
+
+    A model of another scale upsamples to another size: found only when its outputs are scored,
+    after every other model ran. Checked here, up front, for all of them.
+
+    Args:
+        paths: any key (e.g. ``(loss, seed)``) -> checkpoint.
+        scale: the scale the caller evaluates at (``train.scale``).
+        device: where the models go.
+        key: the params key that sets ``scale``, named in the error.
+
+    Raises:
+        WeightsError: a checkpoint is missing or unreadable (:func:`load_checkpoint`), or was trained at
+            another scale (the file and both scales named).
+    """
+    models: dict[_Key, SRResNet] = {}
+    for name, path in paths.items():
+        model, config, _ = load_checkpoint(path, device)
+        if config.scale != scale:
+            raise WeightsError(
+                f"checkpoint {path} was trained at scale {config.scale}, but {key} is {scale}; retrain it "
+                f"(`dvc repro`) or set {key} back to {config.scale}"
+            )
+        models[name] = model
+    return models
 
 
 def build_model(config: TrainConfig) -> SRResNet:

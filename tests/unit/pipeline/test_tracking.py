@@ -6,16 +6,20 @@ repositories and the repository's own dvc.yaml resolved by DVC.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from common import read_only
 from conftest import ROOT
 
 from psychovis.pipeline import tracking
@@ -117,6 +121,71 @@ def test_lineage_is_found_from_the_command_line_without_dvc(pipeline_copy: Path)
     assert stage_lineage(pipeline_copy / "data", argv=["x"]).problem == "no dvc.yaml"
     (pipeline_copy / "dvc.yaml").write_text("stages: [")
     assert "could not be resolved" in stage_lineage(pipeline_copy, argv=["stages/vfss.py"]).problem
+
+
+ZEROS_2GIB_MD5 = "a981130cf2b7e09f4686dc273cf7187e"
+"""md5 of 2 GiB of zero bytes (``truncate -s 2G f && md5sum f``)."""
+
+
+@pytest.fixture
+def dvc_copy(pipeline_copy: Path) -> Path:
+    """:func:`pipeline_copy` as a DVC repository whose state database (DVC's known hashes) lies inside it."""
+    from dvc.repo import Repo
+
+    Repo.init(str(pipeline_copy), no_scm=True)
+    with Repo(str(pipeline_copy)) as repo, repo.config.edit() as config:
+        config["core"]["site_cache_dir"] = str(pipeline_copy / ".dvc-site")
+    return pipeline_copy
+
+
+def _counting_md5(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every file the real :func:`tracking.file_md5` reads."""
+    read: list[str] = []
+    real = tracking.file_md5
+
+    def counted(path: str | Path) -> str:
+        read.append(Path(path).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(tracking, "file_md5", counted)
+    return read
+
+
+def test_a_big_input_dvc_has_hashed_is_not_read_again(dvc_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An input's md5 for MLflow is DVC's (an 8 GB file took 90 s to hash again); only unknown files are read."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    big = dvc_copy / "data/weights/topk.safetensors"
+    os.truncate(big, 2 * 1024**3)  # sparse: 2 GiB of zeros on no disk space; hashing it takes ~10 s here
+    with Repo(str(dvc_copy)) as repo:  # what `dvc repro` records when it commits the weights stage's output
+        repo.state.save(str(big), repo.fs, HashInfo("md5", ZEROS_2GIB_MD5))
+    monkeypatch.setenv("DVC_STAGE", "train_weighted@topk-1")
+    read = _counting_md5(monkeypatch)
+    started = time.perf_counter()
+    lineage = stage_lineage(dvc_copy, argv=["elsewhere.py"])
+    logged = tracking.input_md5s(lineage, dvc_copy)
+    assert logged["md5.data/weights/topk.safetensors"] == ZEROS_2GIB_MD5
+    assert logged["md5.data/models/pretrain.pt"] == hashlib.md5(b"warm").hexdigest()
+    assert read == [(dvc_copy / "data/models/pretrain.pt").as_posix()]  # DVC never hashed it: read
+    assert time.perf_counter() - started < 10
+
+
+def test_dvc_hash_is_the_files_md5_and_a_changed_file_is_hashed_again(dvc_copy: Path) -> None:
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash import hash_file
+
+    warm = dvc_copy / "data/models/pretrain.pt"
+    with Repo(str(dvc_copy)) as repo:
+        _, info = hash_file(str(warm), repo.fs, "md5", state=repo.state)  # DVC's own hashing, recorded
+    assert info.value == tracking.file_md5(warm)
+    argv = ["stages/evaluate.py"]
+    assert stage_lineage(dvc_copy, argv=argv).hashes["data/models/pretrain.pt"] == info.value
+    warm.write_bytes(b"warm start, retrained")  # DVC's entry no longer matches the file
+    lineage = stage_lineage(dvc_copy, argv=argv)
+    assert "data/models/pretrain.pt" not in lineage.hashes
+    expected = hashlib.md5(b"warm start, retrained").hexdigest()
+    assert tracking.input_md5s(lineage, dvc_copy)["md5.data/models/pretrain.pt"] == expected
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +315,30 @@ def test_tracking_uri_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.Monke
     # a queued experiment runs in a temporary copy; DVC_ROOT names the repository it belongs to
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
     assert tracking.tracking_uri(tmp_path / "copy") == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
+
+
+def test_a_store_that_turns_read_only_during_a_stage_is_one_line_without_mlflow_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only (or full) store found only at a write: MLflow logged a traceback per attempt (100 lines)."""
+    from psychovis.pipeline.runner import describe_failure
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    with stage_run("vfss", {"vfss": {"csf": "mannos_sakrison"}}, tmp_path) as run:
+        run.log_metrics({"x": 1.0})
+    capfd.readouterr()
+    # read-only once the run is open (the URI check refuses a store that is read-only already)
+    with (
+        pytest.raises(Exception) as failed,  # whatever MLflow raises: the stage's one line for it is checked
+        stage_run("vfss", {"vfss": {"csf": "mannos_sakrison"}}, tmp_path) as run,
+        read_only(store),
+    ):
+        run.log_metrics({"x": 2.0})
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out and "SQLAlchemy" not in printed.err
+    line = describe_failure(failed.value, "vfss", ["vfss"])
+    # SQLite says "disk I/O error" for a write refused under an open store (as for a quota), "readonly" at open
+    assert re.search(r"\(sqlite3\.OperationalError: (disk I/O error|attempt to write a readonly database)\)", line)
+    assert "writable" in line and "damaged" not in line and "Background" not in line and "[SQL" not in line, line

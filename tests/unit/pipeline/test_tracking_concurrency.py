@@ -141,6 +141,7 @@ def _store_error(message: str) -> Exception:
         ("(sqlite3.OperationalError) database is locked", "another process is writing"),
         ("(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key", "another process is writing"),
         ("(sqlite3.OperationalError) database or disk is full", "disk holding the store is full"),
+        ("(sqlite3.OperationalError) disk I/O error (Background on this error at: https://sqlalche.me/e)", "writable"),
     ],
 )
 def test_a_healthy_store_that_is_busy_or_read_only_is_not_called_damaged(message: str, advice: str) -> None:

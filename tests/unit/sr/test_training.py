@@ -18,7 +18,9 @@ from psychovis.sr.model import SRResNet
 from psychovis.sr.training import (
     TrainConfig,
     build_criterion,
+    build_model,
     load_checkpoint,
+    load_models,
     read_resume_checkpoint,
     run_fingerprint,
     save_checkpoint,
@@ -253,3 +255,17 @@ def test_channels_last_and_autocast_train_close_to_the_default(images: list[np.n
     # bfloat16 keeps ~3 significant digits: the logged loss agrees to about 1 %
     np.testing.assert_allclose(mixed_curve["loss"], curve["loss"], rtol=0.05)
     np.testing.assert_allclose(fast_curve["loss"], curve["loss"], rtol=1e-4)
+
+
+def test_a_checkpoint_of_another_scale_is_refused_before_any_model_is_used(tmp_path: Path) -> None:
+    """evaluate found a model trained at another scale only after scoring every other model."""
+    paths = {}
+    for seed, scale in ((0, 2), (1, 2), (2, 4)):
+        config = TrainConfig(loss="pixel", seed=seed, scale=scale, **TINY)
+        paths[("pixel", seed)] = save_checkpoint(build_model(config), config, 0, tmp_path / f"pixel-s{seed}.pt")
+    assert set(load_models({key: paths[key] for key in list(paths)[:2]}, 2)) == {("pixel", 0), ("pixel", 1)}
+    with pytest.raises(WeightsError) as refused:
+        load_models(paths, 2)
+    line = str(refused.value)
+    assert f"checkpoint {paths[('pixel', 2)]} was trained at scale 4, but train.scale is 2" in line
+    assert "retrain" in line and "\n" not in line
