@@ -47,8 +47,9 @@ baseline:
 exp: setup  # one column per experiment, only the params and metrics that differ, fits the terminal
 	@python -m psychovis.pipeline.experiments $(ARGS)
 
-# Tests run on up to 4 workers (pytest-xdist): a module and the session's tiny DVC repository stay on one each.
-XDIST := -n auto --maxprocesses=4 --dist loadgroup
+# Tests run on up to 4 workers (pytest-xdist): each module, and all users of the session's tiny DVC repository,
+# on one worker (tests/conftest.py schedules them).
+XDIST := -n auto --maxprocesses=4
 
 test: setup
 	ruff check src stages tests benchmarks

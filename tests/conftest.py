@@ -6,6 +6,9 @@ Unit tests mirror ``src/psychovis`` under ``tests/unit/``; ``tests/stages/`` run
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -22,15 +25,41 @@ def astronaut() -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
 
 
-SHARED_REPOSITORY_FIXTURES = {"tiny_repo_built", "experiment_repo"}
-"""Session fixtures that build a tiny DVC repository (minutes): their tests share one xdist worker."""
+SHARED_REPOSITORY_FIXTURES = ("tiny_repo_built", "experiment_repo")
+"""Session fixtures that build a tiny DVC repository (minutes): their modules share one xdist worker."""
+
+TESTS = Path(__file__).resolve().parent
+SHARED_REPOSITORY_MODULES = frozenset(
+    path.relative_to(TESTS.parent).as_posix()
+    for path in sorted((TESTS / "stages").glob("test_*.py"))
+    if any(name in path.read_text(encoding="utf-8") for name in SHARED_REPOSITORY_FIXTURES)
+)
+"""Test modules that use the session's tiny repository (read from their source, so the controller knows too)."""
+
+
+def _scope(nodeid: str) -> str:
+    """A test's unit of scheduling: its module, or one unit for every module of the tiny repository."""
+    module = nodeid.split("::")[0]
+    return "tiny_repository" if module in SHARED_REPOSITORY_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)  # only with pytest-xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n N`` (``make test``): whole modules per worker (their module fixtures are built
+    once), and every module of the tiny repository on one worker (the repository is built once).
+
+    (pytest-xdist's own ``--dist loadgroup`` relies on a node-id rewrite that pytest 9 ignores.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TinyRepositoryScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return TinyRepositoryScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (``make test``): keep each module on one worker (its module
-    fixtures are built once) and every test of the session's tiny repository on one worker (it is built
-    once), scheduled first, so the other workers run everything else meanwhile."""
-    for item in items:
-        shared = SHARED_REPOSITORY_FIXTURES & set(getattr(item, "fixturenames", ()))
-        item.add_marker(pytest.mark.xdist_group("tiny_repository" if shared else item.nodeid.split("::")[0]))
-    items.sort(key=lambda item: not SHARED_REPOSITORY_FIXTURES & set(getattr(item, "fixturenames", ())))
+    """The tiny repository's tests first: the worker that builds it starts at once, the others meanwhile
+    run everything else."""
+    items.sort(key=lambda item: _scope(item.nodeid) != "tiny_repository")

@@ -218,10 +218,47 @@ def run_stages(project: Path, stages: Sequence[str]) -> Built:
     return Built(project, project.parent / "mlflow.db", seconds)
 
 
+@contextlib.contextmanager
+def session_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created), held by one pytest-xdist worker at a time."""
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def session_folder(factory: Any) -> Path:
+    """A folder every worker of this pytest session shares (the basetemp's parent under pytest-xdist)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def built_project(factory: Any) -> Built:
-    """Build (once per session) a tiny project and run the upstream stages in it, in order."""
+    """Build (once per session, whichever worker asks first) a tiny project and run the upstream stages in it.
+
+    Under pytest-xdist the workers share it: the first builds it under a lock, the others wait for it
+    and read it (every user clones it before changing anything).
+    """
     if "upstream" not in _BUILT:
-        _BUILT["upstream"] = run_stages(copy_sources(factory.mktemp("upstream") / "project"), UPSTREAM)
+        shared = session_folder(factory)
+        folder, record = shared / "upstream", shared / "upstream.json"
+        with session_lock(shared / "upstream.lock"):
+            if record.exists():
+                built = json.loads(record.read_text())
+                _BUILT["upstream"] = Built(Path(built["project"]), Path(built["tracking_db"]), built["seconds"])
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+                _BUILT["upstream"] = run_stages(copy_sources(folder / "project"), UPSTREAM)
+                done = _BUILT["upstream"]
+                record.write_text(
+                    json.dumps(
+                        {"project": str(done.project), "tracking_db": str(done.tracking_db), "seconds": done.seconds}
+                    )
+                )
     return _BUILT["upstream"]
 
 

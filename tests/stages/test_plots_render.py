@@ -29,6 +29,10 @@ SERIES = {
 }
 
 
+HTML_ID = {ord(c): "_" for c in r"!@#$%^&*()[]{};,<>?\/:.|`~=_+ "}
+"""How `dvc plots show` makes a plot's ``<div id>`` from its path (dvc_render's remove_special_chars; ``-`` stays)."""
+
+
 def drawn_marks(dom: str, plot_id: str) -> dict[str, int]:
     """Mark kind -> how many drawn SVG paths (``d="M..."``) the chart of ``plot_id`` holds."""
     start = dom.find(f'<div id="{plot_id}"')
@@ -75,7 +79,7 @@ def test_every_declared_plot_renders_with_data(tiny_repo_built: Repo, tmp_path: 
     problems = []
     for path, renders in declared.items():
         kinds = {render["type"] for render in renders}
-        plot_id = re.sub(r"[^\w]", "_", path)
+        plot_id = path.translate(HTML_ID)
         if kinds == {"image"}:
             name = "static/workspace_" + path.replace("/", "_")  # where `dvc plots show -o` copies it
             image = name if f'<img src="{name}">' in dom.stdout else None
