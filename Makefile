@@ -53,7 +53,7 @@ XDIST := -n auto --maxprocesses=4
 
 test: setup
 	ruff check src stages tests benchmarks
-	pytest -q $(XDIST)
+	pytest -q --durations=10 $(XDIST)
 
 test-fast: setup  # the unit tests and the quick stage checks; leaves out the end-to-end `dvc repro` runs
 	ruff check src stages tests benchmarks
