@@ -341,21 +341,29 @@ def sqlite_path(uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive lock beside an SQLite store while it is created or written to.
+    """Hold an exclusive lock for a store while it is created or written to.
 
-    MLflow creates a new SQLite store by migrating its schema, and creates experiments, tags and
-    datasets by "look, then insert": two stage processes doing either at once (``dvc queue start
-    -j 2``) fail on ``duplicate column name`` or ``UNIQUE constraint failed``. The lock
-    (``<store>.lock``, an advisory ``flock``) serialises those steps across processes. A server
-    store needs no lock here (its writes are retried, :func:`retrying`); a folder where no lock
-    file can be made (read-only) goes without one.
+    MLflow creates a new SQLite store by migrating its schema, and creates experiments, tags,
+    datasets and our parent runs by "look, then insert": two stage processes doing either at once
+    (``dvc queue start -j 2``) fail on ``duplicate column name`` or ``UNIQUE constraint failed``, or
+    create two parents of which one is then deleted under the other's feet. The lock (an advisory
+    ``flock``) serialises those steps across the processes of this machine: ``<store>.lock`` beside an
+    SQLite store, a file named after the URI in the temporary folder for a server (whose writes are
+    also retried, :func:`retrying`). Where no lock file can be made (read-only), it goes without one.
     """
     path = sqlite_path(uri)
-    if path is None or path in _HELD:  # re-entered: this process holds it already
+    if path is not None:
+        lock = path.with_name(path.name + ".lock")
+    else:
+        import hashlib
+        import tempfile
+
+        lock = Path(tempfile.gettempdir()) / f"psychovis-mlflow-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+    if lock in _HELD:  # re-entered: this process holds it already
         yield
         return
     try:
-        handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (held across the yield)
+        handle = open(lock, "a")  # noqa: SIM115 (held across the yield)
     except OSError:
         yield
         return
@@ -363,16 +371,16 @@ def store_lock(uri: str) -> Iterator[None]:
 
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        _HELD.add(path)
+        _HELD.add(lock)
         try:
             yield
         finally:
-            _HELD.discard(path)
+            _HELD.discard(lock)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _HELD: set[Path] = set()
-"""The stores whose lock this process holds (``flock`` would wait on itself if taken twice)."""
+"""The lock files this process holds (``flock`` would wait on itself if taken twice)."""
 
 
 _CONFLICTS = ("unique constraint failed", "integrityerror", "database is locked", "duplicate column name")

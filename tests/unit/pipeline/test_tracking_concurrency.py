@@ -70,9 +70,23 @@ def test_the_store_lock_serialises_processes_and_is_reentrant(tmp_path: Path) ->
     assert (tmp_path / "mlflow.db.lock").exists()
 
 
-def test_a_server_or_an_unwritable_folder_takes_no_lock(tmp_path: Path) -> None:
-    with tracking.store_lock("http://127.0.0.1:5000"):
-        pass
+def test_a_server_store_is_locked_per_machine_too(tmp_path: Path) -> None:
+    # Parent runs are "look, then insert" on a server as well: two processes of this machine creating
+    # them at once must take turns (else one deletes the parent the other already uses).
+    uri = f"http://127.0.0.1:9/{tmp_path.name}"  # a lock per URI; nothing is contacted
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    holder = context.Process(target=_hold, args=(uri, started, 1.0))
+    holder.start()
+    assert started.wait(30)
+    begun = time.monotonic()
+    with tracking.store_lock(uri), tracking.store_lock(uri):
+        waited = time.monotonic() - begun
+    holder.join(30)
+    assert waited > 0.3, "the lock did not wait for the other process"
+
+
+def test_an_unwritable_folder_takes_no_lock(tmp_path: Path) -> None:
     with tracking.store_lock(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"):
         pass  # the store check reports a missing folder; the lock does not fail first
 
