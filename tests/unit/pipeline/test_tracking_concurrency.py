@@ -55,8 +55,8 @@ def _hold(lock_uri: str, started: multiprocessing.synchronize.Event, seconds: fl
         time.sleep(seconds)
 
 
-def test_the_store_lock_serialises_processes_and_is_reentrant(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def _seconds_waited_while_another_process_holds(uri: str) -> float:
+    """Take the lock (twice, re-entered) while a forked process holds it for a second; the time it waited."""
     context = multiprocessing.get_context("fork")
     started = context.Event()
     holder = context.Process(target=_hold, args=(uri, started, 1.0))
@@ -66,6 +66,12 @@ def test_the_store_lock_serialises_processes_and_is_reentrant(tmp_path: Path) ->
     with tracking.store_lock(uri), tracking.store_lock(uri):  # the second is re-entered, not waited on
         waited = time.monotonic() - begun
     holder.join(30)
+    return waited
+
+
+def test_the_store_lock_serialises_processes_and_is_reentrant(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    waited = _seconds_waited_while_another_process_holds(uri)
     assert waited > 0.3, "the lock did not wait for the other process"
     assert (tmp_path / "mlflow.db.lock").exists()
 
@@ -74,15 +80,7 @@ def test_a_server_store_is_locked_per_machine_too(tmp_path: Path) -> None:
     # Parent runs are "look, then insert" on a server as well: two processes of this machine creating
     # them at once must take turns (else one deletes the parent the other already uses).
     uri = f"http://127.0.0.1:9/{tmp_path.name}"  # a lock per URI; nothing is contacted
-    context = multiprocessing.get_context("fork")
-    started = context.Event()
-    holder = context.Process(target=_hold, args=(uri, started, 1.0))
-    holder.start()
-    assert started.wait(30)
-    begun = time.monotonic()
-    with tracking.store_lock(uri), tracking.store_lock(uri):
-        waited = time.monotonic() - begun
-    holder.join(30)
+    waited = _seconds_waited_while_another_process_holds(uri)
     assert waited > 0.3, "the lock did not wait for the other process"
 
 
