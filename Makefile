@@ -12,7 +12,7 @@ MLFLOW_VIEW = http://127.0.0.1:$(strip $(PORT))/\#/experiments/1?workflowType=ma
 VEGA_PACKAGES := vega@5.33.0 vega-lite@5.23.0 vega-embed@6.29.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup repro baseline exp test test-fast lint bench mlflow clean vega-template photos
+.PHONY: setup repro baseline exp study test test-fast lint bench mlflow clean vega-template photos
 
 setup: $(STAMP)
 
@@ -46,6 +46,9 @@ baseline:
 
 exp: setup  # one column per experiment, only the params and metrics that differ, fits the terminal
 	@python -m psychovis.pipeline.experiments $(ARGS)
+
+study: setup  # the full design the default run leaves out, as `dvc exp run -n study` (PRESET=modelfest-study: the other)
+	python -m psychovis.pipeline.presets $(or $(PRESET),study)
 
 # Tests run on up to 4 workers (pytest-xdist): each module, and all users of the session's tiny DVC repository,
 # on one worker (tests/conftest.py schedules them).

@@ -336,15 +336,40 @@ def hub_features_state(full: dict[str, torch.Tensor], spec: BackboneSpec) -> dic
     return {key: full[f"features.{key}"].clone() for key in wanted}
 
 
-def _torchvision_features(spec: BackboneSpec, device: str | torch.device = "cpu") -> nn.Sequential:
-    """torchvision's ``.features`` module (building on the meta device skips the costly init)."""
-    # Imported here: torchvision pulls in torch._dynamo (seconds), which stages that only need
-    # layer names or a pixel loss should not pay for.
-    from torchvision import models
+# torchvision's ``features`` layouts: a conv is (out channels, kernel, stride, padding), "M" a max-pool
+# (kernel, stride). Built here rather than imported: ``import torchvision`` pulls in torch._dynamo
+# (about 2 s per stage process); ``tests/unit/test_backbones.py`` checks the modules match torchvision's.
+_LAYOUTS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
+    "VGG16_0": tuple(
+        ("M", (2, 2)) if width == "M" else ("C", (width, 3, 1, 1))
+        for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+    ),
+    "AlexNet_0": (
+        ("C", (64, 11, 4, 2)),
+        ("M", (3, 2)),
+        ("C", (192, 5, 1, 2)),
+        ("M", (3, 2)),
+        ("C", (384, 3, 1, 1)),
+        ("C", (256, 3, 1, 1)),
+        ("C", (256, 3, 1, 1)),
+        ("M", (3, 2)),
+    ),
+}
 
+
+def _torchvision_features(spec: BackboneSpec, device: str | torch.device = "cpu") -> nn.Sequential:
+    """torchvision's ``.features`` module, same modules and indices (on the meta device: no costly init)."""
+    modules: list[nn.Module] = []
+    channels = 3
     with torch.device(device):
-        network = models.vgg16(weights=None) if spec.network_key == "VGG16_0" else models.alexnet(weights=None)
-    return network.features
+        for kind, args in _LAYOUTS[spec.network_key]:
+            if kind == "M":
+                modules.append(nn.MaxPool2d(kernel_size=args[0], stride=args[1]))
+                continue
+            width, kernel, stride, padding = args
+            modules += [nn.Conv2d(channels, width, kernel, stride, padding), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*modules)
 
 
 def _random_features(spec: BackboneSpec, seed: int) -> nn.Sequential:

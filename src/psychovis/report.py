@@ -450,7 +450,9 @@ def render_results(
     )
     lines += list(image_level)
     if study is not None:
-        lines += sr_section("The study preset: more seeds, longer fine-tunes", *study, judges)
+        # an earlier, smaller design than today's `make study` (bundled images, one warm start): named as what it was
+        title = "An earlier study run: 5 seeds, longer fine-tunes (not today's `make study`)"
+        lines += sr_section(title, *study, judges)
         lines += list(study_image_level)
     if tuning:
         lines += tuning_section(tuning)

@@ -1,9 +1,9 @@
-"""Two `dvc exp run`s of a tiny pipeline give two parent runs in MLflow, their stages nested, as DVC groups them.
+"""Two `dvc exp run`s of the tiny pipeline give two parent runs in MLflow, their stages nested, as DVC groups them.
 
-A git + DVC copy of the tiny project (its upstream stages already run and `dvc commit`-ed, so the
-experiments train and evaluate only) runs ``dvc exp run evaluate`` twice: ``exp-a`` with the tiny
-params, ``exp-b`` with ``-S weights.top_k=4``. The MLflow store is then read with the client, and
-served by ``mlflow server`` to headless Chromium, which must render the runs table with both parents.
+The session's experiment copy (``conftest.experiment_repo``: the tiny repository, its experiments'
+baseline committed, then ``dvc exp run`` of ``topk4`` (``-S weights.top_k=4``) and ``perceptual``
+(``-S train.perceptual_weight=0.2``)) is read with the MLflow client, and its store is served by
+``mlflow server`` to headless Chromium, which must render the runs table with both parents.
 """
 
 from __future__ import annotations
@@ -18,61 +18,30 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from stagekit import Built, built_project, mlflow_server, stage_env
+from stagekit import EXPERIMENTS as RUN
+from stagekit import Repo, mlflow_server
 
 CHROMIUM = Path("/usr/bin/chromium")
-# The pixel model always trains (stage train_pixel); baseline_losses lists the other baselines.
-OVERRIDES = {"baseline_losses": ["vgg"], "weighted_losses": ["topk"], "seeds": [0]}
-EXPERIMENTS = ("exp-a", "exp-b")
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+EXPERIMENTS = tuple(name for name, _ in RUN)  # ("topk4", "perceptual")
+TOP_K = {"topk4": "4", "perceptual": "8"}  # weights.top_k of each (the tiny params' 8 unless changed)
 
 
 @pytest.fixture(scope="module")
-def experiments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the two experiments; the store's runs by name, the baseline commit and the store's path."""
-    import yaml
-
-    built: Built = built_project(tmp_path_factory)
-    base = tmp_path_factory.mktemp("experiments")
-    project = built.clone(base)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"].update(OVERRIDES)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = stage_env(project)
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "test@example.com"],
-        ["git", "config", "user.name", "test"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-        # The upstream outputs exist already: record them instead of recomputing them.
-        ["dvc", "commit", "-f", "-q", "stimuli", "features", "vfss", "weights"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "baseline"],
-    ):
-        _run(command, project, env)
-    baseline = _run(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
-    _run(["dvc", "exp", "run", "evaluate", "-n", "exp-a"], project, env)
-    _run(["dvc", "exp", "run", "evaluate", "-n", "exp-b", "-S", "weights.top_k=4"], project, env)
-
+def experiments(experiment_repo: Repo) -> dict[str, Any]:
+    """The experiment copy's store: its runs, the baseline commit and the stages each experiment reran."""
     import mlflow
 
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(f"sqlite:///{experiment_repo.db}")
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("psychovis")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], max_results=5000)
     return {
         "client": client,
         "experiment": experiment,
         "runs": runs,
-        "baseline": baseline,
-        "db": base / "mlflow.db",
-        "project": project,
+        "baseline": experiment_repo.check("git", "rev-parse", "HEAD").strip(),
+        "db": experiment_repo.db,
+        "reran": experiment_repo.reran,
     }
 
 
@@ -90,19 +59,17 @@ def _parent(runs: list[Any], name: str) -> Any:
 def test_each_experiment_has_one_parent_run_with_its_stages_nested(experiments: dict[str, Any]) -> None:
     runs = experiments["runs"]
     assert experiments["experiment"].tags["mlflow.experimentKind"] == "custom_model_development"
-    expected = {
-        "exp-a": {"pretrain", "train@pixel-s0", "train@vgg-s0", "train@topk-s0", "evaluate"},
-        # top_k changes the weights and what reads them; the warm start and the pixel model are reused
-        "exp-b": {"weights", "train@topk-s0", "evaluate"},
-    }
-    for name, stages in expected.items():
+    # top_k changes the weights and what reads them; the perceptual weight every perceptual fine-tune
+    assert {"weights", "train_weighted@topk-0", "evaluate"} <= experiments["reran"]["topk4"]
+    assert "train_pixel@0" not in experiments["reran"]["topk4"] | experiments["reran"]["perceptual"]
+    for name in EXPERIMENTS:
         parent = _parent(runs, name)
         assert parent.info.run_name == name and parent.info.status == "FINISHED"
         children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        assert {run.info.run_name for run in children} == stages
+        assert {run.data.tags["dvc.stage"] for run in children} == experiments["reran"][name]
         assert all(run.data.tags["psychovis.run_kind"] == "stage" for run in children)
-        assert parent.data.params["weights.top_k"] == ("4" if name == "exp-b" else "8")
-    # The runs of the workspace (the upstream stages run by hand) stay under their own parent.
+        assert parent.data.params["weights.top_k"] == TOP_K[name]
+    # The runs outside `dvc exp run` (the build, the experiments' baseline) stay under workspace parents.
     assert {run.info.run_name for run in runs if run.data.tags.get("psychovis.run_kind") == "pipeline"} == {
         "workspace",
         *EXPERIMENTS,
@@ -129,24 +96,25 @@ def test_training_runs_log_the_upstream_params_and_input_hashes(experiments: dic
     }
     for name, run in topk.items():
         params = run.data.params
-        assert params["weights.top_k"] == ("4" if name == "exp-b" else "8")
-        assert params["vfss.csf"] and params["stimuli.size"] == "32" and params["pretrain.iterations"] == "2"
+        assert params["weights.top_k"] == TOP_K[name]
+        assert params["vfss.csf"] and params["stimuli.size"] == "64" and params["pretrain.iterations"] == "2"
         assert len(params["md5.data/weights/topk.safetensors"]) == 32
         assert run.data.tags["dvc.stage"] == "train_weighted@topk-0"
         assert {"weights", "vfss", "pretrain"} <= set(run.data.tags["dvc.upstream"].split(","))
         assert "train_images" in {item.dataset.name for item in run.inputs.dataset_inputs}
     assert (
-        topk["exp-a"].data.params["md5.data/weights/topk.safetensors"]
-        != topk["exp-b"].data.params["md5.data/weights/topk.safetensors"]
+        topk["topk4"].data.params["md5.data/weights/topk.safetensors"]
+        != topk["perceptual"].data.params["md5.data/weights/topk.safetensors"]
     )
+    assert topk["perceptual"].data.params["train.perceptual_weight"] == "0.2"
     # the pixel model does not read the weights: no weights params on it
-    pixel = next(r for r in _by_experiment(runs, "exp-a") if r.info.run_name == "train@pixel-s0")
+    pixel = next(r for r in runs if r.info.run_name == "train@pixel-s0")
     assert not any(key.startswith("weights.") for key in pixel.data.params)
     import mlflow
 
     models = mlflow.search_logged_models(
         experiment_ids=[experiments["experiment"].experiment_id],
-        filter_string=f"source_run_id = '{topk['exp-b'].info.run_id}'",
+        filter_string=f"source_run_id = '{topk['topk4'].info.run_id}'",
         output_format="list",
     )
     assert [model.name for model in models] == ["topk-s0"]
@@ -158,11 +126,11 @@ def test_evaluate_logs_one_nested_run_per_method(experiments: dict[str, Any]) ->
     for name in EXPERIMENTS:
         evaluate = next(r for r in _by_experiment(runs, name) if r.info.run_name == "evaluate")
         methods = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == evaluate.info.run_id]
-        assert {r.data.tags["method"] for r in methods} == {"bicubic", "pretrain", "pixel", "vgg", "topk"}
+        assert {r.data.tags["method"] for r in methods} == {"bicubic", "pretrain", "pixel", "vgg", "vfss", "topk"}
         for method in methods:
             assert method.info.run_name == f"evaluate@{method.data.tags['method']}"
             assert set(method.data.metrics) == {"psnr_y", "gmsd"}
-            assert method.data.params["weights.top_k"] == ("4" if name == "exp-b" else "8")
+            assert method.data.params["weights.top_k"] == TOP_K[name]
         # the judges are logged once, on the method runs, not again as "<method>.<judge>" on the stage run
         assert not any("." in key for key in evaluate.data.metrics)
 
@@ -170,9 +138,9 @@ def test_evaluate_logs_one_nested_run_per_method(experiments: dict[str, Any]) ->
 @pytest.mark.e2e
 def test_filtering_by_the_experiment_tag_finds_its_runs(experiments: dict[str, Any]) -> None:
     client, experiment = experiments["client"], experiments["experiment"]
-    found = client.search_runs([experiment.experiment_id], "tags.`dvc.experiment` = 'exp-b'", max_results=1000)
-    assert {run.info.run_name for run in found} >= {"exp-b", "weights", "train@topk-s0", "evaluate@topk"}
-    assert all(run.data.tags["dvc.experiment"] == "exp-b" for run in found)
+    found = client.search_runs([experiment.experiment_id], "tags.`dvc.experiment` = 'topk4'", max_results=1000)
+    assert {run.info.run_name for run in found} >= {"topk4", "weights", "train@topk-s0", "evaluate@topk"}
+    assert all(run.data.tags["dvc.experiment"] == "topk4" for run in found)
 
 
 @pytest.fixture
@@ -197,7 +165,7 @@ def test_the_mlflow_ui_shows_both_experiments_in_a_real_browser(
     # localStorage); ``workflowType=machine_learning`` opens the training runs table.
     page = f"{server}/#/experiments/{experiments['experiment'].experiment_id}?workflowType=machine_learning"
     dom = _chromium("--dump-dom", page).stdout
-    assert "exp-a" in dom and "exp-b" in dom, dom[-3000:]
+    assert all(name in dom for name in EXPERIMENTS), dom[-3000:]
     screenshot = tmp_path / "mlflow_runs.png"
     _chromium(f"--screenshot={screenshot}", page)
     pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=np.float64)

@@ -7,6 +7,7 @@ import os
 import pickle
 import resource
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,6 +133,24 @@ def test_first_kernel_matches_torchvision_imagenet(vgg):
     # torchvision vgg16 IMAGENET1K_V1 features.0.weight[0, 0] (published values).
     expected = torch.tensor([[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]])
     torch.testing.assert_close(vgg.body[0].weight[0, 0], expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name, build", [("vgg16", "vgg16"), ("alexnet", "alexnet")])
+def test_features_are_torchvisions_modules_without_importing_it(name, build):
+    # psychovis builds the layout itself (importing torchvision costs a stage about 2 s): the modules, their
+    # indices and their parameter shapes must be torchvision's, so its checkpoints load with strict=True.
+    from torchvision import models
+
+    ours = backbones.build_features(name)
+    theirs = getattr(models, build)(weights=None).features
+    assert [repr(module) for module in ours] == [repr(module) for module in theirs]
+    assert {key: value.shape for key, value in ours.state_dict().items()} == {
+        key: value.shape for key, value in theirs.state_dict().items()
+    }
+    code = "import sys; from psychovis import backbones; backbones.build_features('vgg16_random'); "
+    code += "print('torchvision' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_trained_kernels_are_smooth_random_ones_are_not(vgg, vgg_random, alexnet):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import random
@@ -255,6 +256,83 @@ def _data_files(path: Path, root: Path) -> list[str]:
     ]
 
 
+LINEAGE_CACHE = Path(".dvc/tmp/psychovis-lineage")
+"""Per repository: the stage table of :func:`stage_tables`, one file per (dvc.yaml, params.yaml) content."""
+
+
+def stage_tables(root: Path) -> dict[str, dict[str, Any]]:
+    """Every command stage of ``root/dvc.yaml`` as DVC resolves it: command, upstream stages, params, data deps.
+
+    DVC parses the 1,000-line ``dvc.yaml`` and its matrices in about 1.4 s; every stage of a run would
+    pay it again, so the table is kept under ``.dvc/tmp`` keyed by the content of ``dvc.yaml`` and
+    ``params.yaml`` (all it depends on) and rebuilt when either changes.
+    """
+    digest = hashlib.sha256()
+    for name in ("dvc.yaml", "params.yaml"):
+        path = root / name
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    cached = root / LINEAGE_CACHE / f"{digest.hexdigest()[:32]}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(cached.read_text())
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root), uninitialized=True) as repo:
+        stages = [stage for stage in repo.index.stages if getattr(stage, "cmd", None)]
+        table: dict[str, dict[str, Any]] = {}
+        files: dict[str, dict[str, str]] = {}  # each params file parsed once (DVC's read_params parses per dep)
+        for current in stages:
+            upstream = nx.descendants(repo.index.graph, current)  # edges point from a stage to its deps
+            ordered = [stage for stage in stages if stage in upstream]
+            params: dict[str, str] = {}
+            for stage in [*ordered, current]:
+                for dep in stage.deps:
+                    if hasattr(dep, "read_params"):
+                        params.update(_selected_params(dep, files))
+            produced = [Path(out.fs_path) for stage in ordered for out in stage.outs]
+            data = [
+                Path(dep.fs_path).relative_to(root).as_posix()
+                for dep in current.deps
+                if not hasattr(dep, "read_params")
+                and any(
+                    Path(dep.fs_path) == out or out in Path(dep.fs_path).parents or Path(dep.fs_path) in out.parents
+                    for out in produced
+                )
+            ]  # code and params are not data another stage wrote
+            table[current.name] = {
+                "cmd": current.cmd,
+                "upstream": [stage.name for stage in ordered],
+                "params": params,
+                "data": data,
+            }
+    if not (root / ".dvc").is_dir():  # not a DVC repository: no .dvc folder is made for a cache
+        return table
+    with contextlib.suppress(OSError):  # a cache: a read-only checkout just parses again next time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+        partial.write_text(json.dumps(table))
+        os.replace(partial, cached)
+    return table
+
+
+def _selected_params(dep: Any, files: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The flattened params a DVC params dep reads (all of its file when it names no keys)."""
+    path = str(dep.fs_path)
+    if path not in files:
+        files[path] = _flatten(dep.read_params(flatten=False)) if not dep.params else _flatten(_read_yaml(path))
+    flat = files[path]
+    if not dep.params:
+        return dict(flat)
+    sections = tuple(f"{key}." for key in dep.params)
+    return {name: value for name, value in flat.items() if name in dep.params or name.startswith(sections)}
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    from dvc.utils.serialize import load_yaml
+
+    return dict(load_yaml(path) or {})
+
+
 def stage_lineage(root: str | Path = ".", argv: Sequence[str] | None = None) -> Lineage:
     """The running stage's place in ``dvc.yaml``, resolved by DVC itself (matrix, ``${...}``).
 
@@ -270,37 +348,21 @@ def stage_lineage(root: str | Path = ".", argv: Sequence[str] | None = None) -> 
     if not (root / "dvc.yaml").exists():
         return Lineage(problem="no dvc.yaml")
     try:
-        import networkx as nx
+        table = stage_tables(root)
+        # DVC_STAGE is the address relative to where dvc ran: ``[path/dvc.yaml:]name``.
+        address = os.environ.get("DVC_STAGE", "").rpartition(":")[2]
+        if address not in table:
+            argv = list(sys.argv if argv is None else argv)
+            address = next((name for name, entry in table.items() if _command_matches(entry["cmd"], argv, root)), "")
+        if address not in table:
+            return Lineage(problem="this command is not a stage of dvc.yaml")
+        entry = table[address]
+        inputs = [file for path in entry["data"] for file in _data_files(root / path, root)]
         from dvc.repo import Repo
 
         with Repo(str(root), uninitialized=True) as repo:
-            stages = [stage for stage in repo.index.stages if getattr(stage, "cmd", None)]
-            # DVC_STAGE is the address relative to where dvc ran: ``[path/dvc.yaml:]name``.
-            address = os.environ.get("DVC_STAGE", "").rpartition(":")[2]
-            current = next((stage for stage in stages if stage.name == address), None)
-            if current is None:
-                argv = list(sys.argv if argv is None else argv)
-                current = next((stage for stage in stages if _command_matches(stage.cmd, argv, root)), None)
-            if current is None:
-                return Lineage(problem="this command is not a stage of dvc.yaml")
-            upstream = nx.descendants(repo.index.graph, current)  # edges point from a stage to its deps
-            ordered = [stage for stage in stages if stage in upstream]
-            params: dict[str, str] = {}
-            for stage in [*ordered, current]:
-                for dep in stage.deps:
-                    if hasattr(dep, "read_params"):
-                        params.update(_flatten(dep.read_params(flatten=False)))
-            produced = [Path(out.fs_path) for stage in ordered for out in stage.outs]
-            inputs: list[str] = []
-            for dep in current.deps:
-                path = Path(dep.fs_path)
-                if hasattr(dep, "read_params") or not any(
-                    path == out or out in path.parents or path in out.parents for out in produced
-                ):
-                    continue  # code and params, not data another stage wrote
-                inputs.extend(_data_files(path, root))
             hashes = dvc_md5s(repo, root, inputs[:MAX_HASHED_INPUTS])
-            return Lineage(current.name, tuple(stage.name for stage in ordered), params, tuple(inputs), hashes)
+        return Lineage(address, tuple(entry["upstream"]), dict(entry["params"]), tuple(inputs), hashes)
     except Exception as exc:  # lineage is context for the run; never fail a stage over it
         return Lineage(problem=f"dvc.yaml could not be resolved: {type(exc).__name__}: {exc}")
 
@@ -483,11 +545,17 @@ class StageRun:
         """
         import mlflow.data
         import pandas as pd
+        from mlflow.models import infer_signature
 
         path = Path(path)
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         with _quiet("mlflow.data"), _no_warnings():  # MLflow warns that it guessed the source's type
-            dataset = mlflow.data.from_pandas(frame, source=path.resolve().as_uri(), name=name or path.as_posix())
+            # The file's md5 as the digest, and the schema from a few rows: MLflow would hash the rows and
+            # visit every element of the array columns (seconds for the feature tables) to find the same.
+            dataset = mlflow.data.from_pandas(
+                frame, source=path.resolve().as_uri(), name=name or path.as_posix(), digest=file_md5(path)[:8]
+            )
+            dataset.__dict__["schema"] = infer_signature(frame.head(8)).inputs  # fills its cached_property
             self.write(lambda: self._mlflow.log_input(dataset, context=context))
 
     def log_image_dataset(

@@ -86,7 +86,7 @@ def test_current_execution_reads_dvc_environment_and_a_clean_git_commit(
 
 @pytest.fixture
 def pipeline_copy(tmp_path: Path) -> Path:
-    """The repository's dvc.yaml and params.yaml, with the files a `train_weighted@topk-1` run reads."""
+    """The repository's dvc.yaml and params.yaml, with the files a `train_weighted@topk-0` run reads."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(ROOT / name, tmp_path / name)
     for path, content in (("data/models/pretrain.pt", b"warm"), ("data/weights/topk.safetensors", b"topk")):
@@ -99,13 +99,13 @@ def pipeline_copy(tmp_path: Path) -> Path:
 def test_lineage_of_a_weighted_training_run_reaches_the_weights_and_their_params(
     pipeline_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DVC_STAGE", "train_weighted@topk-1")
+    monkeypatch.setenv("DVC_STAGE", "train_weighted@topk-0")
     lineage = stage_lineage(pipeline_copy, argv=["elsewhere.py"])
-    assert lineage.problem is None and lineage.stage == "train_weighted@topk-1"
+    assert lineage.problem is None and lineage.stage == "train_weighted@topk-0"
     assert {"pretrain", "weights", "vfss", "features", "stimuli"} <= set(lineage.upstream)
     assert not {"evaluate", "train_pixel@0", "tuning"} & set(lineage.upstream)
     assert lineage.params["weights.top_k"] == "64" and lineage.params["vfss.csf"] == "mannos_sakrison_code"
-    assert lineage.params["stimuli.size"] == "227" and lineage.params["pretrain.iterations"] == "2000"
+    assert lineage.params["stimuli.size"] == "227" and lineage.params["pretrain.iterations"] == "1000"
     assert set(lineage.inputs) == {"data/models/pretrain.pt", "data/weights/topk.safetensors"}
 
 
@@ -121,6 +121,22 @@ def test_lineage_is_found_from_the_command_line_without_dvc(pipeline_copy: Path)
     assert stage_lineage(pipeline_copy / "data", argv=["x"]).problem == "no dvc.yaml"
     (pipeline_copy / "dvc.yaml").write_text("stages: [")
     assert "could not be resolved" in stage_lineage(pipeline_copy, argv=["stages/vfss.py"]).problem
+
+
+def test_the_stage_table_is_parsed_once_per_dvc_yaml_and_params(pipeline_copy: Path) -> None:
+    # DVC parses dvc.yaml in about 1.4 s: a DVC repository keeps the table, keyed by both files' content.
+    (pipeline_copy / ".dvc").mkdir()
+    first = stage_lineage(pipeline_copy, argv=["stages/weights.py"])
+    cached = list((pipeline_copy / ".dvc/tmp/psychovis-lineage").glob("*.json"))
+    assert first.params["weights.top_k"] == "64" and len(cached) == 1
+    params = pipeline_copy / "params.yaml"
+    params.write_text(params.read_text().replace("top_k: 64               # maps kept", "top_k: 32  # maps kept"))
+    assert stage_lineage(pipeline_copy, argv=["stages/weights.py"]).params["weights.top_k"] == "32"
+    assert len(list(cached[0].parent.glob("*.json"))) == 2
+    # Without a .dvc folder nothing is written into the checkout.
+    shutil.rmtree(pipeline_copy / ".dvc")
+    assert stage_lineage(pipeline_copy, argv=["stages/weights.py"]).stage == "weights"
+    assert not (pipeline_copy / ".dvc").exists()
 
 
 ZEROS_2GIB_MD5 = "a981130cf2b7e09f4686dc273cf7187e"
@@ -160,7 +176,7 @@ def test_a_big_input_dvc_has_hashed_is_not_read_again(dvc_copy: Path, monkeypatc
     os.truncate(big, 2 * 1024**3)  # sparse: 2 GiB of zeros on no disk space; hashing it takes ~10 s here
     with Repo(str(dvc_copy)) as repo:  # what `dvc repro` records when it commits the weights stage's output
         repo.state.save(str(big), repo.fs, HashInfo("md5", ZEROS_2GIB_MD5))
-    monkeypatch.setenv("DVC_STAGE", "train_weighted@topk-1")
+    monkeypatch.setenv("DVC_STAGE", "train_weighted@topk-0")
     read = _counting_md5(monkeypatch)
     started = time.perf_counter()
     lineage = stage_lineage(dvc_copy, argv=["elsewhere.py"])
@@ -302,6 +318,10 @@ def test_models_and_datasets_are_logged_and_the_model_loads_back(
     assert set(datasets) == {"train_images", "data/stimuli/stimuli.parquet"}
     assert '"bundled"' in datasets["train_images"].dataset.source
     assert {tag.key: tag.value for tag in datasets["train_images"].tags}["mlflow.data.context"] == "training"
+    # a table's digest is its file's md5 and its schema is MLflow's own (inferred from a few rows: it is fast)
+    stimuli = datasets["data/stimuli/stimuli.parquet"].dataset
+    assert stimuli.digest == tracking.file_md5(table)[:8]
+    assert '"name": "frequency_cpd"' in stimuli.schema and '"num_rows": 2' in stimuli.profile
     models = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
     assert [found.name for found in models] == ["tiny-s0"]
     loaded = mlflow.pytorch.load_model(models[0].model_uri)

@@ -153,7 +153,8 @@ def test_build_distances_gives_loss_modules_with_k_map_masks() -> None:
 
 
 def test_shared_forward_pass_equals_calling_each_distance() -> None:
-    distances = build_distances(fake_scores(), k=32, layers=[LAYER], include=["vgg", "topk", "lpips_vgg"])
+    # dists: its backgrounds are prepared once (DISTS.prepare), against a forward pass of every pair when wrapped
+    distances = build_distances(fake_scores(), k=32, layers=[LAYER], include=["vgg", "topk", "lpips_vgg", "dists"])
     spec = tiny_spec(frequencies_cpd=(3.0, 9.0, 27.0), contrasts=(0.01, 0.05, 0.2, 0.8), phases=1)
     backgrounds = pp.make_backgrounds(spec, ["texture"])  # the criterion's grey is always there
     shared = pp.distance_grid(distances, backgrounds, spec, batch_size=16)
