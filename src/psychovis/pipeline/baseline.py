@@ -65,17 +65,45 @@ def record_baseline(repo: Path) -> str:
     if not subprocess.run(["git", "config", "user.email"], cwd=repo, capture_output=True, text=True).stdout.strip():
         identity = FALLBACK_IDENTITY
     head = _git(repo, "rev-parse", "--short", "HEAD").strip()
+    stale = stale_stages(repo)
+    # Drift only when the commit's dvc.lock was made by this code and params; else its outputs were stale.
+    why = f"its dvc.lock was made by other code or params for {_listed(stale)}" if stale else "in low digits"
     message = (
-        f"Baseline: this machine's rerun of {head} (same params and code; {len(rewritten)} outputs differ in low "
-        "digits)\n\nRecorded by `make repro` (psychovis.pipeline.baseline) so that `dvc metrics diff` and "
+        f"Baseline: this machine's rerun of {head} (same params and code; {len(rewritten)} outputs differ, {why})"
+        "\n\nRecorded by `make repro` (psychovis.pipeline.baseline) so that `dvc metrics diff` and "
         "`make exp` show only what an experiment changes."
     )
     _git(repo, *identity, "commit", "-q", "-m", message, "--", *rewritten)
     commit = _git(repo, "rev-parse", "--short", "HEAD").strip()
     return (
-        f"baseline: recorded this machine's rerun as commit {commit} ({len(rewritten)} outputs differed from {head} "
-        f"in low digits: {_listed(rewritten)}); experiments now compare against it. Undo: git reset --soft HEAD~1"
+        f"baseline: recorded this machine's rerun as commit {commit} ({len(rewritten)} outputs differed from {head}, "
+        f"{why}: {_listed(rewritten)}); experiments now compare against it. Undo: git reset --soft HEAD~1"
     )
+
+
+def stale_stages(repo: Path) -> list[str]:
+    """The stages whose code or params deps in the committed ``dvc.lock`` differ from the rerun's (or are new).
+
+    None means the commit's outputs were made by the same code and params, so what differs is this CPU's
+    rounding; otherwise the commit carried outputs of other code (a lock not regenerated before committing).
+    """
+    import yaml
+
+    def code_and_params(stage: dict) -> tuple[dict, object]:
+        deps = {dep["path"]: dep.get("md5") for dep in stage.get("deps", []) if not dep["path"].startswith("data/")}
+        return deps, stage.get("params")
+
+    shown = subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=repo, capture_output=True, text=True, check=False)
+    lock = repo / "dvc.lock"
+    if shown.returncode != 0 or not lock.is_file():
+        return []
+    before = (yaml.safe_load(shown.stdout) or {}).get("stages", {})
+    after = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    return [
+        name
+        for name, stage in after.items()
+        if name not in before or code_and_params(before[name]) != code_and_params(stage)
+    ]
 
 
 def main() -> int:

@@ -47,6 +47,20 @@ def test_a_rerun_that_differs_in_low_digits_becomes_the_baseline(repo: Path) -> 
     assert "nothing to record" in record_baseline(repo)  # a second call finds nothing new
 
 
+def test_a_commit_whose_lock_was_made_by_other_code_is_not_called_drift(repo: Path) -> None:
+    # The commit's dvc.lock recorded another hash of a stage's code: its outputs were stale, not rounded.
+    lock = "schema: '2.0'\nstages:\n  weights:\n    cmd: python w.py\n    deps:\n    - path: src/psychovis/x.py\n"
+    (repo / "dvc.lock").write_text(lock + "      md5: aaa\n")
+    _git(repo, *IDENTITY, "commit", "-qam", "a lock from older code")
+    (repo / "dvc.lock").write_text(lock + "      md5: bbb\n")
+    (repo / "metrics/compare.json").write_text('{"gain": 0.5}\n')
+    said = record_baseline(repo)
+    assert "made by other code or params for weights" in said and "low digits" not in said
+    assert "made by other code" in _git(repo, "log", "-1", "--format=%s")
+    (repo / "metrics/compare.json").write_text('{"gain": 0.51}\n')  # now the same lock: drift
+    assert "in low digits" in record_baseline(repo)
+
+
 def test_nothing_is_recorded_when_the_params_or_code_changed(repo: Path) -> None:
     (repo / "metrics/compare.json").write_text('{"gain": 0.002}\n')
     (repo / "params.yaml").write_text("weights:\n  top_k: 32\n")
