@@ -23,7 +23,8 @@ from stagekit import Repo, mlflow_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXPERIMENTS = tuple(name for name, _ in RUN)  # ("topk4", "perceptual")
-TOP_K = {"topk4": "4", "perceptual": "8"}  # weights.top_k of each (the tiny params' 8 unless changed)
+# weights.top_k of each: `dvc exp run` leaves its params in the workspace, so `perceptual` (run second) keeps 4
+TOP_K = {"topk4": "4", "perceptual": "4"}
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +103,12 @@ def test_training_runs_log_the_upstream_params_and_input_hashes(experiments: dic
         assert run.data.tags["dvc.stage"] == "train_weighted@topk-0"
         assert {"weights", "vfss", "pretrain"} <= set(run.data.tags["dvc.upstream"].split(","))
         assert "train_images" in {item.dataset.name for item in run.inputs.dataset_inputs}
-    assert (
-        topk["topk4"].data.params["md5.data/weights/topk.safetensors"]
-        != topk["perceptual"].data.params["md5.data/weights/topk.safetensors"]
-    )
+    # the baseline's own topk fine-tune (top_k 8, a workspace run) read other weights than topk4's
+    baseline = [r for r in _by_experiment(runs, "workspace") if r.info.run_name == "train@topk-s0"]
+    assert baseline and all(r.data.params["weights.top_k"] == "8" for r in baseline)
+    weights = "md5.data/weights/topk.safetensors"
+    assert {r.data.params[weights] for r in baseline}.isdisjoint({topk["topk4"].data.params[weights]})
+    assert topk["topk4"].data.params[weights] == topk["perceptual"].data.params[weights]  # same top_k, same file
     assert topk["perceptual"].data.params["train.perceptual_weight"] == "0.2"
     # the pixel model does not read the weights: no weights params on it
     pixel = next(r for r in runs if r.info.run_name == "train@pixel-s0")

