@@ -57,8 +57,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return _scope(nodeid)
 
     # xdist hands out scopes by their number of tests (the tiny repository's, ~35 tests, comes about 15th of
-    # 89). Keeping the collection order instead (tiny first: `config.option.loadscopereorder = False`) was
-    # not faster on 2 cores: 14 min 15 s against 13 min 27 s (one run each, 2026-12-02).
+    # 89). Keeping the collection order instead (tiny first: `config.option.loadscopereorder = False`) made no
+    # detectable difference on 2 cores: 14 min 15 s, against 13 min 27 s and 15 min 30 s with xdist's order
+    # (2026-12-02; the machine's noise is larger than the effect).
     return TinyRepositoryScheduling(config, log)
 
 
