@@ -15,6 +15,7 @@ Every preset is checked against the params validator by the tests, so a renamed 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -32,22 +33,13 @@ class Preset:
     overrides: Mapping[str, Any]
 
     def flags(self) -> list[str]:
-        """The overrides as ``dvc exp run`` arguments: ``-S key=value`` (values in YAML flow style)."""
-        return [item for key, value in self.overrides.items() for item in ("-S", f"{key}={_yaml(value)}")]
+        """The overrides as ``dvc exp run`` arguments: ``-S key=value`` (values as JSON, which YAML reads)."""
+        # JSON is YAML: DVC reads each value back exactly (strings quoted, lists in brackets)
+        return [item for key, value in self.overrides.items() for item in ("-S", f"{key}={json.dumps(value)}")]
 
     def command(self) -> list[str]:
         """``dvc exp run -n <name> -S ...``."""
         return ["dvc", "exp", "run", "-n", self.name, *self.flags()]
-
-
-def _yaml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_yaml(item) for item in value) + "]"
-    return str(value)
 
 
 STUDY_LOSSES = ["vfss", "topk", "vfss_normalised", "lpips_weighted"]

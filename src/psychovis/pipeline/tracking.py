@@ -319,7 +319,7 @@ def _selected_params(dep: Any, files: dict[str, dict[str, str]]) -> dict[str, st
     """The flattened params a DVC params dep reads (all of its file when it names no keys)."""
     path = str(dep.fs_path)
     if path not in files:
-        files[path] = _flatten(dep.read_params(flatten=False)) if not dep.params else _flatten(_read_yaml(path))
+        files[path] = _flatten(_read_yaml(path))
     flat = files[path]
     if not dep.params:
         return dict(flat)
@@ -358,10 +358,12 @@ def stage_lineage(root: str | Path = ".", argv: Sequence[str] | None = None) -> 
             return Lineage(problem="this command is not a stage of dvc.yaml")
         entry = table[address]
         inputs = [file for path in entry["data"] for file in _data_files(root / path, root)]
-        from dvc.repo import Repo
+        hashes: dict[str, str] = {}
+        if inputs:  # DVC's state database needs a Repo (0.5 s to import): not for stages without data inputs
+            from dvc.repo import Repo
 
-        with Repo(str(root), uninitialized=True) as repo:
-            hashes = dvc_md5s(repo, root, inputs[:MAX_HASHED_INPUTS])
+            with Repo(str(root), uninitialized=True) as repo:
+                hashes = dvc_md5s(repo, root, inputs[:MAX_HASHED_INPUTS])
         return Lineage(address, tuple(entry["upstream"]), dict(entry["params"]), tuple(inputs), hashes)
     except Exception as exc:  # lineage is context for the run; never fail a stage over it
         return Lineage(problem=f"dvc.yaml could not be resolved: {type(exc).__name__}: {exc}")
@@ -535,13 +537,16 @@ class StageRun:
         """Set tags on the run."""
         self.write(lambda: self._mlflow.set_tags(dict(tags)))
 
-    def log_table_input(self, path: str | Path, name: str | None = None, context: str = "input") -> None:
+    def log_table_input(
+        self, path: str | Path, name: str | None = None, context: str = "input", md5: str | None = None
+    ) -> None:
         """Log a parquet/CSV table the stage read as an MLflow dataset (``mlflow.log_input``).
 
         Args:
             path: the table.
             name: the dataset's name (default: ``path``), e.g. its path in the repository.
             context: the dataset's role in the run.
+            md5: the file's md5 when already known (the run's ``md5.<input>`` param); else it is read.
         """
         import mlflow.data
         import pandas as pd
@@ -553,7 +558,7 @@ class StageRun:
             # The file's md5 as the digest, and the schema from a few rows: MLflow would hash the rows and
             # visit every element of the array columns (seconds for the feature tables) to find the same.
             dataset = mlflow.data.from_pandas(
-                frame, source=path.resolve().as_uri(), name=name or path.as_posix(), digest=file_md5(path)[:8]
+                frame, source=path.resolve().as_uri(), name=name or path.as_posix(), digest=(md5 or file_md5(path))[:8]
             )
             dataset.__dict__["schema"] = infer_signature(frame.head(8)).inputs  # fills its cached_property
             self.write(lambda: self._mlflow.log_input(dataset, context=context))
@@ -861,7 +866,7 @@ def _stage_run(
             run.write(lambda: mlflow.log_params(logged))
             for path in inputs:
                 if path.endswith((".parquet", ".csv")):
-                    run.log_table_input(Path(root) / path, name=path)
+                    run.log_table_input(Path(root) / path, name=path, md5=logged[f"md5.{path}"])
             yield run
         status = "FINISHED"
     finally:
