@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (Python 3.11 and make):
 #   make repro   set up .venv if needed, then rebuild the pipeline with `dvc repro`
-#   make test    set up .venv if needed, then lint and run the test suite (`make test-fast`: without e2e)
+#   make test    set up .venv if needed, then lint and run the test suite (`make test-fast`: without e2e and slow)
 SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -58,9 +58,9 @@ test: setup
 	ruff check src stages tests benchmarks
 	pytest -q --durations=10 $(XDIST)
 
-test-fast: setup  # the unit tests and the quick stage checks; leaves out the end-to-end `dvc repro` runs
+test-fast: setup  # the quick checks (about a minute): leaves out the end-to-end `dvc repro` runs and the slow checks
 	ruff check src stages tests benchmarks
-	pytest -q -m "not e2e" $(XDIST)
+	pytest -q -m "not e2e and not slow" $(XDIST)
 
 bench: setup
 	python benchmarks/bench.py

@@ -39,7 +39,6 @@ def main(ctx: StageContext) -> None:
         started = time.perf_counter()
         result = experiment.run_experiment(p, distances, base["seed"], ctx.device, vfss_scores=scores)
         elapsed = time.perf_counter() - started
-        result.summary["elapsed_s"] = elapsed
         io.write_parquet(result.ladder, f"{OUT}/ladder.parquet")
         io.write_parquet(result.per_stimulus, f"{OUT}/thresholds.parquet")
         io.write_parquet(result.sweep, f"{OUT}/sweep.parquet")

@@ -45,6 +45,7 @@ def main(ctx: StageContext) -> None:
         mapping=stimuli["frequency_mapping"],
         viewing_distance_in=stimuli["viewing_distance_in"],
         pixels_per_inch=stimuli["pixels_per_inch"],
+        px_per_degree=p["px_per_degree"],
         window=p["window"],
         taper=p["window_taper"],
         reference_frequency_cpd=p["reference_frequency_cpd"],
@@ -78,6 +79,9 @@ def main(ctx: StageContext) -> None:
             background=p["subset_background"],
         )
         nulls = pp.null_summary(table)
+        as_run = pp.px_per_degree_as_run(thresholds)
+        geometries = sorted({*map(float, p["sweep_px_per_degree"]), as_run})
+        sweep = pp.geometry_sweep(thresholds, geometries, list(dict.fromkeys([csf, *p["reference_csfs"]])))
         elapsed = time.perf_counter() - started
 
         main_condition = {
@@ -87,12 +91,14 @@ def main(ctx: StageContext) -> None:
             "csf": csf,
         }
         metrics = pp.summary_metrics(nulls, table, p["top_k"], main_condition)
+        metrics["geometry"] = pp.geometry_metrics(sweep, csf, as_run)
         io.write_parquet(thresholds, f"{OUT}/thresholds.parquet")
         io.write_parquet(scored, f"{OUT}/scores.parquet")
         io.write_parquet(masking, f"{OUT}/masking.parquet")
         io.write_parquet(table, f"{OUT}/robustness.parquet")
         io.write_csv(thresholds[["distance", "background", "frequency_cpd", "sensitivity"]], f"{OUT}/sensitivity.csv")
         io.write_csv(nulls, f"{OUT}/nulls.csv")
+        io.write_csv(sweep, f"{OUT}/geometry_sweep.csv")
         io.write_json(metrics, f"{OUT}/summary.json")
         io.write_headline(pp.headline_metrics(metrics, p["top_k"]), "metrics/psychophysics.json")
 
@@ -110,6 +116,7 @@ def main(ctx: StageContext) -> None:
             io.save_figure(
                 plots.criterion_sweep_figure(table, nulls, p["top_k"], sweep_condition), f"{OUT}/criterion_sweep.png"
             ),
+            io.save_figure(plots.geometry_sweep_figure(sweep, csf, as_run), f"{OUT}/geometry_sweep.png"),
         ]
         run.log_metrics({"elapsed_s": elapsed, **flat_metrics(metrics)})
         for figure in figures:
@@ -117,6 +124,11 @@ def main(ctx: StageContext) -> None:
     headline = nulls[(nulls["k"] == p["top_k"])]
     print(scored.round(3).to_string(index=False))
     print(headline.round(3).to_string(index=False))
+    changes = metrics["geometry"]["sign_changes"]
+    print(
+        f"psychophysics: rendered at {as_run:.3g} px/deg; across {', '.join(f'{g:g}' for g in geometries)} px/deg "
+        f"the log-correlation with the human CSF changes sign for {', '.join(changes) or 'no distance'} (grey)"
+    )
     print(
         f"psychophysics: {len(thresholds)} thresholds, {p['null_draws']} random draws per k, "
         f"{len(table)} scored curves in {elapsed:.0f} s"

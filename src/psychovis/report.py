@@ -373,7 +373,38 @@ def psychophysics_section(
         markdown_table(["distance", "all frequencies", "Nyquist-safe"], distance_rows),
         "",
     ]
+    sentence = geometry_sentence(metrics.get("geometry"))
+    if sentence:
+        lines += [sentence, ""]
     return lines
+
+
+def geometry_sentence(geometry: Mapping[str, Any] | None, reference: str = "vgg") -> str | None:
+    """The px/deg sensitivity analysis in one sentence (``summary.json``'s ``geometry``), or None without it.
+
+    Args:
+        geometry: what :func:`psychovis.psychophysics.geometry_metrics` returns.
+        reference: the distance whose correlations at the sweep's ends are quoted.
+    """
+    if not geometry or not known(geometry.get("px_per_degree_as_run")):
+        return None
+    as_run = float(geometry["px_per_degree_as_run"])
+    curves = {name: values for name, values in geometry.get("log_correlation", {}).items() if name != "pixel_mse"}
+    changes = [name for name in geometry.get("sign_changes", []) if name in curves]
+    text = (
+        f"Geometry: the gratings were rendered at {as_run:.3g} px/deg (the stimuli's mapping). Re-read at every "
+        f"px/deg of the sweep, the log-correlation with the human CSF ({geometry.get('csf')}, "
+        f"{geometry.get('background')}) changes sign for {len(changes)} of {len(curves)} network distances"
+        + (f" ({', '.join(changes)})" if changes else "")
+    )
+    values = curves.get(reference, {})
+    ends = sorted(values, key=lambda key: float(key.removesuffix("ppd")))
+    if len(ends) >= 2 and known(values[ends[0]], values[ends[-1]]):
+        text += (
+            f"; {reference} goes from {number(values[ends[0]], 2)} at {ends[0].removesuffix('ppd')} to "
+            f"{number(values[ends[-1]], 2)} at {ends[-1].removesuffix('ppd')} px/deg"
+        )
+    return text + ". A verdict about human-like curves holds at the rendered geometry only unless it survives this."
 
 
 def _outside_list(top: pd.DataFrame, bottom: pd.DataFrame, k: int, main: Mapping[str, Any]) -> str:
@@ -522,6 +553,9 @@ def analysis_findings(
             f"{number(max(full), 2)} on all frequencies, {number(min(safe), 2)} to {number(max(safe), 2)} on those "
             f"at most {nyquist_safe_cpp:g} cycles/pixel: the near-Nyquist gratings drive the differences."
         )
+    sentence = geometry_sentence(psychophysics.get("geometry"))
+    if sentence:
+        findings.append(f"Psychophysics, {sentence[0].lower()}{sentence[1:]}")
     if sensitivity is not None:
         scaling = sensitivity[
             sensitivity["variant"].str.startswith("input_scaling=") & sensitivity["layer"].isin(layers)

@@ -237,29 +237,31 @@ def session_folder(factory: Any) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def built_project(factory: Any) -> Built:
-    """Build (once per session, whichever worker asks first) a tiny project and run the upstream stages in it.
+def shared_build(factory: Any, name: str, build: Callable[[Path], Built]) -> Built:
+    """``build(folder)`` once per session, whichever pytest-xdist worker asks first; the others wait and read it.
 
-    Under pytest-xdist the workers share it: the first builds it under a lock, the others wait for it
-    and read it (every user clones it before changing anything).
+    The builder runs under a lock in a folder every worker sees; its record (``<name>.json``) tells the
+    others where it is. Every user clones it before changing anything.
     """
-    if "upstream" not in _BUILT:
+    if name not in _BUILT:
         shared = session_folder(factory)
-        folder, record = shared / "upstream", shared / "upstream.json"
-        with session_lock(shared / "upstream.lock"):
+        folder, record = shared / name, shared / f"{name}.json"
+        with session_lock(shared / f"{name}.lock"):
             if record.exists():
                 built = json.loads(record.read_text())
-                _BUILT["upstream"] = Built(Path(built["project"]), Path(built["tracking_db"]), built["seconds"])
+                _BUILT[name] = Built(Path(built["project"]), Path(built["tracking_db"]), built["seconds"])
             else:
                 shutil.rmtree(folder, ignore_errors=True)
-                _BUILT["upstream"] = run_stages(copy_sources(folder / "project"), UPSTREAM)
-                done = _BUILT["upstream"]
-                record.write_text(
-                    json.dumps(
-                        {"project": str(done.project), "tracking_db": str(done.tracking_db), "seconds": done.seconds}
-                    )
-                )
-    return _BUILT["upstream"]
+                folder.mkdir(parents=True)
+                done = _BUILT[name] = build(folder)
+                paths = {"project": str(done.project), "tracking_db": str(done.tracking_db)}
+                record.write_text(json.dumps(paths | {"seconds": done.seconds}))
+    return _BUILT[name]
+
+
+def built_project(factory: Any) -> Built:
+    """The tiny project after the upstream stages (:data:`UPSTREAM`), built once per session (:func:`shared_build`)."""
+    return shared_build(factory, "upstream", lambda folder: run_stages(copy_sources(folder / "project"), UPSTREAM))
 
 
 def server_healthy(url: str) -> bool:
@@ -900,15 +902,14 @@ TINY_ATLAS = {
     "example_maps": 2,
 }
 PREPARED = ("tuning", "pretrain", "train@pixel-s0", "human_judgement", "atlas_features@vgg16")
-_PREPARED: dict[str, Built] = {}
 
 
 def prepared_project(factory: pytest.TempPathFactory) -> Built:
     """The tiny upstream project plus the outputs of the other cheap stages (:data:`PREPARED`), once per session."""
-    if "prepared" not in _PREPARED:
-        built = built_project(factory)
-        base = factory.mktemp("prepared")
-        project = built.clone(base)
-        edit_params(**{f"atlas__{key}": value for key, value in TINY_ATLAS.items()})(base, project)
-        _PREPARED["prepared"] = run_stages(project, PREPARED)
-    return _PREPARED["prepared"]
+
+    def build(folder: Path) -> Built:
+        project = built_project(factory).clone(folder)
+        edit_params(**{f"atlas__{key}": value for key, value in TINY_ATLAS.items()})(folder, project)
+        return run_stages(project, PREPARED)
+
+    return shared_build(factory, "prepared", build)

@@ -69,6 +69,7 @@ def test_each_stage_declares_exactly_what_it_writes(tiny_repo_built: Repo) -> No
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_no_stage_output_is_committed_outside_dvc() -> None:
     """A stage output in git must be a `cache: false` output (DVC's way); cached ones live in DVC's cache."""
     from dvc.repo import Repo as DvcRepo

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from common import ROOT
 
 
@@ -17,6 +18,7 @@ def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_a_corrupted_rwlock_prints_what_the_readme_quotes_and_its_fix_works(tmp_path: Path) -> None:
     readme = " ".join((ROOT / "README.md").read_text().split())
     quoted = "Unable to read RWLock-file '.dvc/tmp/rwlock'. JSON structure is corrupted"

@@ -136,6 +136,7 @@ def test_first_kernel_matches_torchvision_imagenet(vgg):
 
 
 @pytest.mark.parametrize("name, build", [("vgg16", "vgg16"), ("alexnet", "alexnet")])
+@pytest.mark.slow
 def test_features_are_torchvisions_modules_without_importing_it(name, build):
     # psychovis builds the layout itself (importing torchvision costs a stage about 2 s): the modules, their
     # indices and their parameter shapes must be torchvision's, so its checkpoints load with strict=True.
@@ -283,6 +284,7 @@ def test_hub_checkpoint_of_the_wrong_size_is_refused(hub_only):
         backbones.build_features("vgg16")
 
 
+@pytest.mark.slow
 def test_hub_checkpoint_with_the_wrong_content_is_refused(hub_only):
     with (hub_only / "vgg16-397923af.pth").open("wb") as handle:
         handle.truncate(backbones.VGG16_HUB.size_bytes)  # right size, all zeros

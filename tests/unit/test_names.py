@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from psychovis import backbones, csf, names
@@ -31,6 +32,7 @@ def test_names_and_params_import_without_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+@pytest.mark.slow
 def test_stages_that_only_analyse_tables_import_without_torch() -> None:
     """The `vfss`, `tuning`, `compare` and `report` stages need no network: their imports skip torch (seconds)."""
     code = (

@@ -123,3 +123,23 @@ def test_analysis_findings_come_from_the_metrics() -> None:
     assert "bottom: more human-like than random subsets" in findings[1]
     assert "Spearman 0.95 with the response range, 0.92 with the mean response" in findings[2]
     assert findings[3] == "Atlas VFSS vs the LPIPS linear weights (Spearman, VGG-16): relu1_2 -0.71."
+
+
+def test_geometry_sentence_names_the_sign_changes_and_the_ends_of_the_sweep() -> None:
+    geometry = {
+        "px_per_degree_as_run": 61.8358,
+        "csf": "mannos_sakrison_code",
+        "background": "grey",
+        "log_correlation": {
+            "pixel_mse": {"30ppd": 0.0, "120ppd": 0.0},
+            "vgg": {"120ppd": -0.39, "30ppd": 0.93, "61.8358ppd": 0.15},
+            "lpips_alex": {"30ppd": 0.43, "120ppd": 0.22},
+        },
+        "sign_changes": ["vgg"],
+    }
+    sentence = report.geometry_sentence(geometry)
+    assert sentence is not None
+    assert "rendered at 61.8 px/deg" in sentence and "changes sign for 1 of 2 network distances (vgg)" in sentence
+    assert "vgg goes from 0.93 at 30 to -0.39 at 120 px/deg" in sentence
+    assert report.geometry_sentence(None) is None
+    assert report.geometry_sentence({**geometry, "px_per_degree_as_run": None}) is None

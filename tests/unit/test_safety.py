@@ -138,6 +138,7 @@ def _python_files() -> list[Path]:
     )
 
 
+@pytest.mark.slow
 def test_the_tree_has_no_unsafe_deserialisation() -> None:
     files = _python_files()
     assert any(path.name == "backbones.py" for path in files), "the scan found no sources"

@@ -226,6 +226,7 @@ def _stage_module():
     return module
 
 
+@pytest.mark.slow
 def test_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     stage = _stage_module()
     monkeypatch.chdir(tmp_path)

@@ -149,6 +149,8 @@ SCHEMA: dict[str, dict[str, Validator]] = {
         "criterion_contrasts": ListOf(Number(1e-6, 1.0)),
         "min_cycles": Number(0.0, 1000.0),
         "nyquist_safe_cpp": Number(1e-3, 0.5),
+        "px_per_degree": Nullable(Number(1.0, 10_000.0)),
+        "sweep_px_per_degree": ListOf(Number(1.0, 10_000.0), min_length=0),
         "reference_csfs": ListOf(Choice(CSF_MODELS)),
         "backgrounds": ListOf(Choice(BACKGROUNDS)),
         "natural_image": Text(),

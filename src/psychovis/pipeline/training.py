@@ -167,5 +167,7 @@ def run_training(
         summary["perceptual"] = io.json_number(final["perceptual"], 6)
     # The final loss terms are already the last train_* points: log only what the curve lacks.
     run.log_metrics({k: summary[k] for k in ("plateau_change", "parameters")} | {"seconds": float(final["seconds"])})
-    run.log_artifact(io.save_figure(figures.loss_curve(curve, name), CURVES_DIR / f"{name}.png"), "figures")
+    details = f"seed {config.seed}, lr {config.learning_rate:g}, {config.iterations} steps: loss {final['loss']:.5g}"
+    figure = figures.loss_curve(curve, name, details)
+    run.log_artifact(io.save_figure(figure, CURVES_DIR / f"{name}.png"), "figures")
     return summary

@@ -47,6 +47,10 @@ The protocol, with its choices (each a parameter):
   null of hundreds of random k-map subsets and repeated over criterion levels, a Nyquist-safe
   frequency range, every human CSF and a gain-normalised control. The lowest frequency must put
   ``min_cycles`` (2) cycles across the stimulus.
+- Geometry (:func:`~psychovis.psychophysics.thresholds.geometry_sweep`): the gratings are rendered
+  in pixels at the stimuli's mapping (the paper's: an effective 61.8 px/deg); every curve is also
+  re-read at other px/deg (``sweep_px_per_degree``) and scored again, a sensitivity analysis of
+  every conclusion about "human-like" curves.
 - Scores against the human CSF (:func:`psychovis.csf.contrast_sensitivity`): the Pearson
   correlation of log sensitivity with log human sensitivity over frequency, the peak frequency,
   and the log-log slope above the peak (the high-frequency fall-off).
@@ -81,10 +85,12 @@ from psychovis.psychophysics.robustness import (
     selection_thresholds,
 )
 from psychovis.psychophysics.stimuli import StimulusSpec, example_stimulus, make_backgrounds, render_stimuli
-from psychovis.psychophysics.summary import headline_metrics, summary_metrics
+from psychovis.psychophysics.summary import geometry_metrics, headline_metrics, summary_metrics
 from psychovis.psychophysics.thresholds import (
     find_thresholds,
+    geometry_sweep,
     masking_table,
+    px_per_degree_as_run,
     score_thresholds,
     sensitivity_scores,
     thresholds_frame,
@@ -96,6 +102,8 @@ __all__ = [
     "distance_grid",
     "example_stimulus",
     "find_thresholds",
+    "geometry_metrics",
+    "geometry_sweep",
     "headline_metrics",
     "inside_band",
     "log_correlations",
@@ -103,6 +111,7 @@ __all__ = [
     "masking_table",
     "null_summary",
     "percentile_in",
+    "px_per_degree_as_run",
     "render_stimuli",
     "robustness_table",
     "score_thresholds",

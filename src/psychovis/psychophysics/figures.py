@@ -16,6 +16,8 @@ from psychovis.csf import contrast_sensitivity
 from psychovis.names import SELECTION_COLOURS
 from psychovis.psychophysics.robustness import select_condition
 
+TAB10 = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan")
+
 
 def csf_overlay(
     thresholds: pd.DataFrame,
@@ -135,6 +137,44 @@ def criterion_sweep_figure(table: pd.DataFrame, nulls: pd.DataFrame, k: int, con
     axis.set_xlabel("criterion: contrast of the reference grating (8 cpd on grey)")
     axis.set_ylabel("log-correlation with the human CSF")
     axis.set_title("Each distance's agreement with the human CSF, by criterion level", fontsize=10)
+    axis.grid(True, alpha=0.25)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    return figure
+
+
+def geometry_sweep_figure(sweep: pd.DataFrame, csf: str, as_run: float, background: str = "grey") -> Figure:
+    """Each distance's log-correlation with the human CSF against the viewing geometry (px/deg, log axis).
+
+    Args:
+        sweep: the frame of :func:`~psychovis.psychophysics.thresholds.geometry_sweep`.
+        csf: the human CSF drawn.
+        as_run: the geometry the stimuli were rendered at (a dashed line).
+        background: the background drawn.
+
+    Returns:
+        The figure.
+    """
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    rows = sweep[(sweep["csf"] == csf) & (sweep["background"] == background)]
+    # the selections keep their colours; the other distances take the rest of tab10
+    others = iter(c for c in (f"tab:{n}" for n in TAB10) if c not in SELECTION_COLOURS.values())
+    for name, curve in rows.groupby("distance", sort=False):
+        if name == "pixel_mse":
+            continue  # flat by construction: no correlation at any geometry
+        curve = curve.sort_values("px_per_degree")
+        colour = SELECTION_COLOURS.get(str(name)) or next(others, None)
+        axis.plot(curve["px_per_degree"], curve["log_correlation"], marker="o", lw=1, color=colour, label=str(name))
+    axis.axvline(as_run, color="black", ls="--", lw=1, label=f"as rendered ({as_run:.3g} px/deg)")
+    axis.axhline(0.0, color="grey", lw=0.8)
+    axis.set_xscale("log")
+    # label the sweep's geometries, but not one that would overprint the rendered geometry's label
+    geometries = [v for v in sorted(set(rows["px_per_degree"])) if v == as_run or abs(np.log(v / as_run)) > 0.1]
+    axis.set_xticks(geometries, [f"{value:.3g}" for value in geometries])
+    axis.minorticks_off()
+    axis.set_xlabel("viewing geometry (pixels per degree)")
+    axis.set_ylabel(f"log-correlation with the human CSF ({csf})")
+    axis.set_title(f"Agreement with the human CSF depends on the assumed geometry ({background})", fontsize=10)
     axis.grid(True, alpha=0.25)
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()

@@ -34,6 +34,8 @@ class StimulusSpec:
         mapping: ``paper`` or ``physical`` (see :func:`psychovis.gratings.cycles_per_pixel`).
         viewing_distance_in: viewing distance in inches.
         pixels_per_inch: display pixel density.
+        px_per_degree: the viewing geometry stated directly (``cpp = cpd / px_per_degree``); None uses
+            ``mapping`` and the display above (the paper's mapping behaves as 61.8 px/deg).
         window: ``tukey`` (separable Tukey window) or ``none``.
         taper: fraction of each side of the Tukey window that tapers (0: box, 1: Hann).
         reference_frequency_cpd: frequency of the reference grating that sets the criterion.
@@ -51,6 +53,7 @@ class StimulusSpec:
     mapping: str = "paper"
     viewing_distance_in: float = 103.35
     pixels_per_inch: float = 89.7
+    px_per_degree: float | None = None
     window: str = "tukey"
     taper: float = 0.5
     reference_frequency_cpd: float = 8.0
@@ -73,6 +76,8 @@ class StimulusSpec:
         if np.any(np.diff(contrasts) <= 0):
             raise ParamsError(f"contrasts must be strictly increasing, got {self.contrasts}")
         integer_at_least("psychophysics.phases", self.phases)
+        if self.px_per_degree is not None and not float(self.px_per_degree) > 0:
+            raise ParamsError(f"psychophysics.px_per_degree must be positive or null, got {quote(self.px_per_degree)}")
         if self.window not in WINDOWS:
             raise ParamsError(f"psychophysics.window must be one of {list(WINDOWS)}, got {quote(self.window)}")
         if not 0.0 <= self.taper <= 1.0:
@@ -105,6 +110,8 @@ class StimulusSpec:
 
     def cpp(self, frequency_cpd: np.ndarray | float) -> np.ndarray:
         """Cycles per pixel of frequencies in cycles/degree, with this spec's mapping and geometry."""
+        if self.px_per_degree is not None:
+            return np.asarray(frequency_cpd, dtype=np.float64) / float(self.px_per_degree)
         return cycles_per_pixel(frequency_cpd, self.mapping, self.viewing_distance_in, self.pixels_per_inch)
 
     @property

@@ -123,3 +123,35 @@ def headline_metrics(summary: dict[str, Any], k: int) -> dict[str, Any]:
             for key, suffix in (("full", ""), ("nyquist_safe", "_nyquist_safe"))
         },
     }
+
+
+def geometry_metrics(sweep: pd.DataFrame, csf: str, as_run: float, background: str = "grey") -> dict[str, Any]:
+    """The px/deg sensitivity analysis for ``summary.json``: each distance's log-correlation per geometry.
+
+    Args:
+        sweep: the frame of :func:`~psychovis.psychophysics.thresholds.geometry_sweep`.
+        csf: the human CSF.
+        as_run: the geometry the stimuli were rendered at.
+        background: the background read.
+
+    Returns:
+        ``px_per_degree_as_run``, ``log_correlation`` (distance -> ``"<p>ppd"`` -> value) and
+        ``sign_changes``: the distances whose correlation changes sign across the sweep.
+    """
+    rows = sweep[(sweep["csf"] == csf) & (sweep["background"] == background)]
+    correlations: dict[str, dict[str, float | None]] = {}
+    sign_changes = []
+    for distance, curve in rows.groupby("distance", sort=False):
+        curve = curve.sort_values("px_per_degree")
+        pairs = zip(curve["px_per_degree"], curve["log_correlation"], strict=True)
+        correlations[str(distance)] = {f"{ppd:g}ppd": json_number(value, 4) for ppd, value in pairs}
+        signs = {value > 0 for value in curve["log_correlation"] if value == value and value != 0}
+        if len(signs) == 2:
+            sign_changes.append(str(distance))
+    return {
+        "px_per_degree_as_run": json_number(as_run, 4),
+        "csf": csf,
+        "background": background,
+        "log_correlation": correlations,
+        "sign_changes": sign_changes,
+    }

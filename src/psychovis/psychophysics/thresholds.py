@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -193,6 +194,59 @@ def score_thresholds(
         rows,
         columns=["distance", "background", "log_correlation", "peak_frequency_cpd", "falloff_slope", "frequencies"],
     )
+
+
+def px_per_degree_as_run(thresholds: pd.DataFrame) -> float:
+    """The geometry the thresholds were measured at: cycles/degree per cycle/pixel (the paper's mapping: 61.8).
+
+    Raises:
+        ValueError: no rows, or the frequencies do not share one geometry.
+    """
+    if not len(thresholds):
+        raise ValueError("no thresholds to read the geometry from")
+    ratio = (thresholds["frequency_cpd"] / thresholds["frequency_cpp"]).to_numpy(dtype=np.float64)
+    if not np.allclose(ratio, ratio[0], rtol=1e-6):
+        raise ValueError(f"the frequencies do not share one geometry: {ratio.min():g}-{ratio.max():g} px/deg")
+    return float(ratio[0])
+
+
+def geometry_sweep(thresholds: pd.DataFrame, px_per_degree: Sequence[float], csfs: Sequence[str]) -> pd.DataFrame:
+    """Every sensitivity curve re-read at other viewing geometries, scored against each human CSF.
+
+    A network's sensitivity is fixed in cycles/pixel, a person's in cycles/degree: the viewing
+    geometry decides which human frequency each grating stands for. The gratings stay as rendered;
+    at ``p`` pixels/degree a grating of ``f`` cycles/pixel is ``f p`` cycles/degree. The criterion
+    grating moves with the others, so each curve keeps its shape and only its place on the human CSF
+    changes: a conclusion that holds at one geometry only is a property of that geometry.
+
+    Args:
+        thresholds: the frame of :func:`thresholds_frame` (``frequency_cpp`` and ``sensitivity``).
+        px_per_degree: the geometries, in pixels per degree (each positive).
+        csfs: human CSF models (:func:`psychovis.csf.contrast_sensitivity`).
+
+    Returns:
+        Columns ``px_per_degree, csf, distance, background, log_correlation, peak_frequency_cpd,
+        falloff_slope, frequencies``: one row per geometry, CSF and curve.
+
+    Raises:
+        ValueError: a geometry is not positive, or the frame lacks a needed column.
+    """
+    bad = [value for value in px_per_degree if not float(value) > 0]
+    if bad:
+        raise ValueError(f"px_per_degree must be positive, got {bad}")
+    if "frequency_cpp" not in thresholds.columns:
+        raise ValueError(f"thresholds needs column frequency_cpp, has {list(thresholds.columns)}")
+    frames = []
+    for ppd in px_per_degree:
+        reread = thresholds.assign(frequency_cpd=thresholds["frequency_cpp"] * float(ppd))
+        for csf in csfs:
+            scored = score_thresholds(reread, csf, include_human=False)
+            frames.append(scored.assign(px_per_degree=float(ppd), csf=csf))
+    columns = ["px_per_degree", "csf", "distance", "background", "log_correlation", "peak_frequency_cpd"]
+    columns += ["falloff_slope", "frequencies"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def masking_table(thresholds: pd.DataFrame, reference: str = "grey") -> pd.DataFrame:

@@ -15,14 +15,18 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 
-def loss_curve(curve: pd.DataFrame, loss: str) -> Figure:
-    """Training loss terms over steps."""
+def loss_curve(curve: pd.DataFrame, loss: str, details: str = "") -> Figure:
+    """Training loss terms over steps; ``details`` (the run's settings) goes under the title.
+
+    Two runs' figures then differ whenever their settings do, which also keeps concurrent queued
+    experiments from committing one identical new file at once (DVC's shared-cache race, README).
+    """
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for column in [name for name in ("loss", "pixel", "perceptual") if name in curve]:
         axis.plot(curve["step"], curve[column], label=column)
     axis.set_yscale("log")
     axis.set_xlabel("step")
-    axis.set_title(f"training loss: {loss}")
+    axis.set_title(f"training loss: {loss}" + (f"\n{details}" if details else ""), fontsize=10)
     axis.legend()
     return figure
 

@@ -86,6 +86,7 @@ def reference():
     return model.eval()
 
 
+@pytest.mark.slow
 def test_dists_matches_the_package(metric: DISTS, reference) -> None:
     predictions, targets = distorted_pairs()
     with torch.no_grad():
@@ -115,6 +116,7 @@ def test_dists_uses_the_offline_vgg16_with_l2_pooling(metric: DISTS) -> None:
     assert float(metric.alpha.sum() + metric.beta.sum()) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_dists_zero_for_identical_and_grows_with_distortion(metric: DISTS) -> None:
     image = crops()[0]
     target = to_batch([image])
@@ -128,6 +130,7 @@ def test_dists_zero_for_identical_and_grows_with_distortion(metric: DISTS) -> No
     np.testing.assert_allclose(distances, swapped, rtol=1e-5)  # symmetric
 
 
+@pytest.mark.slow
 def test_dists_gradients_reach_inputs_not_backbone(metric: DISTS) -> None:
     target = torch.rand(1, 3, 32, 32)
     prediction = torch.rand(1, 3, 32, 32, requires_grad=True)

@@ -354,6 +354,7 @@ def test_module_follows_the_input_device(astronaut: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize(("learning_rate", "steps"), [(1e-3, 50), (1e-2, 10)])  # 1e-2 used to fail at step 1
+@pytest.mark.slow
 def test_plain_conv_net_trains_with_adam_and_the_loss(
     learning_rate: float, steps: int, astronaut: torch.Tensor
 ) -> None:

@@ -76,6 +76,7 @@ def test_lpips_scaling_layer_equals_imagenet_normalisation() -> None:
     torch.testing.assert_close(theirs, ours, atol=2e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_lpips_matches_lpips_package(metric: LPIPS, reference) -> None:
     import lpips as lpips_package
 
@@ -94,6 +95,7 @@ def test_lpips_matches_lpips_package(metric: LPIPS, reference) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_lpips_zero_for_identical_and_grows_with_distortion(metric: LPIPS) -> None:
     image = astronaut_crop(48, 30, 200)
     target = torch.from_numpy(image).permute(2, 0, 1)[None].float()

@@ -74,6 +74,7 @@ def test_pyproject_ships_the_weights_as_package_data() -> None:
     assert Path(psychovis.__file__).resolve().parent / "pretrained" == pretrained.FOLDER
 
 
+@pytest.mark.slow
 def test_pretrained_works_from_an_empty_directory(tmp_path: Path) -> None:
     script = (
         "import torch\n"

@@ -370,6 +370,7 @@ def test_stage_refuses_a_wrong_path_in_one_line(tmp_path: Path, monkeypatch: pyt
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_stage_runs_on_a_local_copy(
     tid: Path, bapps: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -54,6 +54,7 @@ def test_the_committed_template_inlines_the_pinned_libraries() -> None:
     assert f"html_template = ../{TEMPLATE}" in config
 
 
+@pytest.mark.slow
 def test_dvc_plots_page_renders_offline_in_chromium(tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -66,6 +66,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_the_plots_left_out_are_named_per_revision_with_the_reason(repo: Path) -> None:
     missing = plots_check.missing_plots(["HEAD~1", "HEAD"], cwd=repo)
     assert missing == {
@@ -75,12 +76,14 @@ def test_the_plots_left_out_are_named_per_revision_with_the_reason(repo: Path) -
     assert "leaves out 2 plot(s)" in text and "fig.png: declared, but" in text and "dvc pull" in text
 
 
+@pytest.mark.slow
 def test_a_complete_comparison_says_so(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(repo)
     assert plots_check.main(["HEAD"]) == 0  # the workspace against HEAD: every plot in both
     assert "every plot is drawn for every revision" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_command_exits_1_and_prints_the_missing_images(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(repo)
     assert plots_check.main(["HEAD~1", "HEAD"]) == 1
@@ -88,6 +91,7 @@ def test_the_command_exits_1_and_prints_the_missing_images(repo: Path, monkeypat
     assert "  HEAD~1:\n" in printed and "    fig.png: declared, but" in printed and "extra.png" in printed
 
 
+@pytest.mark.slow
 def test_an_unknown_revision_is_one_line(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(repo)
     assert plots_check.main(["no-such-rev", "HEAD"]) == 2

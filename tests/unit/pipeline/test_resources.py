@@ -36,6 +36,7 @@ def test_stimuli_estimate_refuses_with_the_numbers():
     assert "only 16.0 GB is available" in message and "stimuli.size" in message
 
 
+@pytest.mark.slow
 def test_probe_estimate_names_the_batch_size(vgg16):
     keys = ("stimuli.size", "features.batch_size")
     resources.check_probe(vgg16, 227, 8, 60, keys, available=8 * 10**9)
@@ -47,6 +48,7 @@ def test_probe_estimate_names_the_batch_size(vgg16):
         resources.check_probe(vgg16, 32, 1, 10_000_000, keys, available=64 * 10**9)
 
 
+@pytest.mark.slow
 def test_a_stimulus_too_small_for_the_backbone_says_the_minimum(alexnet):
     minimum = alexnet.min_size
     assert minimum == 63  # conv 11/4, three 3/2 max-pools: the smallest input that leaves 1x1
@@ -55,6 +57,7 @@ def test_a_stimulus_too_small_for_the_backbone_says_the_minimum(alexnet):
         resources.check_probe(alexnet, 32, 8, 10, ("atlas.size", "atlas.batch_size"))
 
 
+@pytest.mark.slow
 def test_activation_plan_matches_torch_shapes(vgg16):
     import torch
 

@@ -41,6 +41,7 @@ def test_auto_leaves_the_busy_cores_alone() -> None:
     assert resolve_threads("auto", cpus=8, load=2.6) == 5
 
 
+@pytest.mark.slow
 def test_apply_sets_torch_threads_or_the_environment() -> None:
     code = (
         "import os, sys; from psychovis.pipeline.runner import apply_threads; apply_threads(1);"

@@ -109,6 +109,7 @@ def test_lineage_of_a_weighted_training_run_reaches_the_weights_and_their_params
     assert set(lineage.inputs) == {"data/models/pretrain.pt", "data/weights/topk.safetensors"}
 
 
+@pytest.mark.slow
 def test_lineage_is_found_from_the_command_line_without_dvc(pipeline_copy: Path) -> None:
     by_argv = stage_lineage(pipeline_copy, argv=["stages/train.py", "--loss", "pixel", "--seed", "0", "--resume"])
     assert by_argv.stage == "train_pixel@0" and by_argv.upstream == ("pretrain",)
@@ -123,6 +124,7 @@ def test_lineage_is_found_from_the_command_line_without_dvc(pipeline_copy: Path)
     assert "could not be resolved" in stage_lineage(pipeline_copy, argv=["stages/vfss.py"]).problem
 
 
+@pytest.mark.slow
 def test_the_stage_table_is_parsed_once_per_dvc_yaml_and_params(pipeline_copy: Path) -> None:
     # DVC parses dvc.yaml in about 1.4 s: a DVC repository keeps the table, keyed by both files' content.
     (pipeline_copy / ".dvc").mkdir()
@@ -217,6 +219,7 @@ def _client(store: str) -> Any:
     return mlflow.MlflowClient()
 
 
+@pytest.mark.slow
 def test_parent_run_is_found_again_and_a_duplicate_loses(store: str) -> None:
     client = _client(store)
     experiment_id = client.create_experiment("parents")
@@ -233,6 +236,7 @@ def test_parent_run_is_found_again_and_a_duplicate_loses(store: str) -> None:
     assert parent_run(client, experiment_id, other) != first
 
 
+@pytest.mark.slow
 def test_stage_runs_nest_under_their_execution_with_item_runs_below(
     store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,6 +341,7 @@ def test_tracking_uri_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.Monke
     assert tracking.tracking_uri(tmp_path / "copy") == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
 
 
+@pytest.mark.slow
 def test_a_store_that_turns_read_only_during_a_stage_is_one_line_without_mlflow_tracebacks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

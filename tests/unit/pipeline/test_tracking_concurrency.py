@@ -97,6 +97,7 @@ def _log_once(root: Path) -> str:
         return run.run_id
 
 
+@pytest.mark.slow
 def test_a_copied_checkout_logs_into_its_own_mlruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)

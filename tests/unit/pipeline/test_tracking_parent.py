@@ -10,6 +10,7 @@ import pytest
 from psychovis.pipeline.tracking import stage_run
 
 
+@pytest.mark.slow
 def test_the_parent_runs_while_a_stage_runs_and_carries_the_headline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

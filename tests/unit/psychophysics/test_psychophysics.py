@@ -152,6 +152,7 @@ def test_build_distances_gives_loss_modules_with_k_map_masks() -> None:
 # ------------------------------------------------------------------------------------- shared pass
 
 
+@pytest.mark.slow
 def test_shared_forward_pass_equals_calling_each_distance() -> None:
     # dists: its backgrounds are prepared once (DISTS.prepare), against a forward pass of every pair when wrapped
     distances = build_distances(fake_scores(), k=32, layers=[LAYER], include=["vgg", "topk", "lpips_vgg", "dists"])
@@ -204,6 +205,57 @@ def test_scores_of_hand_made_curves() -> None:
         pp.sensitivity_scores(frequency[::-1], frequency)
 
 
+def test_geometry_sweep_rereads_a_pixel_curve_at_each_px_per_degree() -> None:
+    # A "network" whose curve in cycles/pixel is the human CSF seen at 120 px/deg, measured at the paper's 61.8.
+    cpp = np.geomspace(0.01, 0.3, 12)
+    curve = pd.DataFrame(
+        {
+            "distance": "net",
+            "background": "grey",
+            "frequency_cpp": cpp,
+            "frequency_cpd": cpp * 61.8,
+            "sensitivity": contrast_sensitivity(cpp * 120.0),
+        }
+    )
+    assert pp.px_per_degree_as_run(curve) == pytest.approx(61.8)
+    sweep = pp.geometry_sweep(curve, [30.0, 61.8, 120.0], ["mannos_sakrison_code"])
+    assert list(sweep["px_per_degree"]) == [30.0, 61.8, 120.0]
+    by_ppd = sweep.set_index("px_per_degree")
+    assert by_ppd.loc[120.0, "log_correlation"] == pytest.approx(1.0)  # its own geometry
+    assert by_ppd.loc[61.8, "log_correlation"] < by_ppd.loc[120.0, "log_correlation"] - 0.05
+    # the peak sits at one cycles/pixel, so in cycles/degree it scales with the geometry
+    peaks = by_ppd["peak_frequency_cpd"]
+    assert peaks[120.0] / peaks[30.0] == pytest.approx(4.0, rel=1e-6)
+    # the rendered frame is left as it was
+    np.testing.assert_allclose(curve["frequency_cpd"], cpp * 61.8)
+
+    metrics = pp.geometry_metrics(sweep, "mannos_sakrison_code", 61.8)
+    assert metrics["px_per_degree_as_run"] == pytest.approx(61.8)
+    assert set(metrics["log_correlation"]["net"]) == {"30ppd", "61.8ppd", "120ppd"}
+    assert metrics["sign_changes"] == ([] if (sweep["log_correlation"] > 0).all() else ["net"])
+    flipped = sweep.assign(log_correlation=[-0.5, 0.2, 0.9])
+    assert pp.geometry_metrics(flipped, "mannos_sakrison_code", 61.8)["sign_changes"] == ["net"]
+
+
+def test_a_stated_geometry_renders_cycles_per_degree_at_it() -> None:
+    paper = pp.StimulusSpec(size=64, frequencies_cpd=(2.0, 4.0, 8.0))
+    assert float(paper.cpp(10.0)) == pytest.approx(10.0 / 61.8, rel=1e-3)  # the authors' mapping, as run
+    stated = pp.StimulusSpec(size=128, frequencies_cpd=(2.0, 4.0, 8.0), px_per_degree=120.0)
+    assert float(stated.cpp(12.0)) == pytest.approx(0.1)
+
+
+def test_geometry_sweep_refuses_bad_geometries() -> None:
+    curve = pd.DataFrame(
+        {"distance": "a", "background": "grey", "frequency_cpp": [0.1, 0.2], "frequency_cpd": [6.18, 20.0]}
+    )
+    with pytest.raises(ValueError, match="one geometry"):
+        pp.px_per_degree_as_run(curve)
+    with pytest.raises(ValueError, match="positive"):
+        pp.geometry_sweep(curve.assign(sensitivity=1.0), [0.0, 60.0], ["mannos_sakrison_code"])
+    with pytest.raises(ValueError, match="frequency_cpp"):
+        pp.geometry_sweep(curve.drop(columns="frequency_cpp"), [60.0], ["mannos_sakrison_code"])
+
+
 # ---------------------------------------------------------------------------------------- bad input
 
 
@@ -218,6 +270,8 @@ def test_scores_of_hand_made_curves() -> None:
         ({"phases": 0}, "phases"),
         ({"window": "hamming"}, "window"),
         ({"reference_contrast": 0.0}, "reference_contrast"),
+        ({"px_per_degree": 0.0}, "px_per_degree"),
+        ({"px_per_degree": 20.0}, "above Nyquist"),
     ],
 )
 def test_bad_stimulus_specs_are_refused(overrides: dict, message: str) -> None:

@@ -44,6 +44,7 @@ def table(grid: pp.DistanceGrid) -> pd.DataFrame:
     return pp.robustness_table(grid, fake_scores(), ks=(8, 64), draws=40, csfs=CSFS, nyquist_safe_cpp=0.25)
 
 
+@pytest.mark.slow
 def test_grid_criteria_per_level(grid: pp.DistanceGrid) -> None:
     np.testing.assert_allclose(grid.criterion_contrasts, LEVELS)
     for name in ("vgg", "lpips_alex", "dists"):
@@ -74,6 +75,7 @@ def test_log_correlations_match_the_single_curve_scores() -> None:
     )
 
 
+@pytest.mark.slow
 def test_gain_normalised_selection_ignores_each_maps_gain(grid: pp.DistanceGrid) -> None:
     """Scaling one map's errors by 100 changes the raw subset distance but not the gain-normalised one."""
     chosen = selections((64,), [0, 1, 2])
@@ -96,6 +98,7 @@ def test_gain_normalised_selection_ignores_each_maps_gain(grid: pp.DistanceGrid)
         pp.selection_thresholds(grid, scores, chosen, control="zscore")
 
 
+@pytest.mark.slow
 def test_robustness_table_covers_every_condition(table: pd.DataFrame, grid: pp.DistanceGrid) -> None:
     selections_per_condition = 2 * 2 + 2 * 40  # (topk, bottomk) x ks + ks x draws
     conditions = len(LEVELS) * 2 * len(CSFS)  # levels x ranges x CSFs
@@ -116,6 +119,7 @@ def test_robustness_table_covers_every_condition(table: pd.DataFrame, grid: pp.D
         np.testing.assert_allclose(rows.loc[rows["kind"] == "selection", "log_correlation"], vgg, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_robustness_table_refuses_bad_sizes(grid: pp.DistanceGrid) -> None:
     with pytest.raises(ParamsError, match=r"psychophysics.subset_ks \[300\] exceed the 256 maps of relu3_2"):
         pp.robustness_table(grid, fake_scores(), ks=(8, 300), draws=5, csfs=CSFS, nyquist_safe_cpp=0.25)
@@ -155,6 +159,7 @@ def test_null_summary_places_top_and_bottom_in_the_null() -> None:
     assert row["gap"] == pytest.approx(79.0)
 
 
+@pytest.mark.slow
 def test_summary_metrics_are_json_safe_and_lean(table: pd.DataFrame) -> None:
     nulls = pp.null_summary(table)
     main = {"criterion_contrast": LEVELS[0], "control": "raw", "frequency_range": "full", "csf": CSFS[0]}
@@ -181,6 +186,7 @@ def test_stimulus_needs_two_cycles_at_the_lowest_frequency() -> None:
         pp.StimulusSpec(size=64, frequencies_cpd=(2.0, 4.0, 16.0), criterion_contrasts=(0.0,))
 
 
+@pytest.mark.slow
 def test_headline_keeps_the_null_percentiles_within_the_exp_show_budget(table: pd.DataFrame) -> None:
     nulls = pp.null_summary(table)
     main = {"criterion_contrast": LEVELS[0], "control": "raw", "frequency_range": "full", "csf": CSFS[0]}

@@ -182,6 +182,7 @@ def test_networks_are_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert judges.networks == networks
 
 
+@pytest.mark.slow
 def test_a_prepared_reference_scores_as_the_pair(all_judges: Judges) -> None:
     """Reference features computed once (``reference`` then ``score``) give the pair's scores to float noise."""
     target = astronaut_crop()

@@ -52,6 +52,7 @@ def test_gradients_reach_every_parameter() -> None:
         assert parameter.grad.abs().sum() > 0, name
 
 
+@pytest.mark.slow
 def test_short_training_beats_bicubic() -> None:
     torch.manual_seed(0)
     hr = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2))

@@ -106,6 +106,7 @@ def test_checkpoint_round_trip_is_safe(images: list[np.ndarray], tmp_path: Path)
         load_checkpoint(tmp_path / "absent.pt")
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_an_uninterrupted_run(images: list[np.ndarray], tmp_path: Path) -> None:
     config = TrainConfig(loss="pixel", **{**TINY, "iterations": 6})
     reference, reference_curve = train(config, images, progress=False)
@@ -140,6 +141,7 @@ def test_from_params_takes_the_train_section_and_overrides() -> None:
     assert config.layers == ("relu3_2",) and config.perceptual_weight == 0.02
 
 
+@pytest.mark.slow
 def test_fine_tune_starts_from_the_warm_start(images: list[np.ndarray], tmp_path: Path, weights_dir: Path) -> None:
     warm = TrainConfig(loss="pixel", **TINY)
     model, _ = train(warm, images, progress=False)
@@ -174,6 +176,7 @@ def _interrupted(config: TrainConfig, images: object, checkpoint: Path, **kwargs
         train(config, images, progress=False, on_log=stop, checkpoint_path=checkpoint, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_run(
     images: list[np.ndarray], tmp_path: Path, weights_dir: Path
 ) -> None:
@@ -197,6 +200,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(
     train(config, {"astronaut": images[0]}, progress=False, checkpoint_path=checkpoint)
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_weights_and_warm_start(images: list[np.ndarray], tmp_path: Path) -> None:
     warm = TrainConfig(loss="pixel", **TINY)
     model, _ = train(warm, images, progress=False)
@@ -244,6 +248,7 @@ def test_a_world_of_one_trains_exactly_like_no_world(images: list[np.ndarray]) -
     assert curve["loss"].tolist() == single_curve["loss"].tolist()
 
 
+@pytest.mark.slow
 def test_channels_last_and_autocast_train_close_to_the_default(images: list[np.ndarray]) -> None:
     config = TrainConfig(loss="pixel", **TINY)
     reference, curve = train(config, images, progress=False)
