@@ -41,9 +41,9 @@ def main() -> None:
     pairs = int(pd.read_csv(destination / "differences.csv")["n"].max())
     wall = f" {args.wall_minutes:.0f} min of `dvc exp run` on {args.machine}." if args.wall_minutes else ""
     facts = (
-        f"The study preset: the same warm start ({pretrain['iterations']} steps), every loss fine-tuned for "
-        f"{train['iterations']} steps with each of {len(train['seeds'])} seeds ({pairs} (seed, image) pairs per "
-        f"comparison, {compare['resamples']} paired bootstrap resamples of the pairs).{wall}"
+        f"The study preset: {len(train['seeds'])} seeds, each an independent run (its own warm start of "
+        f"{pretrain['iterations']} steps, every loss fine-tuned from it for {train['iterations']} steps; {pairs} "
+        f"(seed, image) pairs per comparison, {compare['resamples']} paired bootstrap resamples of the pairs).{wall}"
     )
     record = {
         "facts": facts,

@@ -1,6 +1,6 @@
 """LPIPS-Alex vs PSNR-Y trade-off fronts: is a weighting better than the plain VGG loss at matched fidelity?
 
-Every loss fine-tunes the same L1 warm start (``data/models/pretrain.pt`` when the pipeline has run,
+Every loss fine-tunes the same L1 warm start (``data/models/pretrain-s<base.seed>.pt`` when the pipeline has run,
 else one trained here with the pipeline's recipe) at each ``--weights`` value of
 ``train.perceptual_weight``, with each ``--seeds`` crop seed; the models restore the held-out images
 (PSNR-Y and LPIPS-Alex per image, seeds averaged). Each loss's front is its points over the weights
@@ -55,7 +55,7 @@ def main() -> None:
     images, held_out = load_dataset(section["image_dir"], section["test_images"], section["crop_size"])
     weights_dir = ROOT / "data/weights" if (ROOT / "data/weights/vfss.safetensors").exists() else SHIPPED_WEIGHTS
     started = time.perf_counter()
-    warm_path = ROOT / "data/models/pretrain.pt"
+    warm_path = ROOT / f"data/models/pretrain-s{params['base']['seed']}.pt"
     args.out.mkdir(parents=True, exist_ok=True)
     if warm_path.exists() and not args.set:
         warm_model = load_checkpoint(warm_path)[0]

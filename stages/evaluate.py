@@ -7,7 +7,7 @@ from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handle
 from psychovis import io
 from psychovis.errors import ParamsError
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.training import WARM_START_CHECKPOINT, model_path
+from psychovis.pipeline.training import WARM_START, model_path
 from psychovis.sr import figures as sr_figures
 from psychovis.sr.data import load_dataset
 from psychovis.sr.evaluation import (
@@ -41,15 +41,14 @@ def main(ctx: StageContext) -> None:
     if p["figure_seed"] not in train["seeds"]:
         raise ParamsError(f"evaluate.figure_seed {p['figure_seed']} is not one of train.seeds {train['seeds']}")
     # pixel (L1 continued) always runs (dvc.yaml stage train_pixel); the other baselines are listed
-    losses = list(dict.fromkeys(["pixel", *train["baseline_losses"], *train["weighted_losses"]]))
+    # each seed's warm start is scored too (the reference every fine-tune moved from)
+    losses = list(dict.fromkeys([WARM_START, "pixel", *train["baseline_losses"], *train["weighted_losses"]]))
     paths = {(loss, seed): model_path(loss, seed) for loss in losses for seed in train["seeds"]}
     # every checkpoint's scale checked before any model runs (one of another scale failed only at scoring)
     models = load_models(paths, train["scale"], device)
-    warm_start = load_models({"pretrain": WARM_START_CHECKPOINT}, train["scale"], device)
     _, test_images = load_dataset(train["image_dir"], train["test_images"], train["crop_size"])
     identities = {key: file_sha256(path) for key, path in paths.items()}
     identities |= {(method, seed): method for method in (BICUBIC,) for seed in train["seeds"]}
-    identities |= {("pretrain", seed): file_sha256(WARM_START_CHECKPOINT) for seed in train["seeds"]}
     with ctx.run() as run:
         run.set_tags({"test_images": ",".join(test_images)})
         references = reference_images(test_images, train["scale"], p["max_size"])
@@ -57,10 +56,8 @@ def main(ctx: StageContext) -> None:
         cache = ScoreCache(CACHE, config, references)
         # Models whose scores are cached are not run, except those the comparison figure shows.
         skip = {key for key in models if cache.has(identities[key]) and key[1] != p["figure_seed"]}
-        references, outputs = super_resolve_all(
-            models, test_images, train["scale"], p["max_size"], device, seedless=warm_start, skip=skip
-        )
-        keys = [key for key in outputs if key[0] in (BICUBIC, *warm_start)] + list(models)
+        references, outputs = super_resolve_all(models, test_images, train["scale"], p["max_size"], device, skip=skip)
+        keys = [key for key in outputs if key[0] == BICUBIC] + list(models)
         per_image, per_band = score(
             references, outputs, p["judges"], train["scale"], p["border"], p["frequency_bands"], device,
             cache=cache, identities=identities, keys=keys,

@@ -48,9 +48,10 @@ def read_json(path: str | Path) -> Any:
 def facts(params: dict[str, dict[str, Any]], differences: pd.DataFrame) -> str:
     train, pretrain, compare = params["train"], params["pretrain"], params["compare"]
     return (
-        f"4x super-resolution of the {train['test_images']} held-out images (full size): an L1 warm start of "
-        f"{pretrain['iterations']} steps, then every loss fine-tuned for {train['iterations']} steps with each of "
-        f"{len(train['seeds'])} seeds ({int(differences['n'].max())} (seed, image) pairs per comparison); "
+        f"4x super-resolution of the {train['test_images']} held-out images (full size): per seed an L1 warm start "
+        f"of {pretrain['iterations']} steps, then every loss fine-tuned from it for {train['iterations']} steps; "
+        f"{len(train['seeds'])} seed(s), each an independent run ({int(differences['n'].max())} (seed, image) pairs "
+        "per comparison); "
         f"{compare['resamples']} paired bootstrap resamples of the pairs, so the intervals speak for these "
         "images and seeds, not for images in general."
     )

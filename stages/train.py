@@ -1,4 +1,4 @@
-"""Stage `train_*`: fine-tune the L1 warm start under one loss and one seed (``--loss``, ``--seed``)."""
+"""Stage `train_*`: fine-tune the seed's L1 warm start under one loss (``--loss``, ``--seed``)."""
 
 from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
 
@@ -9,7 +9,7 @@ import argparse
 from psychovis import io
 from psychovis.names import LOSSES
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.training import WARM_START_CHECKPOINT, add_arguments, run_training_stage
+from psychovis.pipeline.training import add_arguments, run_training_stage, warm_start_path
 from psychovis.sr.training import TrainConfig
 
 
@@ -18,7 +18,7 @@ def main(ctx: StageContext) -> None:
     config = TrainConfig.from_params(ctx.params["train"], loss, seed)
     name = f"{loss}-s{seed}"
     summary = run_training_stage(
-        ctx, config, name, f"train@{name}", {"loss": loss, "seed": str(seed)}, WARM_START_CHECKPOINT
+        ctx, config, name, f"train@{name}", {"loss": loss, "seed": str(seed)}, warm_start_path(seed)
     )
     if summary is not None:  # rank 0 (the other ranks, and a launcher of ranks, write nothing)
         io.write_json(summary, f"data/train/{name}.json")
@@ -27,5 +27,7 @@ def main(ctx: StageContext) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="psychovis `train` stage")
     parser.add_argument("--loss", required=True, choices=LOSSES, help="which loss to fine-tune with")
-    parser.add_argument("--seed", required=True, type=int, help="seed of the fine-tune (crops and any new weights)")
+    parser.add_argument(
+        "--seed", required=True, type=int, help="seed of the fine-tune (crops, new weights) and of its warm start"
+    )
     run_stage("train", main, parser=add_arguments(parser))

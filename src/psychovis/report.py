@@ -118,12 +118,13 @@ def unit_clause(differences: pd.DataFrame) -> str:
     n = int(differences["n"].max()) if "n" in differences and len(differences) else 0
     if unit == "pair":
         return (
-            f"unit: the (seed, image) pair, n = {n}; the intervals condition on these held-out images, "
-            "the one warm start and these seeds"
+            f"unit: the (seed, image) pair, n = {n}; the intervals condition on these held-out images "
+            "and these seeds (each its own warm start and fine-tunes)"
         )
     return (
-        f"unit: the {unit}, then pairs within, n = {n} pairs; the intervals condition on the warm start and seeds, "
-        "and with few images an image-clustered interval is anti-conservative (3 images: effective alpha about 0.25)"
+        f"unit: the {unit}, then pairs within, n = {n} pairs; the intervals condition on the seeds and their warm "
+        "starts, and with few images an image-clustered interval is anti-conservative (3 images: effective alpha "
+        "about 0.25)"
     )
 
 
@@ -163,7 +164,8 @@ def image_level_sentence(inference: pd.DataFrame, method: str, baseline: str, ju
     return (
         f"**{method}** vs {baseline} on {JUDGE_LABELS.get(judge, judge)}: {verdict}, {numbers} "
         f"(unit: the held-out image, n = {int(first['n_images'])}, seeds averaged within each image; Holm over "
-        f"methods x judges; conditional on the trained models: their warm start and seeds are not resampled{fragile})."
+        f"methods x judges; conditional on the trained models: the seeds, each with its own warm start, are averaged "
+        f"within images, not resampled as a level{fragile})."
     )
 
 

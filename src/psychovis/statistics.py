@@ -432,7 +432,7 @@ INFERENCE_COLUMNS: tuple[str, ...] = (
 """Columns of :func:`image_level_inference`'s table (one row per method and judge)."""
 
 CONDITIONS_ON = (
-    "the trained models (their warm starts and crop seeds are fixed, not resampled); "
+    "the trained models (the seeds, each with its own warm start, are fixed, not resampled as a level); "
     "the held-out images are the sampled unit"
 )
 """What the image-level intervals condition on, for reports."""
@@ -640,9 +640,9 @@ def image_level_inference(
       ``margin`` given the measured SD of the per-image differences (``sd_image``), with the
       images at hand (``power_at_margin``) and the images needed for 80 % (``images_for_power``).
 
-    The intervals condition on the trained models (:data:`CONDITIONS_ON`): with one warm start
-    they say nothing about retraining; with several (the ``seed`` key distinguishing them) their
-    spread enters within images only, as a crossed factor held fixed.
+    The intervals condition on the trained models (:data:`CONDITIONS_ON`): each seed (the ``seed``
+    key) is one independent run, its own warm start included; with one seed they say nothing about
+    retraining, with several their spread enters within images only, as a crossed factor held fixed.
 
     Args:
         scores: long table with columns :data:`SCORE_COLUMNS`.

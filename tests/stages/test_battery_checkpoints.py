@@ -1,6 +1,6 @@
 """Battery (issue 14): a spoiled model checkpoint read by a stage stops it with one line, exit 2.
 
-The fine-tune stage (``train@pixel-s0``) starts from the warm start ``data/models/pretrain.pt``;
+The fine-tune stage (``train@pixel-s0``) starts from the warm start ``data/models/pretrain-s0.pt``;
 each case replaces that file (truncated, garbage, a hostile pickle, a zip of the wrong content,
 another architecture, a dangling link) in a clone of the prepared project. The line must name the
 checkpoint and say to retrain it, must not advise ``weights_only=False``, and nothing may change.
@@ -17,7 +17,7 @@ import pytest
 import torch
 from stagekit import Case, Outcome, assert_one_line_and_unchanged, by_name, prepared_project, run_selected
 
-CHECKPOINT = "data/models/pretrain.pt"
+CHECKPOINT = "data/models/pretrain-s0.pt"
 
 
 class _RunsCode:

@@ -20,8 +20,13 @@ from stagekit import check, command, copy_sources, one_line, run, stage_env, tem
 
 # Four crops per step shared by the ranks, a checkpoint every 2 steps.
 PRETRAIN = {"pretrain": {"iterations": 6}, "train": {"batch_size": 4, "log_every": 2}}
-OUTPUTS = ("data/models/pretrain.pt", "data/curves/pretrain.csv", "data/curves/pretrain.png", "metrics/pretrain.json")
-PARTIAL = "data/models/.pretrain.partial.pt"
+OUTPUTS = (
+    "data/models/pretrain-s0.pt",
+    "data/curves/pretrain-s0.csv",
+    "data/curves/pretrain-s0.png",
+    "metrics/pretrain-s0.json",
+)
+PARTIAL = "data/models/.pretrain-s0.partial.pt"
 WEIGHTS_ATOL = 1e-5  # max |w_N=2 - w_N=1| after 6 Adam steps (measured: ~1e-7)
 LOSS_RTOL = 1e-5  # the logged loss curve, averaged over the ranks
 
@@ -33,7 +38,7 @@ def _set_processes(project: Path, processes: int) -> None:
 
 
 def _weights(project: Path) -> dict[str, torch.Tensor]:
-    return torch.load(project / "data/models/pretrain.pt", map_location="cpu", weights_only=True)["model"]
+    return torch.load(project / "data/models/pretrain-s0.pt", map_location="cpu", weights_only=True)["model"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch.Te
     """The one-process run: final weights and loss curve."""
     project = copy_sources(tmp_path_factory.mktemp("single") / "project", PRETRAIN)
     check(run(project, stage_env(project), "pretrain"))
-    return _weights(project), pd.read_csv(project / "data/curves/pretrain.csv")
+    return _weights(project), pd.read_csv(project / "data/curves/pretrain-s0.csv")
 
 
 @pytest.mark.e2e
@@ -49,8 +54,8 @@ def test_two_ranks_match_one_process(single: tuple[dict[str, torch.Tensor], pd.D
     project = copy_sources(tmp_path / "project", PRETRAIN)
     _set_processes(project, 2)
     result = check(run(project, stage_env(project), "pretrain"))
-    assert "pretrain: L1" in result.stdout  # rank 0's summary comes through the launcher
-    weights, curve = _weights(project), pd.read_csv(project / "data/curves/pretrain.csv")
+    assert "pretrain (seed 0): L1" in result.stdout  # rank 0's summary comes through the launcher
+    weights, curve = _weights(project), pd.read_csv(project / "data/curves/pretrain-s0.csv")
     reference, reference_curve = single
     assert list(weights) == list(reference)  # saved unwrapped: no DDP "module." prefix
     difference = max(float((weights[name] - reference[name]).abs().max()) for name in reference)
@@ -66,11 +71,11 @@ def test_dvc_exp_run_with_two_processes_gives_the_one_process_result(
 ) -> None:
     project, env = tiny_repo(tmp_path / "project", ["pretrain"], PRETRAIN)
     result = command(["dvc", "exp", "run", "-S", "train.processes=2"], project, env)
-    assert "stages/pretrain.py --processes 2" in result.stdout  # the param reaches the command line
+    assert "stages/pretrain.py --seed 0 --processes 2" in result.stdout  # the param reaches the command line
     weights, reference = _weights(project), single[0]
     assert max(float((weights[name] - reference[name]).abs().max()) for name in reference) < WEIGHTS_ATOL
     np.testing.assert_allclose(
-        pd.read_csv(project / "data/curves/pretrain.csv")["loss"], single[1]["loss"], rtol=LOSS_RTOL
+        pd.read_csv(project / "data/curves/pretrain-s0.csv")["loss"], single[1]["loss"], rtol=LOSS_RTOL
     )
 
 
@@ -94,7 +99,7 @@ def test_a_dying_rank_fails_the_stage_with_one_line_and_no_outputs(
     # The checkpoint of step 2 survives, whole; resuming on two ranks ends like the uninterrupted run.
     assert torch.load(project / PARTIAL, map_location="cpu", weights_only=True)["step"] == 2
     check(run(project, stage_env(project, PSYCHOVIS_RESUME="1"), "pretrain"))
-    weights, curve = _weights(project), pd.read_csv(project / "data/curves/pretrain.csv")
+    weights, curve = _weights(project), pd.read_csv(project / "data/curves/pretrain-s0.csv")
     reference, reference_curve = single
     assert max(float((weights[name] - reference[name]).abs().max()) for name in reference) < WEIGHTS_ATOL
     np.testing.assert_allclose(curve["loss"], reference_curve["loss"], rtol=LOSS_RTOL)

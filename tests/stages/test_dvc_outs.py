@@ -136,7 +136,7 @@ def test_every_training_curve_is_a_declared_plot_with_x_and_y() -> None:
     curves: dict[str, list[tuple[str, object]]] = {}
     with DvcRepo(str(ROOT)) as dvc:
         for stage in dvc.index.stages:
-            if stage.addressing == "pretrain" or stage.addressing.startswith("train_"):
+            if stage.addressing.startswith(("pretrain@", "train_")):
                 curves[stage.addressing] = [
                     (out.def_path, out.plot) for out in stage.outs if out.def_path.startswith("data/curves/")
                 ]

@@ -35,12 +35,12 @@ KILLS = 3
 FEATURES = "data/features/features.parquet"
 # The `pretrain` stage: the L1 training run every fine-tune shares its code with (pipeline.training).
 TRAIN_OUTPUTS = (
-    "data/models/pretrain.pt",
-    "data/curves/pretrain.csv",
-    "data/curves/pretrain.png",
-    "metrics/pretrain.json",
+    "data/models/pretrain-s0.pt",
+    "data/curves/pretrain-s0.csv",
+    "data/curves/pretrain-s0.png",
+    "metrics/pretrain-s0.json",
 )
-PARTIAL = "data/models/.pretrain.partial.pt"
+PARTIAL = "data/models/.pretrain-s0.partial.pt"
 TRAIN_OVERRIDES = {"log_every": 2}
 PRETRAIN_OVERRIDES = {"iterations": 30}
 
@@ -214,7 +214,7 @@ def test_train_killed_at_random_points_then_resumed_ends_identical(built: Built,
     resumed = check(run(project, {**env, "PSYCHOVIS_RESUME": "1"}, "pretrain"))
     assert f"resumed from step {partial['step']}" in resumed.stderr, "it did not resume"
     _assert_same_weights(_model_state(project / TRAIN_OUTPUTS[0]), reference)
-    curve = pd.read_csv(project / "data/curves/pretrain.csv")
+    curve = pd.read_csv(project / "data/curves/pretrain-s0.csv")
     assert curve["step"].tolist() == list(range(2, 31, 2))
     assert "seconds" not in curve  # wall-clock time goes to MLflow only: the tracked curve is reproducible
     assert not (project / PARTIAL).exists()

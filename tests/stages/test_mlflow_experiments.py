@@ -101,7 +101,7 @@ def test_training_runs_log_the_upstream_params_and_input_hashes(experiments: dic
         assert params["vfss.csf"] and params["stimuli.size"] == "64" and params["pretrain.iterations"] == "2"
         assert len(params["md5.data/weights/topk.safetensors"]) == 32
         assert run.data.tags["dvc.stage"] == "train_weighted@topk-0"
-        assert {"weights", "vfss", "pretrain"} <= set(run.data.tags["dvc.upstream"].split(","))
+        assert {"weights", "vfss", "pretrain@0"} <= set(run.data.tags["dvc.upstream"].split(","))
         assert "train_images" in {item.dataset.name for item in run.inputs.dataset_inputs}
     # the baseline's own topk fine-tune (top_k 8, a workspace run) read other weights than topk4's
     baseline = [r for r in _by_experiment(runs, "workspace") if r.info.run_name == "train@topk-s0"]

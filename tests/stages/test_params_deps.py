@@ -110,4 +110,4 @@ def test_top_k_reruns_only_what_depends_on_it(experiment_repo: Repo) -> None:
 def test_perceptual_weight_keeps_the_pixel_model(experiment_repo: Repo) -> None:
     reran = experiment_repo.reran["perceptual"]
     assert {"train_baseline@vgg-0", "train_weighted@vfss-0", "train_weighted@topk-0", "evaluate"} <= reran
-    assert not reran & {"pretrain", "train_pixel@0", "weights", "psychophysics", "atlas@vgg16"}, sorted(reran)
+    assert not reran & {"pretrain@0", "train_pixel@0", "weights", "psychophysics", "atlas@vgg16"}, sorted(reran)

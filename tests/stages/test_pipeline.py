@@ -19,7 +19,7 @@ STAGES = [
     "tuning",
     "vfss",
     "weights",
-    "pretrain",
+    "pretrain@s0",
     "report",
     "train@pixel-s0",
     "train@vgg-s0",
@@ -151,7 +151,7 @@ def test_second_repro_changes_nothing_and_params_rerun_only_dependents(project: 
     assert status.returncode == 0
     changed = set(yaml.safe_load(status.stdout))
     assert "vfss" in changed
-    assert not changed & {"stimuli", "features", "tuning", "pretrain", "train_pixel@0", "train_baseline@vgg-0"}
+    assert not changed & {"stimuli", "features", "tuning", "pretrain@0", "train_pixel@0", "train_baseline@vgg-0"}
 
 
 @pytest.mark.e2e
@@ -168,7 +168,7 @@ def test_more_seeds_add_runs_without_retraining(project: tuple[Path, dict[str, s
         params_path.write_text(original)
     changed = set(yaml.safe_load(status.stdout))
     assert {"train_pixel@1", "train_weighted@vfss-1", "evaluate"} <= changed
-    assert not changed & {"pretrain", "train_pixel@0", "train_weighted@vfss-0"}
+    assert not changed & {"pretrain@0", "train_pixel@0", "train_weighted@vfss-0"}
 
 
 @pytest.mark.e2e

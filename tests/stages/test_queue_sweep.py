@@ -1,7 +1,7 @@
 """A sweep on DVC's experiment queue: 4 experiments queued with ``-S``, run 2 at a time, compared.
 
 The README's recipe on a tiny pipeline (the real `pretrain` stage): ``dvc exp run --queue -S ...`` for two
-points that differ in ``base.seed`` and ``pretrain.learning_rate``, ``dvc queue start -j 2`` (both run at
+points that differ in ``pretrain.iterations`` and ``pretrain.learning_rate``, ``dvc queue start -j 2`` (both run at
 once), then ``dvc exp show --json`` lists every experiment with its params and metrics, and each
 experiment's MLflow run carries the experiment's name in the ``dvc.experiment`` tag (DVC sets
 ``DVC_EXP_NAME`` while it runs one).
@@ -25,7 +25,7 @@ import mlflow
 import pytest
 from stagekit import command, tiny_repo
 
-GRID = ((0, 1e-3), (1, 5e-4))  # (base.seed, pretrain.learning_rate)
+GRID = ((2, 1e-3), (3, 5e-4))  # (pretrain.iterations, pretrain.learning_rate)
 QUEUE_TIMEOUT_S = 600
 
 
@@ -58,9 +58,9 @@ def test_a_queued_grid_runs_two_at_a_time_and_shows_with_params_metrics_and_mlfl
     # SQLite store together race on its tables (MLflow's migration is not safe to run concurrently).
     mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()
     grid = list(GRID)
-    for seed, rate in grid:
-        command(["dvc", "exp", "run", "--queue", "-S", f"base.seed={seed}", "-S", f"pretrain.learning_rate={rate}"],
-                project, env)  # fmt: skip
+    for steps, rate in grid:
+        overrides = ["-S", f"pretrain.iterations={steps}", "-S", f"pretrain.learning_rate={rate}"]
+        command(["dvc", "exp", "run", "--queue", *overrides], project, env)
     try:
         command(["dvc", "queue", "start", "-j", "2"], project, env)
         status = _wait_for_queue(project, env)
@@ -75,10 +75,14 @@ def test_a_queued_grid_runs_two_at_a_time_and_shows_with_params_metrics_and_mlfl
     runs: dict[str, tuple[int, float, float]] = {}
     for record in _experiments(shown):
         params = record["data"]["params"]["params.yaml"]["data"]
-        metrics = record["data"].get("metrics", {}).get("metrics/pretrain.json", {}).get("data", {})
+        metrics = record["data"].get("metrics", {}).get("metrics/pretrain-s0.json", {}).get("data", {})
         if "loss" in metrics:
-            runs[record["name"]] = (params["base"]["seed"], params["pretrain"]["learning_rate"], metrics["loss"])
-    assert sorted((seed, rate) for seed, rate, _ in runs.values()) == sorted(grid), runs
+            runs[record["name"]] = (
+                params["pretrain"]["iterations"],
+                params["pretrain"]["learning_rate"],
+                metrics["loss"],
+            )
+    assert sorted((steps, rate) for steps, rate, _ in runs.values()) == sorted(grid), runs
     assert all(loss > 0 for _, _, loss in runs.values())
 
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
@@ -86,11 +90,11 @@ def test_a_queued_grid_runs_two_at_a_time_and_shows_with_params_metrics_and_mlfl
             "select t.value, p.key, p.value from runs r"
             " join tags t on t.run_uuid = r.run_uuid and t.key = 'dvc.experiment'"
             " join params p on p.run_uuid = r.run_uuid where r.status = 'FINISHED' and p.key in"
-            " ('base.seed', 'pretrain.learning_rate')"
+            " ('pretrain.iterations', 'pretrain.learning_rate')"
         ).fetchall()
     logged: dict[str, dict[str, str]] = {}
     for experiment, key, value in rows:
         logged.setdefault(experiment, {})[key] = value
     assert set(logged) == set(runs), "every experiment's MLflow run carries its name in dvc.experiment"
-    for name, (seed, rate, _) in runs.items():
-        assert logged[name] == {"base.seed": str(seed), "pretrain.learning_rate": str(rate)}, name
+    for name, (steps, rate, _) in runs.items():
+        assert logged[name] == {"pretrain.iterations": str(steps), "pretrain.learning_rate": str(rate)}, name

@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 from stagekit import command, commit, copy_sources, request_json, stage_command, stage_env, tiny_repo
 
-OUTPUTS = ("data/models/pretrain.pt", "data/curves/pretrain.png", "data/curves/pretrain.csv", "metrics/pretrain.json")
+OUTPUTS = (
+    "data/models/pretrain-s0.pt",
+    "data/curves/pretrain-s0.png",
+    "data/curves/pretrain-s0.csv",
+    "metrics/pretrain-s0.json",
+)
 
 
 @pytest.mark.e2e
@@ -34,7 +39,7 @@ def test_push_clone_pull_gives_a_clean_status_without_recomputing(tmp_path: Path
 
     clone = tmp_path / "teammate"
     command(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
-    assert not (clone / "data/models/pretrain.pt").exists()
+    assert not (clone / "data/models/pretrain-s0.pt").exists()
     command(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], clone, env)
     command(["dvc", "pull"], clone, env)
     for name in OUTPUTS:
@@ -44,7 +49,7 @@ def test_push_clone_pull_gives_a_clean_status_without_recomputing(tmp_path: Path
     repro = command(["dvc", "repro"], clone, env)
     assert "Running stage" not in repro.stdout, repro.stdout
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # the one store of both checkouts
-        trained = db.execute("select count(*) from runs where name = 'pretrain'").fetchone()[0]
+        trained = db.execute("select count(*) from runs where name = 'pretrain@s0'").fetchone()[0]
     assert trained == 1, "the clone trained again"
 
 
@@ -52,7 +57,7 @@ def test_push_clone_pull_gives_a_clean_status_without_recomputing(tmp_path: Path
 def test_two_stages_log_to_one_server_at_once(server: str, tmp_path: Path) -> None:
     processes = []
     for index in range(2):
-        project = copy_sources(tmp_path / f"member{index}", {"base": {"seed": index}})
+        project = copy_sources(tmp_path / f"member{index}", {"train": {"seeds": [index]}})
         env = stage_env(project, MLFLOW_TRACKING_URI=server)
         log = (tmp_path / f"member{index}.log").open("w")
         processes.append((subprocess.Popen(stage_command("pretrain"), cwd=project, env=env, stderr=log), log))
@@ -63,15 +68,16 @@ def test_two_stages_log_to_one_server_at_once(server: str, tmp_path: Path) -> No
     query = urllib.parse.urlencode({"experiment_name": "psychovis"})
     experiment = request_json(f"{server}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
     found = request_json(f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})
-    runs = [run for run in found["runs"] if run["info"]["run_name"] == "pretrain"]  # the stage runs, not parents
+    runs = [
+        run for run in found["runs"] if run["info"]["run_name"].startswith("pretrain@s")
+    ]  # the stage runs, not parents
     assert len(runs) == 2 and len({run["info"]["run_id"] for run in runs}) == 2
     seeds = set()
     for run in runs:
         assert run["info"]["status"] == "FINISHED"
-        params = {param["key"]: param["value"] for param in run["data"]["params"]}
         metrics = {metric["key"] for metric in run["data"]["metrics"]}
         tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}
-        seeds.add(params["base.seed"])
+        seeds.add(tags["seed"])
         assert {"train_loss", "train_pixel", "parameters"} <= metrics
         assert tags["stage"] == "pretrain" and tags["dvc.experiment"] == "workspace"
         history = request_json(

@@ -82,7 +82,7 @@ CASES = by_name(
         case("vfss", {"vfss__csf": "mannos_sakrison"}, "data/vfss/vfss.png"),
         case("weights", {"weights__top_k": 4}, "metrics/weights.json"),
         case("tuning", {"tuning__min_response": 0.5}, "data/tuning/layers.png"),
-        case("pretrain", {"pretrain__iterations": 3}, "metrics/pretrain.json"),
+        case("pretrain", {"pretrain__iterations": 3}, "metrics/pretrain-s0.json"),
         case("train@pixel-s0", {"train__iterations": 3}, "data/train/pixel-s0.json"),
         case(
             "human_judgement",

@@ -29,14 +29,20 @@ from psychovis.sr.training import TrainConfig, save_checkpoint, train
 from psychovis.validation import check_processes
 
 MODELS_DIR = Path("data/models")
-"""Checkpoints: ``pretrain.pt`` and one ``<loss>-s<seed>.pt`` per fine-tune."""
+"""Checkpoints: one ``<loss>-s<seed>.pt`` per fine-tune and one warm start ``pretrain-s<seed>.pt`` per seed."""
 CURVES_DIR = Path("data/curves")
-WARM_START_CHECKPOINT = MODELS_DIR / "pretrain.pt"
+WARM_START = "pretrain"
+"""The warm start's method name: the L1 pretraining of each seed, which that seed's fine-tunes start from."""
 
 
 def model_path(loss: str, seed: int) -> Path:
-    """Where the fine-tune of ``loss`` with ``seed`` is saved."""
+    """Where the fine-tune of ``loss`` with ``seed`` (or, for ``pretrain``, that seed's warm start) is saved."""
     return MODELS_DIR / f"{loss}-s{seed}.pt"
+
+
+def warm_start_path(seed: int) -> Path:
+    """The warm start of the fine-tunes with ``seed``: each seed is one independent run, warm start included."""
+    return model_path(WARM_START, seed)
 
 
 def plateau_change(losses: np.ndarray, window: float = 0.1) -> float:
@@ -123,7 +129,7 @@ def run_training(
     Args:
         run: the stage's MLflow run (a silent one on ranks other than 0).
         config: the run's hyper-parameters.
-        name: the run's file stem (``pretrain``, ``<loss>-s<seed>``).
+        name: the run's file stem (``pretrain-s<seed>``, ``<loss>-s<seed>``).
         images: the training images by name.
         world: this process's rank.
         resume: continue from the partial checkpoint (also ``PSYCHOVIS_RESUME=1``).

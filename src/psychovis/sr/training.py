@@ -1,8 +1,8 @@
 """Train a super-resolution network under one of the compared losses.
 
-The recipe is SRGAN/ESRGAN's: a PSNR-oriented L1 warm start (`pretrain`), then every loss
-fine-tunes from that same checkpoint for the same number of steps, so the comparison is paired
-and the pixel model continued with L1 is the fair baseline. Losses (:data:`psychovis.names.LOSSES`):
+The recipe is SRGAN/ESRGAN's: a PSNR-oriented L1 warm start (`pretrain`, one per seed), then every
+loss fine-tunes from that seed's checkpoint for the same number of steps, so the comparison is paired
+within a warm start and the pixel model continued with L1 is the fair baseline. Losses (:data:`psychovis.names.LOSSES`):
 
 - ``pixel``: L1 only.
 - ``vgg``: L1 (``pixel_weight``) plus the plain VGG perceptual loss (uniform map weights).

@@ -89,7 +89,7 @@ def pipeline_copy(tmp_path: Path) -> Path:
     """The repository's dvc.yaml and params.yaml, with the files a `train_weighted@topk-0` run reads."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(ROOT / name, tmp_path / name)
-    for path, content in (("data/models/pretrain.pt", b"warm"), ("data/weights/topk.safetensors", b"topk")):
+    for path, content in (("data/models/pretrain-s0.pt", b"warm"), ("data/weights/topk.safetensors", b"topk")):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(content)
     (tmp_path / "data/models/.vgg-s0.partial.pt").write_bytes(b"hidden")  # a partial checkpoint: not an input
@@ -102,20 +102,20 @@ def test_lineage_of_a_weighted_training_run_reaches_the_weights_and_their_params
     monkeypatch.setenv("DVC_STAGE", "train_weighted@topk-0")
     lineage = stage_lineage(pipeline_copy, argv=["elsewhere.py"])
     assert lineage.problem is None and lineage.stage == "train_weighted@topk-0"
-    assert {"pretrain", "weights", "vfss", "features", "stimuli"} <= set(lineage.upstream)
+    assert {"pretrain@0", "weights", "vfss", "features", "stimuli"} <= set(lineage.upstream)
     assert not {"evaluate", "train_pixel@0", "tuning"} & set(lineage.upstream)
     assert lineage.params["weights.top_k"] == "64" and lineage.params["vfss.csf"] == "mannos_sakrison_code"
     assert lineage.params["stimuli.size"] == "227" and lineage.params["pretrain.iterations"] == "1000"
-    assert set(lineage.inputs) == {"data/models/pretrain.pt", "data/weights/topk.safetensors"}
+    assert set(lineage.inputs) == {"data/models/pretrain-s0.pt", "data/weights/topk.safetensors"}
 
 
 @pytest.mark.slow
 def test_lineage_is_found_from_the_command_line_without_dvc(pipeline_copy: Path) -> None:
     by_argv = stage_lineage(pipeline_copy, argv=["stages/train.py", "--loss", "pixel", "--seed", "0", "--resume"])
-    assert by_argv.stage == "train_pixel@0" and by_argv.upstream == ("pretrain",)
+    assert by_argv.stage == "train_pixel@0" and by_argv.upstream == ("pretrain@0",)
     assert not any(key.startswith(("weights.", "vfss.")) for key in by_argv.params)
     absolute = stage_lineage(pipeline_copy, argv=[str(pipeline_copy / "stages/evaluate.py")])
-    assert absolute.stage == "evaluate" and "data/models/pretrain.pt" in absolute.inputs
+    assert absolute.stage == "evaluate" and "data/models/pretrain-s0.pt" in absolute.inputs
     assert "data/models/.vgg-s0.partial.pt" not in absolute.inputs
     unknown = stage_lineage(pipeline_copy, argv=["stages/train.py", "--loss", "nope", "--seed", "0"])
     assert unknown.stage is None and "not a stage" in unknown.problem and unknown.params == {}
@@ -184,8 +184,8 @@ def test_a_big_input_dvc_has_hashed_is_not_read_again(dvc_copy: Path, monkeypatc
     lineage = stage_lineage(dvc_copy, argv=["elsewhere.py"])
     logged = tracking.input_md5s(lineage, dvc_copy)
     assert logged["md5.data/weights/topk.safetensors"] == ZEROS_2GIB_MD5
-    assert logged["md5.data/models/pretrain.pt"] == hashlib.md5(b"warm").hexdigest()
-    assert read == [(dvc_copy / "data/models/pretrain.pt").as_posix()]  # DVC never hashed it: read
+    assert logged["md5.data/models/pretrain-s0.pt"] == hashlib.md5(b"warm").hexdigest()
+    assert read == [(dvc_copy / "data/models/pretrain-s0.pt").as_posix()]  # DVC never hashed it: read
     assert time.perf_counter() - started < 10
 
 
@@ -193,17 +193,17 @@ def test_dvc_hash_is_the_files_md5_and_a_changed_file_is_hashed_again(dvc_copy: 
     from dvc.repo import Repo
     from dvc_data.hashfile.hash import hash_file
 
-    warm = dvc_copy / "data/models/pretrain.pt"
+    warm = dvc_copy / "data/models/pretrain-s0.pt"
     with Repo(str(dvc_copy)) as repo:
         _, info = hash_file(str(warm), repo.fs, "md5", state=repo.state)  # DVC's own hashing, recorded
     assert info.value == tracking.file_md5(warm)
     argv = ["stages/evaluate.py"]
-    assert stage_lineage(dvc_copy, argv=argv).hashes["data/models/pretrain.pt"] == info.value
+    assert stage_lineage(dvc_copy, argv=argv).hashes["data/models/pretrain-s0.pt"] == info.value
     warm.write_bytes(b"warm start, retrained")  # DVC's entry no longer matches the file
     lineage = stage_lineage(dvc_copy, argv=argv)
-    assert "data/models/pretrain.pt" not in lineage.hashes
+    assert "data/models/pretrain-s0.pt" not in lineage.hashes
     expected = hashlib.md5(b"warm start, retrained").hexdigest()
-    assert tracking.input_md5s(lineage, dvc_copy)["md5.data/models/pretrain.pt"] == expected
+    assert tracking.input_md5s(lineage, dvc_copy)["md5.data/models/pretrain-s0.pt"] == expected
 
 
 @pytest.fixture(scope="module")
