@@ -112,25 +112,37 @@ def beats(differences: pd.DataFrame, method: str, baseline: str, judges: Sequenc
     return all(verdicts.get(judge) == "better" for judge in judges)
 
 
-def unit_clause(differences: pd.DataFrame) -> str:
-    """What a pair-level verdict's interval speaks for: its unit of inference and what it conditions on."""
+def unit_clause(differences: pd.DataFrame, warm_start_per_seed: bool = True) -> str:
+    """What a pair-level verdict's interval speaks for: its unit of inference and what it conditions on.
+
+    ``warm_start_per_seed``: each seed trained its own warm start (the pipeline since stage ``pretrain@<seed>``);
+    False for runs whose seeds all fine-tuned one warm start (the earlier study record).
+    """
     unit = str(differences["resample_unit"].iloc[0]) if "resample_unit" in differences and len(differences) else "pair"
     n = int(differences["n"].max()) if "n" in differences and len(differences) else 0
-    if unit == "pair":
-        return (
-            f"unit: the (seed, image) pair, n = {n}; the intervals condition on these held-out images "
-            "and these seeds (each its own warm start and fine-tunes)"
+    if warm_start_per_seed:
+        images, seeds = "these held-out images and these seeds", "these seeds"
+        seeds_note = " (each its own warm start and fine-tunes)"
+    else:
+        images, seeds, seeds_note = (
+            "these held-out images, the one warm start and these seeds",
+            "the one warm start and these seeds",
+            "",
         )
+    if unit == "pair":
+        return f"unit: the (seed, image) pair, n = {n}; the intervals condition on {images}{seeds_note}"
     return (
-        f"unit: the {unit}, then pairs within, n = {n} pairs; the intervals condition on the seeds and their warm "
-        "starts, and with few images an image-clustered interval is anti-conservative (3 images: effective alpha "
-        "about 0.25)"
+        f"unit: the {unit}, then pairs within, n = {n} pairs; the intervals condition on {seeds}{seeds_note}, and "
+        "with few images an image-clustered interval is anti-conservative (3 images: effective alpha about 0.25)"
     )
 
 
-def unit_verdict_sentence(differences: pd.DataFrame, method: str, baseline: str) -> str:
+def unit_verdict_sentence(
+    differences: pd.DataFrame, method: str, baseline: str, warm_start_per_seed: bool = True
+) -> str:
     """:func:`verdict_sentence` naming its unit of inference and what its intervals condition on."""
-    return f"{verdict_sentence(differences, method, baseline)[:-1]} ({unit_clause(differences)})."
+    clause = unit_clause(differences, warm_start_per_seed)
+    return f"{verdict_sentence(differences, method, baseline)[:-1]} ({clause})."
 
 
 VERDICT_WORDS = {"better": "better", "worse": "worse", "equivalent": "equivalent", "no detectable difference": "n.d."}
@@ -229,8 +241,12 @@ def sr_section(
     differences: pd.DataFrame,
     facts: str,
     judges: Sequence[str],
+    warm_start_per_seed: bool = True,
 ) -> list[str]:
-    """The super-resolution results of one run: means, verdict sentences, difference tables."""
+    """The super-resolution results of one run: means, verdict sentences, difference tables.
+
+    ``warm_start_per_seed``: see :func:`unit_clause`.
+    """
     losses = perceptual_losses(evaluate)
     weighted = [method for method in losses if method != "vgg"]
     lines = [
@@ -247,8 +263,8 @@ def sr_section(
         "even very small differences are detectable: read each verdict next to its size in the tables.",
         "",
     ]
-    lines += [f"- {unit_verdict_sentence(differences, method, 'vgg')}" for method in weighted]
-    lines += [f"- {unit_verdict_sentence(differences, 'vgg', 'pixel')}"]
+    lines += [f"- {unit_verdict_sentence(differences, method, 'vgg', warm_start_per_seed)}" for method in weighted]
+    lines += [f"- {unit_verdict_sentence(differences, 'vgg', 'pixel', warm_start_per_seed)}"]
     if "bicubic" in set(differences["baseline"]):
         beaten = [method for method in losses if beats(differences, method, "bicubic", PERCEPTUAL_JUDGES)]
         lines += [
@@ -485,7 +501,7 @@ def render_results(
     if study is not None:
         # an earlier, smaller design than today's `make study` (bundled images, one warm start): named as what it was
         title = "An earlier study run: 5 seeds, longer fine-tunes (not today's `make study`)"
-        lines += sr_section(title, *study, judges)
+        lines += sr_section(title, *study, judges, warm_start_per_seed=False)
         lines += list(study_image_level)
     if tuning:
         lines += tuning_section(tuning)

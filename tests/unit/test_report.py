@@ -143,3 +143,10 @@ def test_geometry_sentence_names_the_sign_changes_and_the_ends_of_the_sweep() ->
     assert "vgg goes from 0.93 at 30 to -0.39 at 120 px/deg" in sentence
     assert report.geometry_sentence(None) is None
     assert report.geometry_sentence({**geometry, "px_per_degree_as_run": None}) is None
+
+
+def test_the_unit_clause_says_whose_warm_starts_the_seeds_had() -> None:
+    differences = pd.DataFrame({"resample_unit": ["pair"], "n": [9]})
+    assert "these seeds (each its own warm start and fine-tunes)" in report.unit_clause(differences)
+    earlier = report.unit_clause(differences, warm_start_per_seed=False)  # the stored study: one warm start
+    assert "the one warm start and these seeds" in earlier and "n = 9" in earlier
