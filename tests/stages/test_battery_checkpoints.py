@@ -92,7 +92,7 @@ def _dangling(path: Path, case_dir: Path) -> None:
     path.symlink_to(path.parent / "gone.pt")
 
 
-NAMED = (r"pretrain\.pt",)
+NAMED = (r"pretrain-s0\.pt",)
 CASES = by_name(
     [
         Case("truncated", "train@pixel-s0", replace(_truncated), NAMED),
