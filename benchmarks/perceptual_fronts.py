@@ -32,6 +32,7 @@ import yaml
 from psychovis import io
 from psychovis.distances.pretrained import FOLDER as SHIPPED_WEIGHTS
 from psychovis.fronts import compare_fronts
+from psychovis.pipeline.training import warm_start_path
 from psychovis.sr.data import load_dataset
 from psychovis.sr.evaluation import score, super_resolve_all
 from psychovis.sr.training import TrainConfig, load_checkpoint, save_checkpoint, train
@@ -55,7 +56,7 @@ def main() -> None:
     images, held_out = load_dataset(section["image_dir"], section["test_images"], section["crop_size"])
     weights_dir = ROOT / "data/weights" if (ROOT / "data/weights/vfss.safetensors").exists() else SHIPPED_WEIGHTS
     started = time.perf_counter()
-    warm_path = ROOT / f"data/models/pretrain-s{params['base']['seed']}.pt"
+    warm_path = ROOT / warm_start_path(params["base"]["seed"])
     args.out.mkdir(parents=True, exist_ok=True)
     if warm_path.exists() and not args.set:
         warm_model = load_checkpoint(warm_path)[0]

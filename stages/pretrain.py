@@ -13,7 +13,7 @@ import argparse
 
 from psychovis import io
 from psychovis.pipeline.runner import StageContext, run_stage
-from psychovis.pipeline.training import WARM_START, add_arguments, run_training_stage
+from psychovis.pipeline.training import add_arguments, run_training_stage, warm_start_path
 from psychovis.sr.training import TrainConfig
 
 
@@ -21,7 +21,7 @@ def main(ctx: StageContext) -> None:
     train, p = ctx.params["train"], ctx.params["pretrain"]
     seed = train["seeds"][0] if ctx.args.seed is None else ctx.args.seed
     config = TrainConfig.from_params(train, "pixel", seed, iterations=p["iterations"], learning_rate=p["learning_rate"])
-    name = f"{WARM_START}-s{seed}"
+    name = warm_start_path(seed).stem  # pretrain-s<seed>
     summary = run_training_stage(ctx, config, name, f"pretrain@s{seed}", {"loss": "pixel", "seed": str(seed)})
     if summary is None:  # another rank, or the launcher of the ranks (rank 0 has written and printed)
         return

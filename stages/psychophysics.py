@@ -62,6 +62,7 @@ def main(ctx: StageContext) -> None:
         seed=base["seed"],
     )
     distances, scores = load_distances("psychophysics", p, base, layers)
+    csfs = list(dict.fromkeys([csf, *p["reference_csfs"]]))  # the default VFSS CSF first
     with ctx.run() as run:
         started = time.perf_counter()
         grid = pp.distance_grid(distances, backgrounds, spec, p["batch_size"], device)
@@ -73,7 +74,7 @@ def main(ctx: StageContext) -> None:
             scores,
             p["subset_ks"],
             p["null_draws"],
-            csfs=list(dict.fromkeys([csf, *p["reference_csfs"]])),
+            csfs=csfs,
             nyquist_safe_cpp=p["nyquist_safe_cpp"],
             seed=base["seed"],
             background=p["subset_background"],
@@ -81,7 +82,7 @@ def main(ctx: StageContext) -> None:
         nulls = pp.null_summary(table)
         as_run = pp.px_per_degree_as_run(thresholds)
         geometries = sorted({*map(float, p["sweep_px_per_degree"]), as_run})
-        sweep = pp.geometry_sweep(thresholds, geometries, list(dict.fromkeys([csf, *p["reference_csfs"]])))
+        sweep = pp.geometry_sweep(thresholds, geometries, csfs)
         elapsed = time.perf_counter() - started
 
         main_condition = {

@@ -10,13 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import TABLEAU_COLORS, to_hex
 from matplotlib.figure import Figure
 
 from psychovis.csf import contrast_sensitivity
 from psychovis.names import SELECTION_COLOURS
 from psychovis.psychophysics.robustness import select_condition
-
-TAB10 = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan")
 
 
 def csf_overlay(
@@ -157,8 +156,10 @@ def geometry_sweep_figure(sweep: pd.DataFrame, csf: str, as_run: float, backgrou
     """
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     rows = sweep[(sweep["csf"] == csf) & (sweep["background"] == background)]
-    # the selections keep their colours; the other distances take the rest of tab10
-    others = iter(c for c in (f"tab:{n}" for n in TAB10) if c not in SELECTION_COLOURS.values())
+    # the selections keep their colours; the other distances take the rest of tab10 (compared as RGB:
+    # "tab:grey" and "tab:gray" are one colour)
+    taken = {to_hex(colour) for colour in SELECTION_COLOURS.values()}
+    others = iter(colour for colour in TABLEAU_COLORS if to_hex(colour) not in taken)
     for name, curve in rows.groupby("distance", sort=False):
         if name == "pixel_mse":
             continue  # flat by construction: no correlation at any geometry
