@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +44,38 @@ def _experiments(shown: Any) -> Iterator[dict[str, Any]]:
             yield from _experiments(value)
 
 
+def _start_queue(project: Path, env: dict[str, str], log: Path) -> None:
+    """``dvc queue start -j 2``, its output in ``log``.
+
+    Not through a captured pipe: the queue's daemon and workers inherit the caller's stdout, so a pipe
+    stays open while any of them lives, and one worker has been seen to outlive its finished queue.
+    """
+    with log.open("w") as out:
+        started = subprocess.run(
+            ["dvc", "queue", "start", "-j", "2"],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+    assert started.returncode == 0, log.read_text()[-3000:]
+
+
+def _end_workers(project: Path) -> None:
+    """SIGTERM the queue workers this test started that still run (by the PIDs DVC records for them).
+
+    A PID is signalled only while DVC records no exit for it and it still runs a queue worker, so a
+    reused PID is left alone.
+    """
+    for path in (project / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json"):
+        with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
+            record = json.loads(path.read_text())
+            pid = int(record["pid"])
+            if record.get("returncode") is None and b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+
+
 def _wait_for_queue(project: Path, env: dict[str, str]) -> str:
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
     while True:
@@ -62,11 +97,12 @@ def test_a_queued_grid_runs_two_at_a_time_and_shows_with_params_metrics_and_mlfl
         overrides = ["-S", f"pretrain.iterations={steps}", "-S", f"pretrain.learning_rate={rate}"]
         command(["dvc", "exp", "run", "--queue", *overrides], project, env)
     try:
-        command(["dvc", "queue", "start", "-j", "2"], project, env)
+        _start_queue(project, env, tmp_path / "queue.log")
         status = _wait_for_queue(project, env)
     finally:
         with contextlib.suppress(AssertionError):
             command(["dvc", "queue", "stop"], project, env, timeout=120)
+        _end_workers(project)
     failed = [line.split()[1] for line in status.splitlines() if "Failed" in line]
     logs = [command(["dvc", "queue", "logs", name], project, env).stdout[-2000:] for name in failed]
     assert not failed, status + "\n".join(logs)
