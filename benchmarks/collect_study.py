@@ -1,9 +1,9 @@
 """Copy the study preset's results into docs/study/, so the `report` stage renders them from files.
 
-Run the study preset in a checkout (README: ``dvc exp run -n study -S 'train.seeds=[0,1,2,3,4]'
--S train.iterations=450 -S train.image_dir=scratch -S train.test_images=24``), then, from this repository::
+Run the study preset in a checkout (``make study``, i.e. ``python -m psychovis.pipeline.presets study``), then,
+from this repository::
 
-    python benchmarks/collect_study.py --from /path/to/that/checkout --wall-minutes 41
+    python benchmarks/collect_study.py --from /path/to/that/checkout --wall-minutes 41 --cpu-minutes 60
 
 It copies ``data/evaluate/scores.json`` (as evaluate.json), ``data/compare/differences.csv`` (and
 ``inference.csv``/``inference.json``, the image-level verdicts, when present) and
@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, required=True, help="the checkout that ran the study")
     parser.add_argument("--wall-minutes", type=float, default=None, help="how long `dvc exp run` took")
+    parser.add_argument("--cpu-minutes", type=float, default=None, help="its CPU time (user + system)")
     parser.add_argument("--machine", default="a 2-core CPU", help="where it ran")
     args = parser.parse_args()
     destination = ROOT / "docs/study"
@@ -39,17 +40,27 @@ def main() -> None:
     params = yaml.safe_load((args.source / "params.yaml").read_text())
     train, pretrain, compare = params["train"], params["pretrain"], params["compare"]
     pairs = int(pd.read_csv(destination / "differences.csv")["n"].max())
-    wall = f" {args.wall_minutes:.0f} min of `dvc exp run` on {args.machine}." if args.wall_minutes else ""
+    held_out = "real photographs (Debian `scratch`, CC-BY-SA-3.0)" if train["image_dir"] == "scratch" else "images"
+    wall = f" {args.wall_minutes:.0f} min of `dvc exp run` on {args.machine}" if args.wall_minutes else ""
+    cpu = f" ({args.cpu_minutes:.0f} min of CPU time)" if args.cpu_minutes else ""
     facts = (
-        f"The study preset: {len(train['seeds'])} seeds, each an independent run (its own warm start of "
-        f"{pretrain['iterations']} steps, every loss fine-tuned from it for {train['iterations']} steps; {pairs} "
-        f"(seed, image) pairs per comparison, {compare['resamples']} paired bootstrap resamples of the pairs).{wall}"
+        f"The study preset: 4x super-resolution of {train['test_images']} held-out {held_out}, full size; "
+        f"{len(train['seeds'])} seeds, each an independent run (its own L1 warm start of {pretrain['iterations']} "
+        f"steps, every loss fine-tuned from it for {train['iterations']} steps); {pairs} (seed, image) pairs per "
+        f"comparison, {compare['resamples']} paired bootstrap resamples of the pairs.{wall}{cpu}."
     )
     record = {
+        "title": f"The study: {train['test_images']} held-out {held_out.split(' (')[0]}, "
+        f"{len(train['seeds'])} independent runs",
         "facts": facts,
+        "warm_start_per_seed": True,
         "seeds": train["seeds"],
+        "image_dir": train["image_dir"],
+        "test_images": train["test_images"],
         "iterations": train["iterations"],
+        "pretrain_iterations": pretrain["iterations"],
         "wall_minutes": args.wall_minutes,
+        "cpu_minutes": args.cpu_minutes,
     }
     (destination / "facts.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"copied the study's metrics into {destination.relative_to(ROOT)}; now run `dvc repro report`")

@@ -1,9 +1,10 @@
 """LPIPS-Alex vs PSNR-Y trade-off fronts: is a weighting better than the plain VGG loss at matched fidelity?
 
-Every loss fine-tunes the same L1 warm start (``data/models/pretrain-s<base.seed>.pt`` when the pipeline has run,
-else one trained here with the pipeline's recipe) at each ``--weights`` value of
-``train.perceptual_weight``, with each ``--seeds`` crop seed; the models restore the held-out images
-(PSNR-Y and LPIPS-Alex per image, seeds averaged). Each loss's front is its points over the weights
+Each ``--seeds`` seed is one independent run, as in the pipeline: its L1 warm start
+(``data/models/pretrain-s<seed>.pt`` of ``--checkout`` when the pipeline has run there, else one trained here
+with the pipeline's recipe), then every loss fine-tuned from it at each ``--weights`` value of
+``train.perceptual_weight``; the models restore the held-out images (PSNR-Y and LPIPS-Alex per image, seeds
+averaged). Each loss's front is its points over the weights
 plus the warm start; :func:`psychovis.fronts.compare_fronts` compares each front with ``vgg``'s at
 matched PSNR-Y, per image, and the images are the unit of inference (bootstrap CI over images).
 
@@ -15,6 +16,8 @@ Usage (about 12 minutes on a 2-core CPU with the defaults)::
 
     python benchmarks/perceptual_fronts.py
     python benchmarks/perceptual_fronts.py --set image_dir=scratch --set test_images=24 --seeds 0 1 2
+    # the study's checkout (its params, weights and warm starts), writing into this repository's docs:
+    python benchmarks/perceptual_fronts.py --checkout ../study --seeds 0 1 2 --out docs/fronts
 """
 
 from __future__ import annotations
@@ -49,38 +52,43 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train key")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("perceptual_fronts"), help="folder for the JSON, CSV, PNG")
+    parser.add_argument(
+        "--checkout", type=Path, default=ROOT, help="the checkout whose params.yaml, weights and warm starts to use"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    checkout = args.checkout.resolve()
+    params = yaml.safe_load((checkout / "params.yaml").read_text())
     section = params["train"] | {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
     images, held_out = load_dataset(section["image_dir"], section["test_images"], section["crop_size"])
-    weights_dir = ROOT / "data/weights" if (ROOT / "data/weights/vfss.safetensors").exists() else SHIPPED_WEIGHTS
+    exported = checkout / "data/weights"
+    weights_dir = exported if (exported / "vfss.safetensors").exists() else SHIPPED_WEIGHTS
     started = time.perf_counter()
-    warm_path = ROOT / warm_start_path(params["base"]["seed"])
     args.out.mkdir(parents=True, exist_ok=True)
-    if warm_path.exists() and not args.set:
-        warm_model = load_checkpoint(warm_path)[0]
-    else:  # the pipeline's recipe on these images
-        pretrain = params["pretrain"]
-        warm = TrainConfig.from_params(
-            section, "pixel", params["base"]["seed"], iterations=pretrain["iterations"],
-            learning_rate=pretrain["learning_rate"],
-        )  # fmt: skip
-        warm_model, _ = train(warm, list(images.values()), progress=False)
-        warm_path = save_checkpoint(warm_model, warm, warm.iterations, args.out / "pretrain.pt")
-    print(f"warm start {warm_path}; weights {weights_dir}; {len(images)} training, {len(held_out)} test images")
-    models = {}
-    for loss in args.losses:
-        for weight in args.weights:
-            for seed in args.seeds:
+    models, warm_starts = {}, []
+    for seed in args.seeds:
+        warm_path = checkout / warm_start_path(seed)
+        if warm_path.exists() and not args.set:
+            models[("pretrain", seed)] = load_checkpoint(warm_path)[0]
+        else:  # the pipeline's recipe on these images
+            pretrain = params["pretrain"]
+            warm = TrainConfig.from_params(
+                section, "pixel", seed, iterations=pretrain["iterations"], learning_rate=pretrain["learning_rate"]
+            )
+            models[("pretrain", seed)], _ = train(warm, list(images.values()), progress=False)
+            warm_path = save_checkpoint(
+                models[("pretrain", seed)], warm, warm.iterations, args.out / f"pretrain-s{seed}.pt"
+            )
+        warm_starts.append(str(warm_path))
+        for loss in args.losses:
+            for weight in args.weights:
                 config = TrainConfig.from_params(section, loss, seed, perceptual_weight=weight)
                 models[(f"{loss}@{weight:g}", seed)], _ = train(
                     config, images, weights_dir=weights_dir, progress=False, init_from=warm_path
                 )
-                print(f"  {loss} perceptual_weight={weight:g} seed {seed} ({time.perf_counter() - started:.0f} s)")
-    references, outputs = super_resolve_all(
-        models, held_out, section["scale"], device="cpu", seedless={"pretrain": warm_model}
-    )
+                print(f"  seed {seed} {loss} perceptual_weight={weight:g} ({time.perf_counter() - started:.0f} s)")
+    print(f"warm starts {warm_starts}; weights {weights_dir}; {len(images)} training, {len(held_out)} test images")
+    references, outputs = super_resolve_all(models, held_out, section["scale"], device="cpu")
     per_image, _ = score(references, outputs, JUDGES, section["scale"], section["scale"], 4, progress=False)
     wide = per_image.pivot_table(index=["method", "image"], columns="judge", values="value").reset_index()
     wide = wide[wide["method"] != "bicubic"]
@@ -99,7 +107,7 @@ def main() -> None:
         "seeds": args.seeds,
         "test_images": list(held_out),
         "train": {key: section[key] for key in ("iterations", "image_dir", "test_images", "crop_size")},
-        "unit": "the held-out image (seeds averaged within each image); intervals condition on the one warm start",
+        "unit": "the held-out image (seeds averaged within each image); each seed is its own warm start and fine-tunes",
         "comparisons": json.loads(result.to_json(orient="records")),
         "seconds": round(time.perf_counter() - started),
     }

@@ -4,8 +4,9 @@ Inputs are the git-tracked files of the run (``data/evaluate/scores.json``, ``da
 and, with images as the unit, ``inference.csv`` + ``inference.json``,
 the psychophysics null ``data/psychophysics/summary.json`` + ``nulls.csv``, the VFSS gain and
 sensitivity ``data/vfss/summary.json`` + ``sensitivity.csv``, ``data/tuning/summary.json``) plus, when
-present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copies under ``docs/study/`` and the
-recipe sweeps under ``docs/tuning/``; a test renders the same files again and checks both pages match.
+present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copies under ``docs/study/``, the
+trade-off fronts ``docs/fronts/fronts.json`` and the recipe sweeps under ``docs/tuning/``; a test renders the same
+files again and checks both pages match.
 """
 
 from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
@@ -27,6 +28,8 @@ README = Path("README.md")
 STUDY = Path("docs/study")
 """The study preset's metrics, copied from its `dvc exp run` (see the README)."""
 TUNING = Path("docs/tuning")
+FRONTS = Path("docs/fronts/fronts.json")
+"""The trade-off fronts (``benchmarks/perceptual_fronts.py``), when they were run."""
 TUNING_SUMMARY = Path("data/tuning/summary.json")  # tuning classes and the Nyquist edge
 NULLS = Path("data/psychophysics/nulls.csv")
 PSYCHOPHYSICS_SUMMARY = Path("data/psychophysics/summary.json")  # metrics/psychophysics.json holds the headline
@@ -61,14 +64,16 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """``(docs/results.md, the README summary)`` rendered from the files under ``root``."""
     evaluate = read_json(root / "data/evaluate/scores.json")
     differences = pd.read_csv(root / "data/compare/differences.csv")
-    study = None
+    study, study_design = None, {}
     if (root / STUDY / "evaluate.json").is_file():
-        study_differences = pd.read_csv(root / STUDY / "differences.csv")
+        study_design = read_json(root / STUDY / "facts.json")
         study = (
             read_json(root / STUDY / "evaluate.json"),
-            study_differences,
-            read_json(root / STUDY / "facts.json")["facts"],
+            pd.read_csv(root / STUDY / "differences.csv"),
+            study_design["facts"],
         )
+    margin = float(params["compare"]["equivalence_margin"])
+    fronts = report.fronts_section(read_json(root / FRONTS), margin) if (root / FRONTS).is_file() else []
     tuning = [read_json(path) for path in sorted((root / TUNING).glob("*.json"))]
     judges = params["evaluate"]["judges"]
     run = facts(params, differences)
@@ -93,12 +98,24 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
         ),
     ]
     image_level, primary_findings = image_level_pages(root)
-    study_image_level, _ = image_level_pages(root / STUDY, Path("inference.csv"), Path("inference.json"))
+    study_image_level, study_findings = image_level_pages(root / STUDY, Path("inference.csv"), Path("inference.json"))
+    study_title = study_design.get("title", report.EARLIER_STUDY_TITLE)
     modelfest = read_json(root / MODELFEST) if (root / MODELFEST).is_file() else None
     if modelfest is not None:
         analysis += report.modelfest_section(modelfest)
     results = report.render_results(
-        evaluate, differences, run, judges, study, tuning, analysis, image_level, study_image_level
+        evaluate,
+        differences,
+        run,
+        judges,
+        study,
+        tuning,
+        analysis,
+        image_level,
+        study_image_level,
+        study_title,
+        bool(study_design.get("warm_start_per_seed", False)),
+        fronts,
     )
     tuning_metrics = read_json(root / TUNING_SUMMARY)
     atlas = root / ATLAS
@@ -114,6 +131,8 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     )
     if modelfest is not None:
         findings.append(report.modelfest_finding(modelfest))
+    if study_design.get("warm_start_per_seed"):  # today's study design: its primary-judge verdicts lead
+        primary_findings = [f"{study_title}: {sentence}" for sentence in study_findings] + primary_findings
     return results, report.render_summary(evaluate, differences, run, [*primary_findings, *findings])
 
 

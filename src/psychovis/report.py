@@ -474,6 +474,61 @@ def vfss_section(
     return lines
 
 
+EARLIER_STUDY_TITLE = "An earlier study run: 5 seeds, longer fine-tunes (not today's `make study`)"
+"""The title of a study record that does not name its own (an earlier, smaller design: bundled images, one warm
+start for all seeds)."""
+
+
+def front_verdict(row: Mapping[str, Any], margin: float) -> str:
+    """Where a loss's front lies against the baseline's, worded by its interval: beyond, behind, on it within
+    ``margin`` (the interval inside ``±margin``), or no detectable difference."""
+    low, high = float(row["low"]), float(row["high"])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "not compared (the fronts do not overlap in PSNR-Y)"
+    within = -margin < low and high < margin
+    small = f", by less than the ±{margin:g} margin" if within else ""
+    if low > 0:
+        return f"beyond {row['baseline']}'s front (better at matched PSNR-Y){small}"
+    if high < 0:
+        return f"behind {row['baseline']}'s front (worse at matched PSNR-Y){small}"
+    if within:
+        return f"on {row['baseline']}'s front, within ±{margin:g}"
+    return "no detectable difference from " + f"{row['baseline']}'s front"
+
+
+def fronts_section(fronts: Mapping[str, Any], margin: float, figure: str = "fronts/fronts.png") -> list[str]:
+    """The LPIPS-Alex vs PSNR-Y trade-off fronts (``benchmarks/perceptual_fronts.py``'s ``fronts.json``): every
+    loss against the baseline's front at matched PSNR-Y, images as the unit, worded by the intervals."""
+    train = fronts.get("train", {})
+    images = len(fronts.get("test_images", []))
+    seeds = fronts.get("seeds", [])
+    lines = [
+        "## Trade-off fronts: LPIPS-Alex at matched PSNR-Y",
+        "",
+        f"Every loss fine-tuned at each `train.perceptual_weight` in {', '.join(f'{w:g}' for w in fronts['weights'])} "
+        f"({train.get('iterations', '?')} steps; {len(seeds)} seed(s), each its own warm start, the weight-0 end of "
+        f"every front), restoring {images} held-out images ({train.get('image_dir') or 'the bundled images'}). "
+        "A weighting that only acts as a weaker perceptual term lies on the plain VGG loss's front; a better one "
+        "lies beyond it. Difference = the baseline's LPIPS-Alex minus the loss's, at matched PSNR-Y over the range "
+        f"both fronts cover (positive = better); unit: {fronts['unit']}; 95 % bootstrap CI over images, paired t p; "
+        f"equivalence margin ±{margin:g}. `benchmarks/perceptual_fronts.py`, {fronts['seconds'] / 60:.0f} min.",
+        "",
+    ]
+    rows = [
+        [
+            f"{row['loss']} vs {row['baseline']}",
+            f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}]",
+            f"{row['p']:.2g}",
+            str(row["images"]),
+            front_verdict(row, margin),
+        ]
+        for row in fronts["comparisons"]
+    ]
+    lines += [markdown_table(["comparison", "difference", "p", "images", "verdict"], rows), ""]
+    lines += [f"![LPIPS-Alex vs PSNR-Y fronts]({figure})", ""]
+    return lines
+
+
 def render_results(
     evaluate: Mapping[str, Mapping[str, float | None]],
     differences: pd.DataFrame,
@@ -484,10 +539,14 @@ def render_results(
     analysis: Sequence[str] = (),
     image_level: Sequence[str] = (),
     study_image_level: Sequence[str] = (),
+    study_title: str = EARLIER_STUDY_TITLE,
+    study_warm_start_per_seed: bool = False,
+    fronts: Sequence[str] = (),
 ) -> str:
     """The whole ``docs/results.md``: the default run (then ``image_level``: :func:`image_level_section`), the
-    study preset if given (then ``study_image_level``), the tuning, then the analysis sections
-    (:func:`psychophysics_section`, :func:`vfss_section`)."""
+    study preset if given (then ``study_image_level``; ``study_title`` and ``study_warm_start_per_seed`` say
+    what design it was, see :func:`unit_clause`), the trade-off ``fronts`` (:func:`fronts_section`), the tuning,
+    then the analysis sections (:func:`psychophysics_section`, :func:`vfss_section`)."""
     lines = [
         "# Results",
         "",
@@ -499,10 +558,9 @@ def render_results(
     )
     lines += list(image_level)
     if study is not None:
-        # an earlier, smaller design than today's `make study` (bundled images, one warm start): named as what it was
-        title = "An earlier study run: 5 seeds, longer fine-tunes (not today's `make study`)"
-        lines += sr_section(title, *study, judges, warm_start_per_seed=False)
+        lines += sr_section(study_title, *study, judges, warm_start_per_seed=study_warm_start_per_seed)
         lines += list(study_image_level)
+    lines += list(fronts)
     if tuning:
         lines += tuning_section(tuning)
     lines += list(analysis)

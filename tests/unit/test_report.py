@@ -150,3 +150,49 @@ def test_the_unit_clause_says_whose_warm_starts_the_seeds_had() -> None:
     assert "these seeds (each its own warm start and fine-tunes)" in report.unit_clause(differences)
     earlier = report.unit_clause(differences, warm_start_per_seed=False)  # the stored study: one warm start
     assert "the one warm start and these seeds" in earlier and "n = 9" in earlier
+
+
+def _fronts(low: float, high: float) -> dict:
+    comparison = {"loss": "vfss", "baseline": "vgg", "difference": (low + high) / 2, "low": low, "high": high}
+    return {
+        "weights": [0.03, 0.1, 0.3, 1.0],
+        "seeds": [0, 1, 2],
+        "test_images": [f"photo{i}" for i in range(24)],
+        "train": {"iterations": 150, "image_dir": "scratch"},
+        "unit": "the held-out image",
+        "seconds": 1800,
+        "comparisons": [comparison | {"p": 0.01, "images": 24}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "words"),
+    [
+        (0.001, 0.003, "beyond vgg's front (better at matched PSNR-Y), by less than the ±0.005 margin"),
+        (0.001, 0.009, "beyond vgg's front (better at matched PSNR-Y)"),
+        (-0.003, -0.001, "behind vgg's front (worse at matched PSNR-Y), by less than the ±0.005 margin"),
+        (-0.002, 0.003, "on vgg's front, within ±0.005"),
+        (-0.002, 0.008, "no detectable difference from vgg's front"),
+        (float("nan"), float("nan"), "not compared"),
+    ],
+)
+def test_fronts_are_worded_by_their_interval_and_margin(low: float, high: float, words: str) -> None:
+    lines = "\n".join(report.fronts_section(_fronts(low, high), margin=0.005))
+    assert words in lines
+    assert "0.03, 0.1, 0.3, 1" in lines and "3 seed(s)" in lines and "24 held-out images (scratch)" in lines
+
+
+def test_a_study_record_names_its_design() -> None:
+    evaluate = {"vgg": {"lpips_alex": 0.3}, "vfss": {"lpips_alex": 0.31}}
+    differences = _differences().assign(resample_unit="pair")
+    study = (evaluate, differences, "facts of the study")
+    earlier = report.render_results(evaluate, differences, "facts", ["lpips_alex"], study)
+    assert report.EARLIER_STUDY_TITLE in earlier and "the one warm start and these seeds" in earlier
+    today = report.render_results(
+        evaluate, differences, "facts", ["lpips_alex"], study, study_title="The study: 24 photographs",
+        study_warm_start_per_seed=True, fronts=["## Trade-off fronts"],
+    )  # fmt: skip
+    assert "## The study: 24 photographs" in today and report.EARLIER_STUDY_TITLE not in today
+    # the default section's two verdict sentences name per-seed warm starts; with today's study design, its two too
+    assert earlier.count("each its own warm start") == 2 and today.count("each its own warm start") == 4
+    assert "## Trade-off fronts" in today
