@@ -18,7 +18,7 @@ from psychovis.backbones import backbone_spec, resolve_layers
 from psychovis.modelfest import experiment
 from psychovis.modelfest import figures as plots
 from psychovis.names import DISTANCES
-from psychovis.pipeline.distance_inputs import load_distances
+from psychovis.pipeline.distance_inputs import layer_scores, load_distances
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.statistics import flat_metrics
 
@@ -29,15 +29,16 @@ def main(ctx: StageContext) -> None:
     base, p = ctx.params["base"], ctx.params["modelfest"]
     layers = resolve_layers(backbone_spec(base["backbone"]), p["layers"], key="modelfest.layers")
     catalogue = [name for name in p["distances"] if name in DISTANCES]
-    distances, scores = {}, None
+    distances, premise = {}, None
     if catalogue:
         # p["top_k"] read through the traced mapping: the copy below would hide the read from the params trace
         wanted = {**p, "distances": catalogue, "top_k": p["top_k"], "layers": p["layers"]}
         distances, scores = load_distances("modelfest", wanted, base, layers)
+        premise = {"vfss": scores, "vfss_normalised": layer_scores("vfss_normalised")}
     distances.update(experiment.control_distances(p["distances"], layers))
     with ctx.run() as run:
         started = time.perf_counter()
-        result = experiment.run_experiment(p, distances, base["seed"], ctx.device, vfss_scores=scores)
+        result = experiment.run_experiment(p, distances, base["seed"], ctx.device, premise_scores=premise)
         elapsed = time.perf_counter() - started
         io.write_parquet(result.ladder, f"{OUT}/ladder.parquet")
         io.write_parquet(result.per_stimulus, f"{OUT}/thresholds.parquet")
