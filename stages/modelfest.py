@@ -5,6 +5,8 @@ finds each observer's threshold (the contrast where its distance to the blank re
 one criterion per person fitted to the RMS dB error), and scores classical observers (constant,
 contrast energy, CSF-filtered energy) and deep ones (the distance catalogue) against the 16 people,
 with bootstrap CIs, the human band and the noise floor; then a px/deg sweep as a sensitivity analysis.
+Per-map weights fitted to people are tested against VFSS (with a gain-matched null) and exported as
+the ``human_fitted`` weights scheme (``data/weights/human_fitted.safetensors``, a loss of `train`).
 """
 
 from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
@@ -15,10 +17,12 @@ import time
 
 from psychovis import io
 from psychovis.backbones import backbone_spec, resolve_layers
+from psychovis.feature_weights import shaping_params
 from psychovis.modelfest import experiment
 from psychovis.modelfest import figures as plots
 from psychovis.names import DISTANCES
 from psychovis.pipeline.distance_inputs import layer_scores, load_distances
+from psychovis.pipeline.inputs import WEIGHTS_DIR
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.statistics import flat_metrics
 
@@ -52,6 +56,9 @@ def main(ctx: StageContext) -> None:
             f"{OUT}/sweep.csv",
         )
         io.write_json(result.summary, f"{OUT}/summary.json")
+        exported = experiment.fitted_feature_weights(
+            result, base["backbone"], shaping_params(experiment.FITTED_SCHEME, ctx.params)
+        ).save(WEIGHTS_DIR / f"{experiment.FITTED_SCHEME}.safetensors")
         io.write_headline(experiment.headline_metrics(result), "metrics/modelfest.json")
         shown = [
             n
@@ -78,6 +85,7 @@ def main(ctx: StageContext) -> None:
         run.log_metrics({"elapsed_s": elapsed, **flat_metrics(headline)})
         for figure in figures:
             run.log_artifact(figure, "figures")
+        run.log_artifact(exported, "weights")
     columns = ["observer", "rms_db", "ci_low", "ci_high", "rms_mean_db", "pearson_r", "held_out_rms_db"]
     print(result.ladder[columns].round(2).to_string(index=False))
     for row in result.summary["fitted_weights"]:

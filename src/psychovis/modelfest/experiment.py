@@ -6,6 +6,7 @@ by :func:`psychovis.distances.build_distances` or any callables).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 from psychovis.distances.engine import Distance
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import ParamsError
+from psychovis.feature_weights import FeatureWeights
 from psychovis.modelfest import data as mf_data
 from psychovis.modelfest.fitted import premise_test
 from psychovis.modelfest.observers import Curves, classical_curves, contrast_grid, deep_curves, fit_criteria
@@ -258,6 +260,51 @@ def run_experiment(
     weights_table = pd.concat(weight_frames, ignore_index=True) if weight_frames else empty
     curves_table = pd.concat(curves_tables, ignore_index=True)
     return Result(ladder, per_stimulus, sweep, curves_table, geometry, summary, people, weights_table)
+
+
+FITTED_SCHEME = "human_fitted"
+"""The weights scheme of the per-map weights fitted to people (:data:`psychovis.names.WEIGHT_SCHEMES`)."""
+
+
+def fitted_feature_weights(result: Result, backbone: str, metadata: Mapping[str, str] | None = None) -> FeatureWeights:
+    """The per-map weights fitted to people as the ``human_fitted`` weights scheme, every fitted layer.
+
+    The file records its provenance: ``fitted_to`` (the data) and ``fit`` (JSON: the training
+    families, and per layer the ridge and reference contrast of the fit, the px/deg the stimuli were
+    rendered at), besides ``metadata`` (e.g. :func:`psychovis.feature_weights.shaping_params`).
+
+    Args:
+        result: :func:`run_experiment`'s result (its ``fitted_weights`` table and summary).
+        backbone: the network whose maps were fitted (the run's ``base.backbone``).
+        metadata: more string metadata to store.
+
+    Returns:
+        The weights (mean 1 per layer), ready to :meth:`~psychovis.feature_weights.FeatureWeights.save`.
+
+    Raises:
+        ParamsError: no layer was fitted (``modelfest.distances`` holds no distance on the VGG maps).
+    """
+    table = result.fitted_weights
+    if not len(table):
+        raise ParamsError("no per-map weights were fitted: modelfest.distances needs a distance on the VGG maps")
+    weights = {
+        str(layer): torch.tensor(rows.sort_values("channel")["weight"].to_numpy(dtype=np.float64), dtype=torch.float32)
+        for layer, rows in table.groupby("layer", sort=False)
+    }
+    fit = {
+        "train_families": list(result.summary["train_families"]),
+        "px_per_degree": result.summary["px_per_degree"],
+        "target": "the mean person's thresholds (dB) on the training families",
+        "layers": {
+            row["layer"]: {"ridge": row["ridge"], "reference_contrast": row["reference_contrast"]}
+            for row in result.summary["fitted_weights"]
+        },
+    }
+    provenance = {
+        "fitted_to": "ModelFest detection thresholds of 16 people (Watson & Ahumada 2005)",
+        "fit": json.dumps(fit, sort_keys=True),
+    }
+    return FeatureWeights(backbone, FITTED_SCHEME, weights, {**(metadata or {}), **provenance})
 
 
 HEADLINE_CLASSICAL = ("constant", "pixel_energy", "energy_barten_2003", "energy_standard_spatial_observer")

@@ -17,7 +17,9 @@ def test_fitted_weights_find_the_human_like_map_and_score_held_out():
     errors = gains[:, None, :] * contrasts[None, :, None] ** 2
     people = truth_db[None] + rng.normal(0, 0.5, (4, n_s))
     train = np.arange(20)
-    weights, numbers = fitted.premise_test(errors, contrasts, people, train, {"vfss": np.arange(n_m)}, ridge=1e-3, null_draws=200)
+    weights, numbers = fitted.premise_test(
+        errors, contrasts, people, train, {"vfss": np.arange(n_m)}, ridge=1e-3, null_draws=200
+    )
     assert (weights > 0).all() and np.isclose(weights.mean(), 1.0)
     assert int(np.argmax(weights)) == 3
     assert numbers["held_out_rms_db"] < numbers["held_out_rms_db_uniform"]
