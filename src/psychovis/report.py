@@ -650,7 +650,7 @@ def premise_sentences(row: Mapping[str, Any]) -> list[str]:
             f"({number(row.get(f'spearman_{score}_gain'), 2)}), {label}'s {number(row[f'spearman_{score}'], 2)} "
             f"(null mean {number(row.get(f'null_{score}_mean'), 2)}, 95 % "
             f"[{number(row[f'null_{score}_low'], 2)}, {number(row[f'null_{score}_high'], 2)}], "
-            f"{number(row.get(f'null_{score}_percentile'), 0)}th percentile, one-sided p "
+            f"percentile {number(row.get(f'null_{score}_percentile'), 1)}, one-sided p "
             f"{number(row.get(f'null_{score}_p'), 3)}) is {wording}."
         )
     return sentences
