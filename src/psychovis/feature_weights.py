@@ -1,7 +1,8 @@
 """Per-feature-map weights as a versioned artifact (safetensors with metadata).
 
 The `weights` stage exports one file per scheme (``vfss``: L1-normalised VFSS; ``topk``: the k
-highest-VFSS maps); :class:`psychovis.distances.loss.PsychovisualLoss` reads them.
+highest-VFSS maps; ...), the `modelfest` stage the ``human_fitted`` weights (fitted to people's
+detection thresholds); :class:`psychovis.distances.loss.PsychovisualLoss` reads them.
 
 A weights file names its backbone and holds one weight for every map of each of its layers;
 the metadata records only what shaped the file (the params keys the scheme read, the CSF), so
@@ -31,6 +32,16 @@ SHAPING_KEYS: dict[str, tuple[str, ...]] = {
     "vfss_normalised": ("base.backbone", "weights.layers", "vfss.csf"),
     "topk": ("base.backbone", "weights.layers", "weights.top_k", "vfss.csf"),
     "lpips_weighted": ("base.backbone", "weights.lpips_layers"),
+    "human_fitted": (
+        "base.backbone",
+        "modelfest.layers",
+        "modelfest.fit_families",
+        "modelfest.weights_ridge",
+        "modelfest.px_per_degree",
+        "modelfest.contrast_min",
+        "modelfest.contrast_max",
+        "modelfest.contrasts",
+    ),
 }
 """The params keys that shape each scheme's file (``vfss.csf`` shaped the VFSS scores it is made of)."""
 

@@ -34,13 +34,15 @@ FREQUENCY_MAPPINGS: tuple[str, ...] = ("paper", "physical")
 
 GRATING_KINDS: tuple[str, ...] = ("concentric", "linear")
 
-WEIGHT_SCHEMES: tuple[str, ...] = ("vfss", "topk", "vfss_normalised", "lpips_weighted", "uniform")
+WEIGHT_SCHEMES: tuple[str, ...] = ("vfss", "topk", "vfss_normalised", "lpips_weighted", "human_fitted", "uniform")
 """How per-map weights were derived (see :data:`WEIGHTED_LOSSES`), or all equal."""
 
-WEIGHTED_LOSSES: tuple[str, ...] = ("vfss", "topk", "vfss_normalised", "lpips_weighted")
-"""Perceptual losses with per-map weights, each read from the `weights` stage's ``<loss>.safetensors``:
-the paper's VFSS weights, its top-k maps, VFSS divided by each map's mean response (shape, not gain),
-and the LPIPS linear head (weights learned from human 2AFC judgements)."""
+WEIGHTED_LOSSES: tuple[str, ...] = ("vfss", "topk", "vfss_normalised", "lpips_weighted", "human_fitted")
+"""Perceptual losses with per-map weights, each read from ``data/weights/<loss>.safetensors``: the
+paper's VFSS weights, its top-k maps, VFSS divided by each map's mean response (shape, not gain), the
+LPIPS linear head (weights learned from human 2AFC judgements), all exported by the `weights` stage,
+and ``human_fitted``: weights fitted to the ModelFest detection thresholds (exported by the
+`modelfest` stage, at ``modelfest.layers``)."""
 
 LOSSES: tuple[str, ...] = ("pixel", "vgg", *WEIGHTED_LOSSES)
 """Training losses of the SR models: L1 only, L1 plus the plain VGG loss, or L1 plus a weighted one."""
@@ -52,6 +54,9 @@ SELECTIONS: tuple[str, ...] = ("topk", "bottomk", "randomk")
 """Ways of choosing k feature maps by VFSS: highest, lowest, or at random."""
 SELECTION_COLOURS: dict[str, str] = {"topk": "tab:green", "bottomk": "tab:red", "randomk": "tab:grey"}
 """The matplotlib colour of each selection, the same in every experiment's figures."""
+
+MAP_DISTANCES: tuple[str, ...] = ("vgg", "vfss", *SELECTIONS)
+"""The distances on the VGG maps' per-map errors (the ModelFest stage fits per-map weights to people on them)."""
 
 DISTANCES: tuple[str, ...] = tuple(DISTANCE_RECORDS)
 """Image distances the psychophysical and human-judgement experiments compare (LPIPS-Alex and DISTS are

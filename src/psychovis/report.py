@@ -673,6 +673,47 @@ def _compare_intervals(row: Mapping[str, Any], other: Mapping[str, Any]) -> str:
     return "overlapping"
 
 
+PREMISE_SCORES: dict[str, str] = {"vfss": "VFSS", "vfss_normalised": "the gain-normalised VFSS"}
+"""The map scores of the fitted-weights premise test, as the report names them."""
+
+
+def null_verdict(row: Mapping[str, Any], score: str) -> str | None:
+    """Where ``score``'s Spearman with the fitted weights falls against its gain-matched null's 95 % interval.
+
+    Returns:
+        ``above`` / ``inside`` / ``below`` the interval, or None when a number is missing.
+    """
+    observed, low, high = row.get(f"spearman_{score}"), row.get(f"null_{score}_low"), row.get(f"null_{score}_high")
+    if not known(observed, low, high):
+        return None
+    return "above" if observed > high else "below" if observed < low else "inside"
+
+
+def premise_sentences(row: Mapping[str, Any]) -> list[str]:
+    """One sentence per map score of a fitted-weights row: its Spearman with the weights against the
+    gain-matched null (random scores with the score's own Spearman with the response gain), worded by
+    the null's 95 % interval."""
+    sentences = []
+    for score, label in PREMISE_SCORES.items():
+        verdict = null_verdict(row, score)
+        if verdict is None:
+            continue
+        wording = {
+            "above": "more than gain-matched random scores: it carries something about people beyond gain",
+            "inside": "no more than gain-matched random scores: gain alone accounts for it",
+            "below": "less than gain-matched random scores",
+        }[verdict]
+        sentences.append(
+            f"Against {row.get('null_draws')} random map scores with {label}'s Spearman with gain "
+            f"({number(row.get(f'spearman_{score}_gain'), 2)}), {label}'s {number(row[f'spearman_{score}'], 2)} "
+            f"(null mean {number(row.get(f'null_{score}_mean'), 2)}, 95 % "
+            f"[{number(row[f'null_{score}_low'], 2)}, {number(row[f'null_{score}_high'], 2)}], "
+            f"percentile {number(row.get(f'null_{score}_percentile'), 1)}, one-sided p "
+            f"{number(row.get(f'null_{score}_p'), 3)}) is {wording}."
+        )
+    return sentences
+
+
 def modelfest_section(summary: Mapping[str, Any]) -> list[str]:
     """The ModelFest ladder (null, classical, deep, human band, floor, published anchors) worded by its intervals."""
     rows = {row["observer"]: row for row in summary["observers"]}
@@ -752,6 +793,7 @@ def modelfest_section(summary: Mapping[str, Any]) -> list[str]:
             f"{number(row['held_out_rms_db'], 2)} dB against {number(row['held_out_rms_db_uniform'], 2)} dB for "
             f"uniform weights; Spearman with VFSS {number(row.get('spearman_vfss'), 2)}, with the maps' response "
             f"gain {number(row.get('spearman_gain'), 2)} (VFSS with gain: {number(row.get('spearman_vfss_gain'), 2)})."
+            + "".join(f" {sentence}" for sentence in premise_sentences(row))
         )
     sweep = pd.DataFrame(summary.get("sweep", []))
     if len(sweep):
@@ -781,8 +823,20 @@ def modelfest_finding(summary: Mapping[str, Any]) -> str:
         for name in ("constant", "energy_barten_2003", "energy_standard_spatial_observer", "vgg", "vfss", "lpips_vgg")
         if name in rows
     ]
+    premise = ""
+    for row in (summary.get("fitted_weights") or [])[:1]:
+        verdicts = {label: null_verdict(row, score) for score, label in PREMISE_SCORES.items()}
+        said = [
+            f"{label} {number(row[f'spearman_{score}'], 2)} ({verdicts[label]} the gain-matched null's 95 % "
+            f"[{number(row[f'null_{score}_low'], 2)}, {number(row[f'null_{score}_high'], 2)}])"
+            for score, label in PREMISE_SCORES.items()
+            if verdicts[label] is not None
+        ]
+        if said:
+            premise = f" Spearman with per-map weights fitted to people at {row['layer']}: " + "; ".join(said) + "."
     return (
         f"ModelFest detection ({summary['px_per_degree']:g} px/deg, RMS dB with 95 % CIs, one criterion per person): "
         + ", ".join(parts)
         + f"; a person vs the other 15: {_interval(rows['human'])}."
+        + premise
     )

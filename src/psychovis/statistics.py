@@ -118,6 +118,15 @@ def percentile_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, 
     return float(low), float(high)
 
 
+def percentile_in(null: np.ndarray, value: float) -> float:
+    """Where ``value`` falls in ``null``: ``100 * P(null < value)``, ties counted half (NaN if empty)."""
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    if not null.size or not np.isfinite(value):
+        return float("nan")
+    return float(100.0 * ((null < value).mean() + 0.5 * (null == value).mean()))
+
+
 def bootstrap_counts(n: int, resamples: int, seed: int = 0) -> np.ndarray:
     """How often each of ``n`` rows is drawn in each resample of :func:`bootstrap_indices`: ``(resamples, n)``.
 

@@ -81,20 +81,30 @@ def test_no_stage_output_is_committed_outside_dvc() -> None:
 
 
 def test_every_weighted_fine_tune_runs_after_weights() -> None:
-    """`dvc dag` has `weights -> train_weighted@<loss>-<seed>` for every weighted loss and seed."""
+    """`dvc dag` has `<exporter> -> train_weighted@<loss>-<seed>` for every weighted loss and seed, where the
+    exporter is the stage that writes ``data/weights/<loss>.safetensors`` (`weights`; `modelfest` for
+    ``human_fitted``, the weights fitted to people)."""
     from dvc.repo import Repo as DvcRepo
 
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    exporter = {loss: "modelfest" if loss == "human_fitted" else "weights" for loss in params["weighted_losses"]}
     with DvcRepo(str(ROOT)) as dvc:
         graph = dvc.index.graph
         weighted = [stage for stage in graph if stage.addressing.startswith("train_weighted@")]
-        # networkx edges point from a stage to the stages it depends on
-        after_weights = {
-            stage.addressing for stage in weighted if any(up.addressing == "weights" for up in graph.successors(stage))
+        writers = {
+            str(out.def_path): stage.addressing for stage in graph if not stage.is_data_source for out in stage.outs
         }
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+        # networkx edges point from a stage to the stages it depends on
+        after_exporter = {
+            stage.addressing
+            for stage in weighted
+            for loss in [stage.addressing.split("@")[1].rsplit("-", 1)[0]]
+            if any(up.addressing == exporter.get(loss) for up in graph.successors(stage))
+        }
     expected = {f"train_weighted@{loss}-{seed}" for loss in params["weighted_losses"] for seed in params["seeds"]}
     assert expected == {stage.addressing for stage in weighted}
-    assert after_weights == expected, f"no edge from weights to {sorted(expected - after_weights)}"
+    assert after_exporter == expected, f"no edge from the weights' exporter to {sorted(expected - after_exporter)}"
+    assert {writers[f"data/weights/{loss}.safetensors"] for loss in exporter} == set(exporter.values())
 
 
 def _snapshot(project: Path) -> dict[str, bytes]:

@@ -138,7 +138,7 @@ def test_shaping_params_record_only_what_shaped_each_scheme(tmp_path):
         "weights.layers": ["relu3_2"],
         "weights.top_k": 64,
     }
-    assert set(feature_weights.SHAPING_KEYS) == {"vfss", "topk", "vfss_normalised", "lpips_weighted"}
+    assert set(feature_weights.SHAPING_KEYS) == {"vfss", "topk", "vfss_normalised", "lpips_weighted", "human_fitted"}
 
 
 def test_unknown_layer_or_backbone_raise():

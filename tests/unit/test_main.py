@@ -26,6 +26,12 @@ def test_list_one_family(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0].startswith("backbones:") and [line.strip() for line in lines[1:]] == list(names.BACKBONES)
 
 
+def test_the_weights_fitted_to_people_are_a_listed_scheme_and_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["list", "weights", "losses"])
+    printed = capsys.readouterr().out
+    assert printed.count("\n  human_fitted\n") == 2
+
+
 def test_an_unknown_family_names_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         cli.main(["list", "bogus"])

@@ -157,7 +157,8 @@ class PsychovisualLoss(nn.Module):
         """The loss with the default weights shipped inside psychovis (no pipeline run needed).
 
         Args:
-            name: ``vfss`` (the paper's), ``topk``, ``vfss_normalised`` or ``lpips_weighted``.
+            name: ``vfss`` (the paper's), ``topk``, ``vfss_normalised`` or ``lpips_weighted`` (``human_fitted``
+                is not shipped: it comes from a `modelfest` run, ``data/weights/human_fitted.safetensors``).
             **kwargs: any other argument of :class:`PsychovisualLoss` (``layers``, ``data_range``, ...).
 
         Returns:

@@ -6,6 +6,7 @@ by :func:`psychovis.distances.build_distances` or any callables).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 from psychovis.distances.engine import Distance
 from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import ParamsError
+from psychovis.feature_weights import FeatureWeights
 from psychovis.modelfest import data as mf_data
 from psychovis.modelfest.fitted import premise_test
 from psychovis.modelfest.observers import Curves, classical_curves, contrast_grid, deep_curves, fit_criteria
@@ -129,7 +131,7 @@ def run_experiment(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
-    vfss_scores: Mapping[str, np.ndarray] | None = None,
+    premise_scores: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> Result:
     """The experiment of the ``modelfest`` params section (see ``params.yaml``).
 
@@ -140,7 +142,8 @@ def run_experiment(
         distances: name -> deep distance (the names of ``p["distances"]`` except ``gain_normalised``).
         seed: bootstrap seed.
         device: where the networks run.
-        vfss_scores: layer -> VFSS per map, for the fitted-weights premise test (None: no VFSS correlation).
+        premise_scores: score name (``vfss``, ``vfss_normalised``) -> layer -> the score per map, for the
+            fitted-weights premise test and its gain-matched nulls (None: no score correlation).
     """
     table = mf_data.read_sensitivities()
     people, ids = mf_data.threshold_matrix(table)
@@ -203,9 +206,12 @@ def run_experiment(
 
     train = np.concatenate([np.asarray(FAMILIES[f]) - 1 for f in train_families])
     fitted_rows, weight_frames = [], []
+    score_names = list(premise_scores or {})
     for layer, errors in maps.items():
-        vfss = None if vfss_scores is None or layer not in vfss_scores else np.asarray(vfss_scores[layer])
-        weights, numbers = premise_test(errors, contrasts, people, train, vfss, ridge=p["weights_ridge"])
+        scores = {
+            name: np.asarray(by_layer[layer]) for name, by_layer in (premise_scores or {}).items() if layer in by_layer
+        }
+        weights, numbers = premise_test(errors, contrasts, people, train, scores, ridge=p["weights_ridge"], seed=seed)
         fitted_rows.append({"layer": layer, **numbers})
         weight_frames.append(
             pd.DataFrame(
@@ -213,7 +219,7 @@ def run_experiment(
                     "layer": layer,
                     "channel": np.arange(weights.size),
                     "weight": weights,
-                    "vfss": np.nan if vfss is None else vfss,
+                    **{name: scores.get(name, np.nan) for name in score_names},
                 }
             )
         )
@@ -250,24 +256,78 @@ def run_experiment(
             f"held_out_rms_db: criteria fitted on {train_families}, scored on the other stimuli"
         ),
     }
-    empty = pd.DataFrame({"layer": [], "channel": [], "weight": [], "vfss": []})
+    empty = pd.DataFrame({column: [] for column in ["layer", "channel", "weight", *score_names]})
     weights_table = pd.concat(weight_frames, ignore_index=True) if weight_frames else empty
     curves_table = pd.concat(curves_tables, ignore_index=True)
     return Result(ladder, per_stimulus, sweep, curves_table, geometry, summary, people, weights_table)
 
 
+FITTED_SCHEME = "human_fitted"
+"""The weights scheme of the per-map weights fitted to people (:data:`psychovis.names.WEIGHT_SCHEMES`)."""
+
+
+def fitted_feature_weights(result: Result, backbone: str, metadata: Mapping[str, str] | None = None) -> FeatureWeights:
+    """The per-map weights fitted to people as the ``human_fitted`` weights scheme, every fitted layer.
+
+    The file records its provenance: ``fitted_to`` (the data) and ``fit`` (JSON: the training
+    families, and per layer the ridge and reference contrast of the fit, the px/deg the stimuli were
+    rendered at), besides ``metadata`` (e.g. :func:`psychovis.feature_weights.shaping_params`).
+
+    Args:
+        result: :func:`run_experiment`'s result (its ``fitted_weights`` table and summary).
+        backbone: the network whose maps were fitted (the run's ``base.backbone``).
+        metadata: more string metadata to store.
+
+    Returns:
+        The weights (mean 1 per layer), ready to :meth:`~psychovis.feature_weights.FeatureWeights.save`.
+
+    Raises:
+        ParamsError: no layer was fitted (``modelfest.distances`` holds no distance on the VGG maps).
+    """
+    table = result.fitted_weights
+    if not len(table):
+        raise ParamsError("no per-map weights were fitted: modelfest.distances needs a distance on the VGG maps")
+    weights = {
+        str(layer): torch.tensor(rows.sort_values("channel")["weight"].to_numpy(dtype=np.float64), dtype=torch.float32)
+        for layer, rows in table.groupby("layer", sort=False)
+    }
+    fit = {
+        "train_families": list(result.summary["train_families"]),
+        "px_per_degree": result.summary["px_per_degree"],
+        "target": "the mean person's thresholds (dB) on the training families",
+        "layers": {
+            row["layer"]: {"ridge": row["ridge"], "reference_contrast": row["reference_contrast"]}
+            for row in result.summary["fitted_weights"]
+        },
+    }
+    provenance = {
+        "fitted_to": "ModelFest detection thresholds of 16 people (Watson & Ahumada 2005)",
+        "fit": json.dumps(fit, sort_keys=True),
+    }
+    return FeatureWeights(backbone, FITTED_SCHEME, weights, {**(metadata or {}), **provenance})
+
+
 HEADLINE_CLASSICAL = ("constant", "pixel_energy", "energy_barten_2003", "energy_standard_spatial_observer")
+HEADLINE_PREMISE = ("spearman_vfss", "null_vfss_p")
+"""The premise test's headline: VFSS's Spearman with the fitted weights and its p in the gain-matched null."""
 
 
 def headline_metrics(result: Result, limit: int = 16) -> dict[str, Any]:
     """The lean headline (at most ``limit`` numbers): RMS dB of the key classical and the deep observers
-    at the headline geometry, the human band, the noise floor and the geometry-aware held-out errors."""
+    at the headline geometry, the human band, the noise floor, the geometry-aware held-out errors and
+    the premise test of the first fitted layer (VFSS's Spearman with the weights fitted to people, and
+    its one-sided p in the gain-matched null)."""
     rms: dict[str, float | None] = {}
     ladder = result.ladder.set_index("observer")
     fixed = {"human_band_db": float(result.summary["human_band_db"]["pooled"]),
              "noise_floor_of_mean_db": float(result.summary["noise_floor_of_mean_db"])}  # fmt: skip
     held_out = {row.observer: float(row.held_out_rms_db) for row in result.geometry.itertuples()}
-    room = limit - len(fixed) - len(held_out)
+    premise: dict[str, float | None] = {}
+    for row in result.summary.get("fitted_weights", [])[:1]:
+        for key in HEADLINE_PREMISE:
+            value = row.get(key)
+            premise[key] = float(value) if value is not None and math.isfinite(value) else None
+    room = limit - len(fixed) - len(held_out) - len(premise)
     names = [n for n in HEADLINE_CLASSICAL if n in ladder.index]
     names += [n for n in ladder.index if ladder.loc[n, "kind"] == "deep"]
     for name in names[: max(room, 0)]:
@@ -276,4 +336,6 @@ def headline_metrics(result: Result, limit: int = 16) -> dict[str, Any]:
     out: dict[str, Any] = {"rms_db": rms, **fixed}
     if held_out:
         out["held_out_rms_db"] = held_out
+    if premise:
+        out["fitted_weights"] = premise
     return out

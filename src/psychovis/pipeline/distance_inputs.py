@@ -18,6 +18,20 @@ from psychovis.feature_weights import FeatureWeights
 from psychovis.pipeline.inputs import VFSS_TABLE, VFSS_WEIGHTS, read_input
 
 
+def layer_scores(column: str = "vfss", vfss_path: str | Path = VFSS_TABLE) -> dict[str, np.ndarray]:
+    """One column of the `vfss` stage's table by layer, in channel order.
+
+    Args:
+        column: ``vfss`` (the paper's score) or ``vfss_normalised`` (VFSS over each map's mean response).
+        vfss_path: the `vfss` stage's table.
+
+    Returns:
+        layer -> the column's values, one per map.
+    """
+    table = read_input(vfss_path, columns=["layer", "channel", column])
+    return {layer: rows.sort_values("channel")[column].to_numpy() for layer, rows in table.groupby("layer", sort=False)}
+
+
 def load_vfss_inputs(
     layers: Sequence[str],
     section: str,
@@ -37,10 +51,7 @@ def load_vfss_inputs(
     Raises:
         ParamsError: a layer was not probed, or has no exported weights.
     """
-    table = read_input(vfss_path, columns=["layer", "channel", "vfss"])
-    scores = {
-        layer: rows.sort_values("channel")["vfss"].to_numpy() for layer, rows in table.groupby("layer", sort=False)
-    }
+    scores = layer_scores("vfss", vfss_path)
     missing = [layer for layer in layers if layer not in scores]
     if missing:
         raise ParamsError(f"{section}.layers {missing} were not probed; add them to features.layers")

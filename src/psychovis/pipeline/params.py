@@ -32,6 +32,7 @@ from psychovis.names import (
     GRATING_KINDS,
     INPUT_SCALINGS,
     JUDGES,
+    MAP_DISTANCES,
     MODELFEST_DISTANCES,
     MODELFEST_FAMILIES,
     ORIENTATION_POOLINGS,
@@ -320,6 +321,11 @@ def _check_modelfest(p: Mapping[str, Any]) -> None:
         raise ParamsError(
             f"params.yaml: modelfest.sweep_distances {outside} must be among modelfest.distances "
             f"(gain_normalised excluded); allowed: {allowed}"
+        )
+    if not set(p["distances"]) & set(MAP_DISTANCES):
+        raise ParamsError(
+            f"params.yaml: modelfest.distances must include one of {list(MAP_DISTANCES)}: the human_fitted "
+            "weights are fitted to people on their per-map errors"
         )
     if set(p["fit_families"]) == set(MODELFEST_FAMILIES):
         raise ParamsError(

@@ -42,7 +42,7 @@ class Preset:
         return ["dvc", "exp", "run", "-n", self.name, *self.flags()]
 
 
-STUDY_LOSSES = ["vfss", "topk", "vfss_normalised", "lpips_weighted"]
+STUDY_LOSSES = ["vfss", "topk", "vfss_normalised", "lpips_weighted", "human_fitted"]
 """Every weighting of the study (the default run trains the first two)."""
 
 PRESETS: dict[str, Preset] = {

@@ -32,6 +32,7 @@ from psychovis.errors import ParamsError, quote
 from psychovis.names import SUBSET_CONTROLS
 from psychovis.psychophysics.grid import DistanceGrid
 from psychovis.psychophysics.thresholds import FLAT_TOLERANCE_DECADES, find_thresholds
+from psychovis.statistics import percentile_in
 
 CONDITION = ["criterion_contrast", "control", "frequency_range", "csf"]
 """The columns that name one analysis condition in :func:`robustness_table`."""
@@ -231,15 +232,6 @@ def select_condition(frame: pd.DataFrame, condition: Mapping[str, object]) -> pd
     for column, value in condition.items():
         chosen = chosen[chosen[column] == value]
     return chosen
-
-
-def percentile_in(null: np.ndarray, value: float) -> float:
-    """Where ``value`` falls in ``null``: ``100 * P(null < value)``, ties counted half (NaN if empty)."""
-    null = np.asarray(null, dtype=np.float64)
-    null = null[np.isfinite(null)]
-    if not null.size or not np.isfinite(value):
-        return float("nan")
-    return float(100.0 * ((null < value).mean() + 0.5 * (null == value).mean()))
 
 
 def null_summary(table: pd.DataFrame) -> pd.DataFrame:

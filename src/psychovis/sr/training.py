@@ -11,6 +11,8 @@ within a warm start and the pixel model continued with L1 is the fair baseline. 
 - ``vfss_normalised``: L1 plus the loss weighted by VFSS / mean response (the score's shape, not gain).
 - ``lpips_weighted``: L1 plus the loss weighted by the LPIPS linear head (learned from people); on
   the layers of its weights file, since LPIPS heads exist only at relu1_2, 2_2, 3_3, 4_3 and 5_3.
+- ``human_fitted``: L1 plus the loss weighted by per-map weights fitted to the ModelFest detection
+  thresholds of 16 people (the `modelfest` stage's export, at ``modelfest.layers``).
 
 References:
     Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial
@@ -116,7 +118,8 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
         except InvalidWeightsError:
             raise  # the file itself is wrong (missing maps, another backbone): its message names it
         except ValueError as exc:
-            raise ParamsError(f"train.layers: {exc}; add the layers to weights.layers") from None
+            source = "modelfest.layers" if config.loss == "human_fitted" else "weights.layers"
+            raise ParamsError(f"train.layers: {exc}; add the layers to {source}") from None
     pixel_weight = 1.0 if config.loss == "pixel" else config.pixel_weight
 
     def criterion(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -39,6 +39,7 @@ def test_default_section_validates(raw):
         ({"sweep_distances": ["dists"]}, "modelfest.sweep_distances ['dists'] must be among modelfest.distances"),
         ({"contrast_min": 0.5, "contrast_max": 0.1}, "modelfest.contrast_max must be greater"),
         ({"csfs": ["barton"]}, "modelfest.csfs[0] must be one of"),
+        ({"distances": ["pixel_mse", "lpips_vgg"], "sweep_distances": []}, "modelfest.distances must include one of"),
     ],
 )
 def test_bad_values_name_the_key(raw, changes, expected):

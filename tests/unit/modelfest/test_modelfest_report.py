@@ -37,3 +37,27 @@ def test_section_words_the_ladder_by_intervals():
     assert "above the best classical one" in text
     finding = report.modelfest_finding(_summary())
     assert "vgg 12.20 [10.50, 14.70]" in finding and "2.40 [1.90, 2.90]" in finding
+
+
+def _fitted(vfss: float, normalised: float) -> dict:
+    row = {"layer": "relu3_2", "ridge": 1.0, "held_out_rms_db": 12.9, "held_out_rms_db_uniform": 13.1,
+           "spearman_gain": -0.37, "null_draws": 2000}  # fmt: skip
+    for score, observed in (("vfss", vfss), ("vfss_normalised", normalised)):
+        row.update({f"spearman_{score}": observed, f"spearman_{score}_gain": 0.39, f"null_{score}_mean": -0.14,
+                    f"null_{score}_low": -0.25, f"null_{score}_high": -0.02, f"null_{score}_percentile": 30.0,
+                    f"null_{score}_p": 0.7})  # fmt: skip
+    return row
+
+
+def test_fitted_weights_are_worded_by_the_gain_matched_null():
+    summary = {**_summary(), "fitted_weights": [_fitted(-0.18, 0.30)]}
+    text = "\n".join(report.modelfest_section(summary))
+    assert "VFSS's -0.18 (null mean -0.14, 95 % [-0.25, -0.02]" in text
+    assert "is no more than gain-matched random scores" in text
+    assert "the gain-normalised VFSS's 0.30" in text and "is more than gain-matched random scores" in text
+    finding = report.modelfest_finding(summary)
+    assert "VFSS -0.18 (inside the gain-matched null's 95 % [-0.25, -0.02])" in finding
+    assert "the gain-normalised VFSS 0.30 (above" in finding
+    assert report.null_verdict(_fitted(-0.5, 0.0), "vfss") == "below"
+    assert report.null_verdict({"spearman_vfss": None}, "vfss") is None
+    assert "gain-matched" not in report.modelfest_finding(_summary())  # no fitted weights: no sentence

@@ -50,6 +50,10 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     FeatureWeights("vgg16", "lpips_weighted", {"relu3_3": head / head.sum()}).save(
         folder / "lpips_weighted.safetensors"
     )
+    fitted = torch.exp(torch.linspace(-1.0, 1.0, 256))  # as the modelfest stage exports them: mean 1
+    FeatureWeights("vgg16", "human_fitted", {"relu3_2": fitted / fitted.mean()}).save(
+        folder / "human_fitted.safetensors"
+    )
     return folder
 
 
