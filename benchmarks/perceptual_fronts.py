@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("perceptual_fronts"), help="folder for the JSON, CSV, PNG")
     parser.add_argument(
+        "--weights-dir", type=Path, default=None, help="the <scheme>.safetensors files (default: the checkout's)"
+    )
+    parser.add_argument(
         "--checkout", type=Path, default=ROOT, help="the checkout whose params.yaml, weights and warm starts to use"
     )
     args = parser.parse_args()
@@ -62,7 +65,7 @@ def main() -> None:
     section = params["train"] | {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
     images, held_out = load_dataset(section["image_dir"], section["test_images"], section["crop_size"])
     exported = checkout / "data/weights"
-    weights_dir = exported if (exported / "vfss.safetensors").exists() else SHIPPED_WEIGHTS
+    weights_dir = args.weights_dir or (exported if (exported / "vfss.safetensors").exists() else SHIPPED_WEIGHTS)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     models, warm_starts = {}, []

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from psychovis.backbones import backbone_spec, resolve_layers
 from psychovis.errors import InvalidWeightsError, WeightsError
 from psychovis.io import atomic_path
-from psychovis.weights_file import FORMAT, METADATA_KEY, REEXPORT, read_header, read_weights_bytes, require_layers
+from psychovis.weights_file import FORMAT, METADATA_KEY, read_header, read_weights_bytes, reexport, require_layers
 
 SHAPING_KEYS: dict[str, tuple[str, ...]] = {
     "vfss": ("base.backbone", "weights.layers", "vfss.csf"),
@@ -178,7 +178,7 @@ class FeatureWeights:
         try:
             tensors = load_bytes(data)
         except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"{path} is not a readable safetensors file ({exc}); {REEXPORT}") from exc
+            raise WeightsError(f"{path} is not a readable safetensors file ({exc}); {reexport(path)}") from exc
         header = read_header(data, path, scheme)
         weights = {layer: tensors[layer] for layer in header.layers}
         return cls(header.backbone, header.scheme, weights, dict(header.extra), source=f"weights file {path}")

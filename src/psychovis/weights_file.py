@@ -20,7 +20,18 @@ FORMAT = "psychovis.feature-weights/1"
 METADATA_KEY = "psychovis"
 MAX_FILE_BYTES = 16 << 20
 """Largest weights file read: every map of every VGG-16 layer is 4,224 floats (about 17 KB)."""
-REEXPORT = "re-export it with `dvc repro weights`"
+EXPORTED_BY = {"human_fitted": "modelfest"}
+"""The stage that exports a scheme's file, where it is not `weights`."""
+
+
+def export_command(path: str | Path) -> str:
+    """The `dvc repro` that (re-)exports the weights file ``path`` (named ``<scheme>.safetensors``)."""
+    return f"dvc repro {EXPORTED_BY.get(Path(path).stem, 'weights')}"
+
+
+def reexport(path: str | Path) -> str:
+    """What to do about a bad weights file ``path``."""
+    return f"re-export it with `{export_command(path)}`"
 
 
 @dataclass(frozen=True)
@@ -55,14 +66,14 @@ def read_weights_bytes(path: str | Path) -> bytes:
     path = Path(path)
     found = kind(path)
     if found not in (None, "a regular file"):
-        raise WeightsError(f"feature weights file {path} is {found}, not a regular file; {REEXPORT}")
+        raise WeightsError(f"feature weights file {path} is {found}, not a regular file; {reexport(path)}")
     try:
         size = os.stat(path).st_size
     except OSError:
         size = None
     if size is None:
         raise WeightsError(
-            f"feature weights file {path} (resolved: {path.resolve()}) is missing; run `dvc repro weights` "
+            f"feature weights file {path} (resolved: {path.resolve()}) is missing; run `{export_command(path)}` "
             "to export it, or use PsychovisualLoss.pretrained(...) for the weights shipped with psychovis"
         )
     if size > MAX_FILE_BYTES:
@@ -72,7 +83,7 @@ def read_weights_bytes(path: str | Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise WeightsError(f"{path} cannot be read ({exc}); {REEXPORT}") from exc
+        raise WeightsError(f"{path} cannot be read ({exc}); {reexport(path)}") from exc
 
 
 def read_header(data: bytes, path: str | Path, scheme: str | None = None) -> WeightsHeader:
@@ -96,7 +107,7 @@ def read_header(data: bytes, path: str | Path, scheme: str | None = None) -> Wei
         header = json.loads(data[8 : 8 + size])
         metadata = json.loads((header.get("__metadata__") or {}).get(METADATA_KEY, "{}"))
     except (ValueError, AttributeError) as exc:
-        raise WeightsError(f"{path} is not a readable safetensors file ({exc}); {REEXPORT}") from exc
+        raise WeightsError(f"{path} is not a readable safetensors file ({exc}); {reexport(path)}") from exc
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         format_ = metadata.get("format") if isinstance(metadata, dict) else None
         raise WeightsError(f"{path} is not a psychovis feature-weights file (format {format_!r})")
@@ -108,12 +119,12 @@ def read_header(data: bytes, path: str | Path, scheme: str | None = None) -> Wei
         for layer in layers:
             header[layer]
     except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); {REEXPORT}") from exc
+        raise WeightsError(f"{path} is a damaged psychovis feature-weights file ({exc!r}); {reexport(path)}") from exc
     require_layers(layers, f"weights file {path}")
     if scheme is not None and found != scheme:
         raise InvalidWeightsError(
             f"{path} holds {quote(found)} weights, not the {quote(scheme)} weights it was loaded for; "
-            f"{REEXPORT}, or point to the {scheme}.safetensors file"
+            f"{reexport(path)}, or point to the {scheme}.safetensors file"
         )
     extra = {key: value for key, value in metadata.items() if key not in ("format", "backbone", "scheme", "layers")}
     return WeightsHeader(backbone, found, layers, extra)

@@ -44,3 +44,11 @@ def test_a_broken_header_is_named(data: bytes, message: str) -> None:
 def test_a_folder_is_not_a_weights_file(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match=r"is a folder, not a regular file|is a directory"):
         check_file(tmp_path)
+
+
+@pytest.mark.parametrize(("scheme", "stage"), [("vfss", "weights"), ("topk", "weights"), ("human_fitted", "modelfest")])
+def test_a_missing_file_names_the_stage_that_exports_it(tmp_path: Path, scheme: str, stage: str) -> None:
+    with pytest.raises(WeightsError, match=rf"is missing; run `dvc repro {stage}`"):
+        check_file(tmp_path / f"{scheme}.safetensors")
+    with pytest.raises(WeightsError, match=rf"re-export it with `dvc repro {stage}`"):
+        read_header(b"\x01\x02", tmp_path / f"{scheme}.safetensors")
