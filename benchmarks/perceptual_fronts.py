@@ -18,6 +18,9 @@ Usage (about 12 minutes on a 2-core CPU with the defaults)::
     python benchmarks/perceptual_fronts.py --set image_dir=scratch --set test_images=24 --seeds 0 1 2
     # the study's checkout (its params, weights and warm starts), writing into this repository's docs:
     python benchmarks/perceptual_fronts.py --checkout ../study --seeds 0 1 2 --out docs/fronts
+    # more weights for some losses, joined to that run's points (no retraining of the rest):
+    python benchmarks/perceptual_fronts.py --checkout ../study --seeds 0 1 2 --losses vgg --weights 0.001 \
+        --extend docs/fronts --out docs/fronts
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train key")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("perceptual_fronts"), help="folder for the JSON, CSV, PNG")
+    parser.add_argument(
+        "--extend", type=Path, default=None, help="an earlier run's folder (same seeds, images): its points join these"
+    )
     parser.add_argument(
         "--weights-dir", type=Path, default=None, help="the <scheme>.safetensors files (default: the checkout's)"
     )
@@ -101,21 +107,35 @@ def main() -> None:
     wide["weight"] = wide["weight"].astype(float)
     # the warm start is the weight-0 end of every front
     table = pd.concat([wide] + [warm_rows.assign(loss=loss, weight=0.0) for loss in args.losses], ignore_index=True)
-    table = table[["loss", "weight", "image", *JUDGES]].sort_values(["loss", "weight", "image"])
-    result = compare_fronts(table, args.losses[0])
+    table = table[["loss", "weight", "image", *JUDGES]]
+    losses, seconds = list(args.losses), 0
+    if args.extend is not None:  # an earlier run's points join these (where both have a loss and weight: these)
+        earlier, record = pd.read_csv(args.extend / "fronts.csv"), json.loads((args.extend / "fronts.json").read_text())
+        if record["seeds"] != args.seeds or record["test_images"] != list(held_out):
+            raise SystemExit(f"--extend {args.extend}: other seeds or held-out images than this run; rerun it whole")
+        here = set(zip(table["loss"], table["weight"], strict=True))
+        earlier = earlier[[key not in here for key in zip(earlier["loss"], earlier["weight"], strict=True)]]
+        table = pd.concat([table, earlier[table.columns]], ignore_index=True)
+        losses, seconds = list(dict.fromkeys([*record["losses"], *args.losses])), int(record["seconds"])
+    table = table.sort_values(["loss", "weight", "image"])
+    result = compare_fronts(table, losses[0])
     io.write_csv(table, args.out / "fronts.csv")
+    by_loss = {
+        loss: sorted(set(table.loc[(table["loss"] == loss) & (table["weight"] > 0), "weight"])) for loss in losses
+    }
     summary = {
-        "losses": args.losses,
-        "weights": args.weights,
+        "losses": losses,
+        "weights": sorted(set().union(*by_loss.values())),
+        "weights_by_loss": by_loss,
         "seeds": args.seeds,
         "test_images": list(held_out),
         "train": {key: section[key] for key in ("iterations", "image_dir", "test_images", "crop_size")},
         "unit": "the held-out image (seeds averaged within each image); each seed is its own warm start and fine-tunes",
         "comparisons": json.loads(result.to_json(orient="records")),
-        "seconds": round(time.perf_counter() - started),
+        "seconds": seconds + round(time.perf_counter() - started),
     }
     io.write_json(summary, args.out / "fronts.json")
-    io.save_figure(_figure(table, args.losses), args.out / "fronts.png")
+    io.save_figure(_figure(table, losses), args.out / "fronts.png")
     means = table.groupby(["loss", "weight"], sort=False)[JUDGES].mean()
     print(means.round(4).to_string())
     for row in result.itertuples():

@@ -73,7 +73,8 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
             study_design["facts"],
         )
     margin = float(params["compare"]["equivalence_margin"])
-    fronts = report.fronts_section(read_json(root / FRONTS), margin) if (root / FRONTS).is_file() else []
+    fronts_record = read_json(root / FRONTS) if (root / FRONTS).is_file() else None
+    fronts = report.fronts_section(fronts_record, margin) if fronts_record else []
     tuning = [read_json(path) for path in sorted((root / TUNING).glob("*.json"))]
     judges = params["evaluate"]["judges"]
     run = facts(params, differences)
@@ -131,9 +132,16 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     )
     if modelfest is not None:
         findings.append(report.modelfest_finding(modelfest))
-    if study_design.get("warm_start_per_seed"):  # today's study design: its primary-judge verdicts lead
-        primary_findings = [f"{study_title}: {sentence}" for sentence in study_findings] + primary_findings
-    return results, report.render_summary(evaluate, differences, run, [*primary_findings, *findings])
+    lead = []
+    if study_design.get("warm_start_per_seed"):  # today's study design: its verdicts lead, the default run follows
+        lead = [f"**{study_title}.** {study_design['facts']}", ""]
+        lead += [f"- {sentence}" for sentence in study_findings]
+        lead += [f"- {report.fronts_finding(fronts_record, margin)}"] if fronts_record else []
+        lead += ["", "**The default run** (a demonstration, not a claim about images in general).", ""]
+    elif fronts_record:
+        primary_findings.append(report.fronts_finding(fronts_record, margin))
+    summary = report.render_summary(evaluate, differences, run, [*primary_findings, *findings], lead)
+    return results, summary
 
 
 def image_level_pages(

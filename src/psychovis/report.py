@@ -172,6 +172,14 @@ def image_level_sentence(inference: pd.DataFrame, method: str, baseline: str, ju
     if verdict == "equivalent":
         verdict = f"equivalent within ±{first['margin']:g}"
         numbers += f", TOST p={first['tost_p']:.2g}"
+    elif (
+        verdict in ("better", "worse")
+        and known(first.get("tost_p"))
+        and float(first["tost_p"]) < 1 - float(first["level"])
+    ):
+        # detectable, and yet smaller than the margin named in advance: both are results
+        verdict += f" by less than the ±{first['margin']:g} margin"
+        numbers += f", TOST p={first['tost_p']:.2g}"
     fragile = "; fragile: a rerun at the measured cross-machine drift can flip it" if bool(first["fragile"]) else ""
     return (
         f"**{method}** vs {baseline} on {JUDGE_LABELS.get(judge, judge)}: {verdict}, {numbers} "
@@ -192,7 +200,7 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
         "",
         f"{label} was named in advance as the primary judge (independent of the loss's own VGG-16). Each held-out "
         f"image is one observation (its seeds averaged): {n_images} images, so no exact sign test can go below "
-        f"p = {summary['min_sign_test_p']:g}. Intervals: {100 * float(primary['level'].iloc[0]):g} % hierarchical "
+        f"p = {summary['min_sign_test_p']:.2g}. Intervals: {100 * float(primary['level'].iloc[0]):g} % hierarchical "
         "bootstrap (images, then seeds within); verdicts: paired t-test on the image means, Holm-adjusted over "
         f"methods x judges per baseline (p shown); equivalent: TOST within ±{summary['equivalence_margin']:g}. "
         f"The intervals condition on {summary['conditions_on']}.",
@@ -204,17 +212,29 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
         rows += [[f"{row['method']} vs {baseline}", image_level_cell(row)] for _, row in chosen.iterrows()]
     lines += [markdown_table(["comparison", label], rows), ""]
     power = summary["power"]
+    against_vgg = primary[(primary["baseline"] == "vgg") & ~primary["method"].isin(REFERENCES)]
+    each = "; ".join(
+        f"{row['method']} {number(row['power_at_margin'], 2)} (SD {number(row['sd_image'], 4)}, 80 % at "
+        f"{_images(row['images_for_power'])} images)"
+        for _, row in against_vgg.iterrows()
+    )
     lines += [
         f"- Power: with the measured per-image SD of the {label} differences "
         f"(median {number(power['median_sd_image'], 4)}), a paired t-test on {n_images} images detects a difference "
         f"of {summary['equivalence_margin']:g} with median power {number(power['median_power_at_margin'], 2)}; "
-        f"80 % needs about {power['median_images_for_80'] or '—'} images.",
+        f"80 % needs about {power['median_images_for_80'] or '—'} images."
+        + (f" Each weighting vs vgg, at its own SD: {each}." if each else ""),
         f"- Reproducibility: rerun on scores shifted by the measured cross-machine drift (±{summary['drift']:g} per "
         f"model on {label}, ±{summary['drift_halfwidths']:g} CI half-widths elsewhere): {summary['fragile']} of "
         f"{summary['verdicts']} verdicts (every judge and baseline; inference.csv) are fragile (marked).",
         "",
     ]
     return lines
+
+
+def _images(value: Any) -> str:
+    """A count of images from a table cell (``—`` when undefined)."""
+    return str(int(value)) if known(value) else "—"
 
 
 def artefact_sentence(evaluate: Mapping[str, Mapping[str, float | None]]) -> str | None:
@@ -511,7 +531,10 @@ def fronts_section(fronts: Mapping[str, Any], margin: float, figure: str = "fron
         "A weighting that only acts as a weaker perceptual term lies on the plain VGG loss's front; a better one "
         "lies beyond it. Difference = the baseline's LPIPS-Alex minus the loss's, at matched PSNR-Y over the range "
         f"both fronts cover (positive = better); unit: {fronts['unit']}; 95 % bootstrap CI over images, paired t p; "
-        f"equivalence margin ±{margin:g}. `benchmarks/perceptual_fronts.py`, {fronts['seconds'] / 60:.0f} min.",
+        f"equivalence margin ±{margin:g}. Fronts are linear between the sampled weights: where the baseline's "
+        "front is sampled sparsely, its chord lies above a convex front and favours the other loss, so the "
+        f"baseline is swept further where others' points fall. `benchmarks/perceptual_fronts.py`, "
+        f"{fronts['seconds'] / 60:.0f} min.",
         "",
     ]
     rows = [
@@ -525,8 +548,27 @@ def fronts_section(fronts: Mapping[str, Any], margin: float, figure: str = "fron
         for row in fronts["comparisons"]
     ]
     lines += [markdown_table(["comparison", "difference", "p", "images", "verdict"], rows), ""]
+    by_loss = fronts.get("weights_by_loss", {})
+    if len({tuple(weights) for weights in by_loss.values()}) > 1:  # some losses were swept further
+        listed = "; ".join(f"{loss} {', '.join(f'{w:g}' for w in weights)}" for loss, weights in by_loss.items())
+        lines += [f"Weights per loss: {listed}.", ""]
     lines += [f"![LPIPS-Alex vs PSNR-Y fronts]({figure})", ""]
     return lines
+
+
+def fronts_finding(fronts: Mapping[str, Any], margin: float) -> str:
+    """The README bullet of the trade-off fronts: every loss against the baseline's front, by its interval."""
+    parts = [
+        f"{row['loss']} {row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] ({front_verdict(row, margin)})"
+        for row in fronts["comparisons"]
+    ]
+    baseline = fronts["comparisons"][0]["baseline"] if fronts["comparisons"] else "vgg"
+    return (
+        f"Trade-off fronts (LPIPS-Alex at matched PSNR-Y vs {baseline}, + = better; unit: the held-out image, "
+        f"n = {len(fronts.get('test_images', []))}, {len(fronts.get('seeds', []))} seed(s) averaged within each): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def render_results(
@@ -568,12 +610,18 @@ def render_results(
 
 
 def render_summary(
-    evaluate: Mapping[str, Any], differences: pd.DataFrame, facts: str, findings: Sequence[str] = ()
+    evaluate: Mapping[str, Any],
+    differences: pd.DataFrame,
+    facts: str,
+    findings: Sequence[str] = (),
+    lead: Sequence[str] = (),
 ) -> str:
-    """The README's few sentences, from the same files as :func:`render_results` (``findings``: further bullets)."""
+    """The README's few sentences, from the same files as :func:`render_results` (``findings``: further bullets;
+    ``lead``: lines before the default run's, e.g. the study's verdicts)."""
     losses = perceptual_losses(evaluate)
     beaten = [method for method in losses if beats(differences, method, "bicubic", PERCEPTUAL_JUDGES)]
     lines = [
+        *lead,
         facts,
         "",
         f"- Better than bicubic on both LPIPS-Alex and DISTS: {len(beaten)} of {len(losses)} perceptual-loss models.",

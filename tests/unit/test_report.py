@@ -196,3 +196,16 @@ def test_a_study_record_names_its_design() -> None:
     # the default section's two verdict sentences name per-seed warm starts; with today's study design, its two too
     assert earlier.count("each its own warm start") == 2 and today.count("each its own warm start") == 4
     assert "## Trade-off fronts" in today
+
+
+def test_the_fronts_bullet_names_unit_interval_and_verdict() -> None:
+    bullet = report.fronts_finding(_fronts(-0.002, 0.003), margin=0.005)
+    assert "vs vgg" in bullet and "n = 24, 3 seed(s)" in bullet
+    assert "vfss +0.0005 [-0.0020, +0.0030] (on vgg's front, within ±0.005)" in bullet
+
+
+def test_fronts_list_the_weights_per_loss_when_they_differ() -> None:
+    same = _fronts(0.001, 0.002) | {"weights_by_loss": {"vgg": [0.1, 1.0], "vfss": [0.1, 1.0]}}
+    assert "Weights per loss" not in "\n".join(report.fronts_section(same, margin=0.005))
+    extended = _fronts(0.001, 0.002) | {"weights_by_loss": {"vgg": [0.001, 0.1, 1.0], "vfss": [0.1, 1.0]}}
+    assert "Weights per loss: vgg 0.001, 0.1, 1; vfss 0.1, 1." in "\n".join(report.fronts_section(extended, 0.005))

@@ -87,6 +87,8 @@ def test_report_names_the_unit_and_what_the_intervals_condition_on() -> None:
     section = "\n".join(report.image_level_section(table, summary))
     assert "images as the unit" in section and "condition on the trained models" in section
     assert "p = 0.25" in section and "Power:" in section and "fragile" in section
+    # each weighting's own power against vgg, beside the median over every comparison (bicubic's included)
+    assert "Each weighting vs vgg, at its own SD: vfss " in section and "; topk " in section
     sentence = report.image_level_sentence(table, "vgg", "pixel", "lpips_alex")
     assert "unit: the held-out image, n = 3" in sentence and "conditional on the trained models" in sentence
     pairs = st.paired_differences(_scores(), "vgg", DIRECTIONS, resamples=50)
@@ -102,3 +104,17 @@ def test_one_image_gives_no_verdict_and_strict_json() -> None:
     summary = stage.primary_summary(table, PARAMS)
     json.dumps(summary, allow_nan=False)
     assert summary["min_sign_test_p"] == 1.0 and summary["power"]["median_images_for_80"] is None
+
+
+def test_a_detectable_difference_inside_the_margin_says_both() -> None:
+    from psychovis import report
+
+    row = {"method": "vfss", "baseline": "vgg", "judge": "lpips_alex", "verdict": "better", "mean": 0.0037,
+           "ci_low": 0.0027, "ci_high": 0.0046, "p_holm": 2e-6, "margin": 0.005, "tost_p": 0.0045, "level": 0.95,
+           "fragile": False, "n_images": 24}  # fmt: skip
+    sentence = report.image_level_sentence(pd.DataFrame([row]), "vfss", "vgg", "lpips_alex")
+    assert (
+        "better by less than the ±0.005 margin, +0.0037 [+0.0027, +0.0046]" in sentence and "TOST p=0.0045" in sentence
+    )
+    wide = report.image_level_sentence(pd.DataFrame([row | {"tost_p": 0.4}]), "vfss", "vgg", "lpips_alex")
+    assert "better, +0.0037" in wide and "TOST" not in wide
