@@ -59,7 +59,8 @@ def main(ctx: StageContext) -> None:
         exported = experiment.fitted_feature_weights(
             result, base["backbone"], shaping_params(experiment.FITTED_SCHEME, ctx.params)
         ).save(WEIGHTS_DIR / f"{experiment.FITTED_SCHEME}.safetensors")
-        io.write_headline(experiment.headline_metrics(result), "metrics/modelfest.json")
+        headline = experiment.headline_metrics(result)
+        io.write_headline(headline, "metrics/modelfest.json")
         shown = [
             n
             for n in ("constant", "energy_barten_2003", "energy_standard_spatial_observer")
@@ -81,7 +82,6 @@ def main(ctx: StageContext) -> None:
                 f"{OUT}/sweep.png",
             ),
         ]
-        headline = experiment.headline_metrics(result)
         run.log_metrics({"elapsed_s": elapsed, **flat_metrics(headline)})
         for figure in figures:
             run.log_artifact(figure, "figures")

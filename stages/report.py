@@ -101,6 +101,7 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     image_level, primary_findings = image_level_pages(root)
     study_image_level, study_findings = image_level_pages(root / STUDY, Path("inference.csv"), Path("inference.json"))
     study_title = study_design.get("title", report.EARLIER_STUDY_TITLE)
+    warm_start_per_seed = bool(study_design.get("warm_start_per_seed", False))  # False: the earlier record's design
     modelfest = read_json(root / MODELFEST) if (root / MODELFEST).is_file() else None
     if modelfest is not None:
         analysis += report.modelfest_section(modelfest)
@@ -115,7 +116,7 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
         image_level,
         study_image_level,
         study_title,
-        bool(study_design.get("warm_start_per_seed", False)),
+        warm_start_per_seed,
         fronts,
     )
     tuning_metrics = read_json(root / TUNING_SUMMARY)
@@ -133,7 +134,7 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     if modelfest is not None:
         findings.append(report.modelfest_finding(modelfest))
     lead = []
-    if study_design.get("warm_start_per_seed"):  # today's study design: its verdicts lead, the default run follows
+    if warm_start_per_seed:  # today's study design: its verdicts lead, the default run follows
         lead = [f"**{study_title}.** {study_design['facts']}", ""]
         lead += [f"- {sentence}" for sentence in study_findings]
         lead += [f"- {report.fronts_finding(fronts_record, margin)}"] if fronts_record else []

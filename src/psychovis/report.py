@@ -215,7 +215,7 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
     against_vgg = primary[(primary["baseline"] == "vgg") & ~primary["method"].isin(REFERENCES)]
     each = "; ".join(
         f"{row['method']} {number(row['power_at_margin'], 2)} (SD {number(row['sd_image'], 4)}, 80 % at "
-        f"{_images(row['images_for_power'])} images)"
+        f"{number(row['images_for_power'], 0)} images)"
         for _, row in against_vgg.iterrows()
     )
     lines += [
@@ -230,11 +230,6 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
         "",
     ]
     return lines
-
-
-def _images(value: Any) -> str:
-    """A count of images from a table cell (``—`` when undefined)."""
-    return str(int(value)) if known(value) else "—"
 
 
 def artefact_sentence(evaluate: Mapping[str, Mapping[str, float | None]]) -> str | None:
@@ -835,13 +830,21 @@ def modelfest_section(summary: Mapping[str, Any]) -> list[str]:
             f"(at {ppd:g} px/deg: {number(row.get(f'held_out_rms_db_at_{ppd:g}'), 2)} dB)."
         )
     for row in summary.get("fitted_weights") or []:
+        premise = premise_sentences(row)
+        # VFSS's numbers are stated once: in its null sentence when it has one, here otherwise
+        vfss = (
+            ""
+            if null_verdict(row, "vfss") is not None
+            else f" Spearman with VFSS {number(row.get('spearman_vfss'), 2)} (VFSS with gain: "
+            f"{number(row.get('spearman_vfss_gain'), 2)})."
+        )
         lines.append(
             f"- Per-map weights fitted to people at {row['layer']} (positive, ridge {number(row['ridge'], 2)} towards "
             f"uniform, fitted on {', '.join(summary['train_families'])}): held-out RMS "
             f"{number(row['held_out_rms_db'], 2)} dB against {number(row['held_out_rms_db_uniform'], 2)} dB for "
-            f"uniform weights; Spearman with VFSS {number(row.get('spearman_vfss'), 2)}, with the maps' response "
-            f"gain {number(row.get('spearman_gain'), 2)} (VFSS with gain: {number(row.get('spearman_vfss_gain'), 2)})."
-            + "".join(f" {sentence}" for sentence in premise_sentences(row))
+            f"uniform weights; their Spearman with the maps' response gain {number(row.get('spearman_gain'), 2)}."
+            + vfss
+            + "".join(f" {sentence}" for sentence in premise)
         )
     sweep = pd.DataFrame(summary.get("sweep", []))
     if len(sweep):
