@@ -42,7 +42,8 @@ def main(ctx: StageContext) -> None:
         raise ParamsError(f"evaluate.figure_seed {p['figure_seed']} is not one of train.seeds {train['seeds']}")
     # pixel (L1 continued) always runs (dvc.yaml stage train_pixel); the other baselines are listed
     # each seed's warm start is scored too (the reference every fine-tune moved from)
-    losses = list(dict.fromkeys([WARM_START, "pixel", *train["baseline_losses"], *train["weighted_losses"]]))
+    listed = [*train["baseline_losses"], *train["weighted_losses"], *train["geometry_losses"]]
+    losses = list(dict.fromkeys([WARM_START, "pixel", *listed]))
     paths = {(loss, seed): model_path(loss, seed) for loss in losses for seed in train["seeds"]}
     # every checkpoint's scale checked before any model runs (one of another scale failed only at scoring)
     models = load_models(paths, train["scale"], device)

@@ -6,7 +6,9 @@ one criterion per person fitted to the RMS dB error), and scores classical obser
 contrast energy, CSF-filtered energy) and deep ones (the distance catalogue) against the 16 people,
 with bootstrap CIs, the human band and the noise floor; then a px/deg sweep as a sensitivity analysis.
 Per-map weights fitted to people are tested against VFSS (with a gain-matched null) and exported as
-the ``human_fitted`` weights scheme (``data/weights/human_fitted.safetensors``, a loss of `train`).
+the ``human_fitted`` weights scheme (``data/weights/human_fitted.safetensors``, a loss of `train`); the
+geometry-aware VGG observer's reference px/deg goes to ``data/modelfest/reference_geometry.json`` (the
+``geometry_aware`` loss of `train_geometry`).
 """
 
 from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
@@ -22,7 +24,7 @@ from psychovis.modelfest import experiment
 from psychovis.modelfest import figures as plots
 from psychovis.names import DISTANCES
 from psychovis.pipeline.distance_inputs import layer_scores, load_distances
-from psychovis.pipeline.inputs import WEIGHTS_DIR
+from psychovis.pipeline.inputs import REFERENCE_GEOMETRY, WEIGHTS_DIR
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.statistics import flat_metrics
 
@@ -56,6 +58,8 @@ def main(ctx: StageContext) -> None:
             f"{OUT}/sweep.csv",
         )
         io.write_json(result.summary, f"{OUT}/summary.json")
+        reference = experiment.reference_geometry(result.geometry, p["fit_families"])
+        io.write_json(reference | {"backbone": base["backbone"], "layers": list(layers)}, REFERENCE_GEOMETRY)
         exported = experiment.fitted_feature_weights(
             result, base["backbone"], shaping_params(experiment.FITTED_SCHEME, ctx.params)
         ).save(WEIGHTS_DIR / f"{experiment.FITTED_SCHEME}.safetensors")

@@ -7,7 +7,8 @@ from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handle
 import argparse
 
 from psychovis import io
-from psychovis.names import LOSSES
+from psychovis.names import GEOMETRY_LOSS, LOSSES
+from psychovis.pipeline.inputs import read_reference_geometry
 from psychovis.pipeline.runner import StageContext, run_stage
 from psychovis.pipeline.training import add_arguments, run_training_stage, warm_start_path
 from psychovis.sr.training import TrainConfig
@@ -15,7 +16,10 @@ from psychovis.sr.training import TrainConfig
 
 def main(ctx: StageContext) -> None:
     loss, seed = ctx.args.loss, ctx.args.seed
-    config = TrainConfig.from_params(ctx.params["train"], loss, seed)
+    train = ctx.params["train"]
+    # geometry_aware: the network's reference px/deg is the modelfest stage's, fitted to people
+    fitted = {"reference_px_per_degree": read_reference_geometry(train["layers"])} if loss == GEOMETRY_LOSS else {}
+    config = TrainConfig.from_params(train, loss, seed, **fitted)
     name = f"{loss}-s{seed}"
     summary = run_training_stage(
         ctx, config, name, f"train@{name}", {"loss": loss, "seed": str(seed)}, warm_start_path(seed)

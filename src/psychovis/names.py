@@ -44,8 +44,14 @@ LPIPS linear head (weights learned from human 2AFC judgements), all exported by 
 and ``human_fitted``: weights fitted to the ModelFest detection thresholds (exported by the
 `modelfest` stage, at ``modelfest.layers``)."""
 
-LOSSES: tuple[str, ...] = ("pixel", "vgg", *WEIGHTED_LOSSES)
-"""Training losses of the SR models: L1 only, L1 plus the plain VGG loss, or L1 plus a weighted one."""
+GEOMETRY_LOSS = "geometry_aware"
+"""The plain VGG loss read at the network's own reference px/deg: the images are resampled from the
+display's ``train.px_per_degree`` to the reference the `modelfest` stage fitted to people
+(``data/modelfest/reference_geometry.json``) before the network sees them."""
+
+LOSSES: tuple[str, ...] = ("pixel", "vgg", *WEIGHTED_LOSSES, GEOMETRY_LOSS)
+"""Training losses of the SR models: L1 only, L1 plus the plain VGG loss, L1 plus a weighted one, or L1
+plus the plain VGG loss at the reference geometry (:data:`GEOMETRY_LOSS`)."""
 
 UPSAMPLERS: tuple[str, ...] = ("pixelshuffle", "icnr", "resize_conv")
 """How the SR network upsamples: sub-pixel convolution (default or ICNR init), or resize + convolution."""

@@ -66,6 +66,7 @@ TINY: dict[str, dict[str, Any]] = {
         "log_every": 2,
         "image_dir": None,
         "test_images": 3,
+        "geometry_losses": [],  # needs the modelfest geometry sweep: the session's repository turns both on
     },
     "evaluate": {"judges": ["psnr_y", "gmsd"], "max_size": 64, "figure_crop": 32, "frequency_bands": 4},
 }
@@ -418,6 +419,7 @@ REPO_OVERRIDES: dict[str, dict[str, Any]] = {
     "train": {
         "baseline_losses": ["vgg"],
         "weighted_losses": ["vfss", "topk", "lpips_weighted"],
+        "geometry_losses": ["geometry_aware"],
         "seeds": [0],
         "log_every": 1,
     },
@@ -441,8 +443,8 @@ REPO_OVERRIDES: dict[str, dict[str, Any]] = {
         "distances": ["pixel_mse", "vgg"],
         "top_k": 8,
         "sweep_px_per_degree": [30.0],
-        "deep_sweep_px_per_degree": [],
-        "sweep_distances": [],
+        "deep_sweep_px_per_degree": [60.0],  # with sweep_distances: the geometry-aware observer (train_geometry)
+        "sweep_distances": ["vgg"],
         "bootstrap": 20,
     },
     "atlas": {

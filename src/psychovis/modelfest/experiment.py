@@ -125,6 +125,35 @@ def geometry_aware(
     return out
 
 
+def reference_geometry(geometry: pd.DataFrame, fit_families: Sequence[str], distance: str = "vgg") -> dict[str, Any]:
+    """The reference px/deg of the geometry-aware ``distance`` observer: what the ``geometry_aware`` loss reads.
+
+    Args:
+        geometry: :attr:`Result.geometry` (one row per geometry-aware observer).
+        fit_families: the stimulus families the reference was chosen on (``modelfest.fit_families``).
+        distance: the deep observer whose reference the loss uses (the plain VGG distance).
+
+    Returns:
+        ``observer``, ``reference_px_per_degree`` (None when no such observer was fitted, with ``why``),
+        ``fit_families``, ``train_rms_db`` and ``held_out_rms_db``.
+    """
+    observer = f"geometry_aware_{distance}"
+    rows = geometry[geometry["observer"] == observer] if "observer" in geometry else geometry
+    record: dict[str, Any] = {"observer": observer, "fit_families": list(fit_families)}
+    if not len(rows):
+        why = (
+            f"no {observer} observer was fitted: it needs {distance!r} in modelfest.sweep_distances and at least one "
+            "geometry in modelfest.deep_sweep_px_per_degree"
+        )
+        return record | {"reference_px_per_degree": None, "why": why}
+    row = rows.iloc[0]
+    return record | {
+        "reference_px_per_degree": float(row["reference_px_per_degree"]),
+        "train_rms_db": float(row["train_rms_db"]),
+        "held_out_rms_db": float(row["held_out_rms_db"]),
+    }
+
+
 def run_experiment(
     p: Mapping[str, Any],
     distances: Mapping[str, Distance],

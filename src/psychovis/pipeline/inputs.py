@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from psychovis.errors import DataError, quote
+from psychovis.errors import DataError, ParamsError, quote
 from psychovis.names import LAYER_MAPS
 
 if TYPE_CHECKING:  # pandas loads with the first table read: the paths are read before the heavy imports
@@ -29,6 +29,8 @@ VFSS_TABLE = Path("data/vfss/vfss.parquet")
 WEIGHTS_DIR = Path("data/weights")
 """Where the `weights` stage exports one ``<scheme>.safetensors`` per scheme."""
 VFSS_WEIGHTS = WEIGHTS_DIR / "vfss.safetensors"
+REFERENCE_GEOMETRY = Path("data/modelfest/reference_geometry.json")
+"""The `modelfest` stage's reference px/deg of the geometry-aware VGG observer (the ``geometry_aware`` loss)."""
 
 
 _RESPONSES = frozenset({"channel", "stimulus_id", "response"})
@@ -95,6 +97,41 @@ def read_input(path: PathLike, columns: Sequence[str]) -> pd.DataFrame:
                 "it is corrupt: delete it and run `dvc repro`"
             )
     return frame
+
+
+def read_reference_geometry(layers: Sequence[str], backbone: str = "vgg16") -> float:
+    """The network's reference px/deg that the `modelfest` stage fitted (:data:`REFERENCE_GEOMETRY`).
+
+    Args:
+        layers: the loss's layers (``train.layers``): the reference holds for the layers it was fitted at.
+        backbone: the loss's backbone.
+
+    Raises:
+        DataError: the file is missing or is not the modelfest stage's record.
+        ParamsError: no reference was fitted (the sweep that fits it is off), or it was fitted at
+            other layers or on another backbone.
+    """
+    from psychovis.io import read_json
+
+    record = read_json(REFERENCE_GEOMETRY)
+    if not isinstance(record, dict) or not {"reference_px_per_degree", "layers", "backbone"} <= set(record):
+        raise DataError(
+            f"{REFERENCE_GEOMETRY} is not the modelfest stage's record; delete it and `dvc repro modelfest`"
+        )
+    reference = record["reference_px_per_degree"]
+    if reference is None:
+        raise ParamsError(
+            f"the geometry_aware loss has no reference geometry ({record.get('why', 'none was fitted')}); "
+            "or leave it out: train.geometry_losses: []"
+        )
+    if not isinstance(reference, int | float) or not 0 < reference < float("inf"):
+        raise DataError(f"{REFERENCE_GEOMETRY}: reference_px_per_degree {reference!r} is not a positive number")
+    if list(layers) != list(record["layers"]) or backbone != record["backbone"]:
+        raise ParamsError(
+            f"train.layers {list(layers)} ({backbone}): the geometry_aware loss's reference px/deg was fitted at "
+            f"modelfest.layers {record['layers']} ({record['backbone']}); make the two the same"
+        )
+    return float(reference)
 
 
 def load_probe_results(other_scaling: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:

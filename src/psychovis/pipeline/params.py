@@ -29,6 +29,7 @@ from psychovis.names import (
     DEVICES,
     DISTANCES,
     FREQUENCY_MAPPINGS,
+    GEOMETRY_LOSS,
     GRATING_KINDS,
     INPUT_SCALINGS,
     JUDGES,
@@ -104,6 +105,8 @@ SCHEMA: dict[str, dict[str, Validator]] = {
     "train": {
         "baseline_losses": ListOf(Choice(("pixel", "vgg"))),
         "weighted_losses": ListOf(Choice(WEIGHTED_LOSSES)),
+        "geometry_losses": ListOf(Choice((GEOMETRY_LOSS,))),
+        "px_per_degree": Number(1.0, 10_000.0),  # the display's, for the geometry_aware loss
         "seeds": ListOf(Number(0, 2**31 - 1, integer=True)),
         "layers": ListOf(Text()),
         "pixel_weight": Number(0.0, 1e6),

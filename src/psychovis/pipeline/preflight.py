@@ -25,10 +25,10 @@ from typing import Any
 
 from psychovis import weights_file
 from psychovis.errors import PsychovisError, one_line
-from psychovis.names import WEIGHTED_LOSSES
+from psychovis.names import GEOMETRY_LOSS, WEIGHTED_LOSSES
 from psychovis.pipeline import params as params_module
 from psychovis.pipeline import tracking
-from psychovis.pipeline.inputs import WEIGHTS_DIR
+from psychovis.pipeline.inputs import WEIGHTS_DIR, read_reference_geometry
 
 DEBUG_ENV = "PSYCHOVIS_DEBUG"
 """Set to anything but ``0`` (or pass ``--debug``) to see tracebacks instead of the one line."""
@@ -61,10 +61,13 @@ def check_weights_of_the_loss(options: argparse.Namespace, params: Mapping[str, 
     """A fine-tune of a weighted loss (``--loss topk``) needs ``data/weights/<loss>.safetensors`` of that scheme.
 
     A missing file, another scheme's file (it trained silently under the wrong loss name) or one
-    with no layers is refused now, not after torch and the training images were loaded.
+    with no layers is refused now, not after torch and the training images were loaded; so is a
+    ``geometry_aware`` fine-tune without the `modelfest` stage's reference geometry for its layers.
     """
     if options.loss in WEIGHTED_LOSSES:
         weights_file.check_file(WEIGHTS_DIR / f"{options.loss}.safetensors", scheme=options.loss)
+    if options.loss == GEOMETRY_LOSS:
+        read_reference_geometry(params["train"]["layers"])
 
 
 STAGE_CHECKS: dict[str, Callable[[argparse.Namespace, Mapping[str, Mapping[str, Any]]], None]] = {

@@ -57,6 +57,7 @@ PRESETS: dict[str, Preset] = {
                 "train.test_images": 24,
                 "train.seeds": [0, 1, 2],
                 "train.weighted_losses": STUDY_LOSSES,
+                "train.geometry_losses": ["geometry_aware"],
                 "atlas.backbones": ["vgg16", "alexnet", "vgg16_random"],
             },
         ),

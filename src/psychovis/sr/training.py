@@ -13,6 +13,9 @@ within a warm start and the pixel model continued with L1 is the fair baseline. 
   the layers of its weights file, since LPIPS heads exist only at relu1_2, 2_2, 3_3, 4_3 and 5_3.
 - ``human_fitted``: L1 plus the loss weighted by per-map weights fitted to the ModelFest detection
   thresholds of 16 people (the `modelfest` stage's export, at ``modelfest.layers``).
+- ``geometry_aware``: L1 plus the plain VGG loss on images resampled from the display's px/deg
+  (``px_per_degree``) to the network's reference px/deg (``reference_px_per_degree``, which the
+  `modelfest` stage chooses on a declared subset of the ModelFest stimuli).
 
 References:
     Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial
@@ -41,7 +44,7 @@ from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import DataError, InvalidWeightsError, ParamsError, PsychovisError, WeightsError, quote
 from psychovis.feature_weights import FeatureWeights
 from psychovis.io import atomic_path
-from psychovis.names import LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
+from psychovis.names import GEOMETRY_LOSS, LOSSES, UPSAMPLERS, WEIGHTED_LOSSES
 from psychovis.progress import Progress
 from psychovis.sr.data import downsample, random_crops
 from psychovis.sr.distributed import World, barrier, broadcast, fault_point, mean_over_ranks
@@ -67,11 +70,20 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     upsampler: str = "pixelshuffle"
+    px_per_degree: float | None = None
+    reference_px_per_degree: float | None = None
 
     @classmethod
     def from_params(cls, train: Mapping[str, Any], loss: str, seed: int, **overrides: Any) -> TrainConfig:
-        """The config of one run from the ``train`` section of ``params.yaml`` (``overrides`` win)."""
-        skipped = {"loss", "seed"}
+        """The config of one run from the ``train`` section of ``params.yaml`` (``overrides`` win).
+
+        ``geometry_aware`` also reads ``train.px_per_degree``; its ``reference_px_per_degree`` is no
+        param (the `modelfest` stage fits it): pass it as an override.
+        """
+        # the reference geometry comes from the modelfest stage, the display's only matters to geometry_aware
+        skipped = {"loss", "seed", "reference_px_per_degree"}
+        if loss != GEOMETRY_LOSS:
+            skipped.add("px_per_degree")
         if loss == "pixel":
             # L1 alone: the perceptual keys are not read, so changing them does not retrain it (dvc.yaml)
             skipped |= {"layers", "pixel_weight", "perceptual_weight"}
@@ -88,6 +100,14 @@ class TrainConfig:
             raise ParamsError(f"train.upsampler must be one of {list(UPSAMPLERS)}, got {quote(self.upsampler)}")
         if self.crop_size % self.scale:
             raise ParamsError(f"train.crop_size ({self.crop_size}) must be a multiple of train.scale ({self.scale})")
+        geometry = (self.px_per_degree, self.reference_px_per_degree)
+        if self.loss == GEOMETRY_LOSS and None in geometry:
+            raise ParamsError(
+                f"the {GEOMETRY_LOSS} loss needs the display's px/deg (train.px_per_degree) and the network's "
+                f"reference px/deg (fitted by the modelfest stage: `dvc repro modelfest`), got {geometry}"
+            )
+        if self.loss != GEOMETRY_LOSS and geometry != (None, None):
+            raise ParamsError(f"px_per_degree and reference_px_per_degree are for the {GEOMETRY_LOSS} loss only")
 
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -107,6 +127,19 @@ def build_criterion(config: TrainConfig, weights_dir: str | Path | None = None) 
     perceptual: PsychovisualLoss | None = None
     if config.loss == "vgg":
         perceptual = PsychovisualLoss(layers=config.layers)
+    elif config.loss == GEOMETRY_LOSS:
+        perceptual = PsychovisualLoss(
+            layers=config.layers,
+            px_per_degree=config.px_per_degree,
+            reference_px_per_degree=config.reference_px_per_degree,
+        )
+        seen = round(config.crop_size * perceptual.reference_px_per_degree / perceptual.px_per_degree)
+        if seen < perceptual.min_size:
+            raise ParamsError(
+                f"train.crop_size {config.crop_size} px at train.px_per_degree {config.px_per_degree:g} becomes "
+                f"{seen} px at the reference {config.reference_px_per_degree:g} px/deg, under the "
+                f"{perceptual.min_size} px the backbone accepts: raise train.crop_size or lower train.px_per_degree"
+            )
     elif config.loss in WEIGHTED_LOSSES:
         if weights_dir is None:
             raise ParamsError(f"loss {config.loss!r} needs weights_dir, the folder of the exported weights")
@@ -163,7 +196,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     if not path.is_file():
         raise WeightsError(
             f"checkpoint {path} is missing; train it first "
-            "(in the pipeline: `dvc repro train_pixel train_baseline train_weighted`)"
+            "(in the pipeline: `dvc repro train_pixel train_baseline train_weighted train_geometry`)"
         )
     try:
         state = torch.load(path, map_location=device, weights_only=True)

@@ -84,3 +84,20 @@ def test_headline_has_the_premise_test(fitted: np.ndarray) -> None:
     assert headline["fitted_weights"] == {"spearman_vfss": -0.18, "null_vfss_p": 0.7}
     assert set(headline["rms_db"]) == {"constant", "vgg"}
     assert "fitted_weights" not in experiment.headline_metrics(_result(None))
+
+
+def test_the_reference_geometry_is_the_geometry_aware_vgg_observer_s() -> None:
+    geometry = pd.DataFrame(
+        [
+            {"observer": "geometry_aware_vfss", "reference_px_per_degree": 60.0, "train_rms_db": 5.0,
+             "held_out_rms_db": 9.0},
+            {"observer": "geometry_aware_vgg", "reference_px_per_degree": 30.0, "train_rms_db": 4.0,
+             "held_out_rms_db": 15.0},
+        ]
+    )  # fmt: skip
+    record = experiment.reference_geometry(geometry, ["gabor_csf"])
+    assert record["reference_px_per_degree"] == 30.0 and record["held_out_rms_db"] == 15.0
+    assert record["fit_families"] == ["gabor_csf"]
+    none = experiment.reference_geometry(pd.DataFrame(), ["gabor_csf"])
+    assert none["reference_px_per_degree"] is None
+    assert "modelfest.sweep_distances" in none["why"] and "deep_sweep_px_per_degree" in none["why"]

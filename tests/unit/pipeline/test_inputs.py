@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from psychovis import io
-from psychovis.errors import DataError
+from psychovis.errors import DataError, ParamsError
 from psychovis.pipeline import inputs
 
 
@@ -64,3 +64,29 @@ def test_spoiled_tables_are_refused_naming_file_and_column(tmp_path, spoil, mess
     with pytest.raises(DataError, match=message) as info:
         _read(tmp_path, stimuli, features)
     assert "\n" not in str(info.value)
+
+
+def _reference(tmp_path, monkeypatch, **record):
+    monkeypatch.chdir(tmp_path)
+    base = {"observer": "geometry_aware_vgg", "reference_px_per_degree": 30.0, "layers": ["relu3_2"],
+            "backbone": "vgg16", "fit_families": ["gabor_csf"]}  # fmt: skip
+    io.write_json(base | record, inputs.REFERENCE_GEOMETRY)
+
+
+def test_the_reference_geometry_is_read_for_its_layers(tmp_path, monkeypatch):
+    _reference(tmp_path, monkeypatch)
+    assert inputs.read_reference_geometry(["relu3_2"]) == 30.0
+    with pytest.raises(ParamsError, match=r"train\.layers \['relu2_2'\].*modelfest\.layers \['relu3_2'\]"):
+        inputs.read_reference_geometry(["relu2_2"])
+
+
+def test_a_missing_or_unfitted_reference_geometry_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="dvc repro"):
+        inputs.read_reference_geometry(["relu3_2"])
+    _reference(tmp_path, monkeypatch, reference_px_per_degree=None, why="no geometry_aware_vgg observer was fitted")
+    with pytest.raises(ParamsError, match=r"no geometry_aware_vgg observer.*train\.geometry_losses: \[\]"):
+        inputs.read_reference_geometry(["relu3_2"])
+    _reference(tmp_path, monkeypatch, reference_px_per_degree=-1)
+    with pytest.raises(DataError, match="not a positive number"):
+        inputs.read_reference_geometry(["relu3_2"])

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from psychovis.distances.loss import PsychovisualLoss
 from psychovis.errors import ParamsError, WeightsError
 from psychovis.feature_weights import FeatureWeights
 from psychovis.images import bundled_images
-from psychovis.names import LOSSES
+from psychovis.names import GEOMETRY_LOSS, LOSSES
 from psychovis.sr.distributed import World
 from psychovis.sr.model import SRResNet
 from psychovis.sr.training import (
@@ -28,6 +29,7 @@ from psychovis.sr.training import (
 )
 
 TINY = {"iterations": 3, "batch_size": 2, "crop_size": 32, "channels": 8, "residual_blocks": 1, "log_every": 2}
+GEOMETRY = {"px_per_degree": 60.0, "reference_px_per_degree": 30.0}  # a display at twice the network's px/deg
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +80,50 @@ def test_training_is_seeded_and_logs_a_curve(images: list[np.ndarray]) -> None:
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_each_loss_builds_and_has_its_terms(loss: str, weights_dir: Path) -> None:
-    criterion = build_criterion(TrainConfig(loss=loss, **TINY), weights_dir)
+    geometry = GEOMETRY if loss == GEOMETRY_LOSS else {}
+    criterion = build_criterion(TrainConfig(loss=loss, **TINY, **geometry), weights_dir)
     target = torch.rand(2, 3, 32, 32)
     prediction = (target + 0.1 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
     terms = criterion(prediction, target)
     assert ("perceptual" in terms) == (loss != "pixel")
     terms["loss"].backward()
     assert prediction.grad is not None and prediction.grad.abs().sum() > 0
+
+
+def test_the_geometry_aware_loss_is_the_vgg_loss_at_the_reference_geometry() -> None:
+    target = torch.rand(2, 3, 32, 32)
+    prediction = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
+    plain = build_criterion(TrainConfig(loss="vgg", **TINY))(prediction, target)
+    same = build_criterion(TrainConfig(loss=GEOMETRY_LOSS, **TINY, px_per_degree=40.0, reference_px_per_degree=40.0))
+    torch.testing.assert_close(same(prediction, target)["perceptual"], plain["perceptual"])
+    half = build_criterion(TrainConfig(loss=GEOMETRY_LOSS, **TINY, **GEOMETRY))(prediction, target)
+
+    def at_half(images: torch.Tensor) -> torch.Tensor:  # 60 -> 30 px/deg: half the side, antialiased
+        return torch.nn.functional.interpolate(images, size=(16, 16), mode="bilinear", antialias=True)
+
+    expected = PsychovisualLoss(layers=["relu3_2"])(at_half(prediction), at_half(target))
+    torch.testing.assert_close(half["perceptual"], expected)
+    assert not torch.isclose(half["perceptual"], plain["perceptual"])
+    torch.testing.assert_close(half["pixel"], plain["pixel"])  # L1 stays on the display's pixels
+
+
+def test_the_geometry_aware_loss_needs_both_geometries() -> None:
+    with pytest.raises(ParamsError, match=r"train\.px_per_degree.*dvc repro modelfest"):
+        TrainConfig(loss=GEOMETRY_LOSS, px_per_degree=60.0, **TINY)
+    with pytest.raises(ParamsError, match="geometry_aware loss only"):
+        TrainConfig(loss="vgg", **GEOMETRY, **TINY)
+    with pytest.raises(ParamsError, match=r"raise train\.crop_size or lower train\.px_per_degree"):
+        build_criterion(TrainConfig(loss=GEOMETRY_LOSS, **TINY, px_per_degree=600.0, reference_px_per_degree=30.0))
+
+
+def test_only_the_geometry_aware_loss_reads_the_display_geometry() -> None:
+    params = {**TINY, "layers": ["relu3_2"], "pixel_weight": 1.0, "perceptual_weight": 0.1, "scale": 4}
+    params |= {"learning_rate": 1e-4, "upsampler": "resize_conv", "px_per_degree": 60.0}
+    assert TrainConfig.from_params(params, "vgg", 0).px_per_degree is None
+    config = TrainConfig.from_params(params, GEOMETRY_LOSS, 0, reference_px_per_degree=30.0)
+    assert (config.px_per_degree, config.reference_px_per_degree) == (60.0, 30.0)
+    with pytest.raises(ParamsError, match="dvc repro modelfest"):  # the reference is fitted, never a param
+        TrainConfig.from_params(params | {"reference_px_per_degree": 30.0}, GEOMETRY_LOSS, 0)
 
 
 def test_weighted_losses_need_exported_weights(tmp_path: Path, weights_dir: Path) -> None:
