@@ -223,7 +223,7 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
         f"(median {number(power['median_sd_image'], 4)}), a paired t-test on {n_images} images detects a difference "
         f"of {summary['equivalence_margin']:g} with median power {number(power['median_power_at_margin'], 2)}; "
         f"80 % needs about {power['median_images_for_80'] or '—'} images."
-        + (f" Each weighting vs vgg, at its own SD: {each}." if each else ""),
+        + (f" Each loss vs vgg, at its own SD: {each}." if each else ""),
         f"- Reproducibility: rerun on scores shifted by the measured cross-machine drift (±{summary['drift']:g} per "
         f"model on {label}, ±{summary['drift_halfwidths']:g} CI half-widths elsewhere): {summary['fragile']} of "
         f"{summary['verdicts']} verdicts (every judge and baseline; inference.csv) are fragile (marked).",

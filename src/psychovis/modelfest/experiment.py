@@ -147,10 +147,11 @@ def reference_geometry(geometry: pd.DataFrame, fit_families: Sequence[str], dist
         )
         return record | {"reference_px_per_degree": None, "why": why}
     row = rows.iloc[0]
+    # the `train_geometry` stage depends on this file: 0.01 dB keeps CPU-level low digits from retraining it
     return record | {
         "reference_px_per_degree": float(row["reference_px_per_degree"]),
-        "train_rms_db": float(row["train_rms_db"]),
-        "held_out_rms_db": float(row["held_out_rms_db"]),
+        "train_rms_db": round(float(row["train_rms_db"]), 2),
+        "held_out_rms_db": round(float(row["held_out_rms_db"]), 2),
     }
 
 

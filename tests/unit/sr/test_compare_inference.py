@@ -88,7 +88,7 @@ def test_report_names_the_unit_and_what_the_intervals_condition_on() -> None:
     assert "images as the unit" in section and "condition on the trained models" in section
     assert "p = 0.25" in section and "Power:" in section and "fragile" in section
     # each weighting's own power against vgg, beside the median over every comparison (bicubic's included)
-    assert "Each weighting vs vgg, at its own SD: vfss " in section and "; topk " in section
+    assert "Each loss vs vgg, at its own SD: vfss " in section and "; topk " in section
     sentence = report.image_level_sentence(table, "vgg", "pixel", "lpips_alex")
     assert "unit: the held-out image, n = 3" in sentence and "conditional on the trained models" in sentence
     pairs = st.paired_differences(_scores(), "vgg", DIRECTIONS, resamples=50)
