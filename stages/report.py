@@ -4,9 +4,9 @@ Inputs are the git-tracked files of the run (``data/evaluate/scores.json``, ``da
 and, with images as the unit, ``inference.csv`` + ``inference.json``,
 the psychophysics null ``data/psychophysics/summary.json`` + ``nulls.csv``, the VFSS gain and
 sensitivity ``data/vfss/summary.json`` + ``sensitivity.csv``, ``data/tuning/summary.json``) plus, when
-present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copies under ``docs/study/``, the
-trade-off fronts ``docs/fronts/fronts.json`` and the recipe sweeps under ``docs/tuning/``; a test renders the same
-files again and checks both pages match.
+present, the atlas's ``data/atlas/vgg16/summary.json``, the study preset's copies under ``docs/study/`` (and its
+display sweep), the trade-off fronts ``docs/fronts/fronts.json`` and the recipe sweeps under ``docs/tuning/``; a
+test renders the same files again and checks both pages match.
 """
 
 from psychovis.pipeline import stage_start  # noqa: F401  (first: signals handled during the imports below)
@@ -28,6 +28,8 @@ README = Path("README.md")
 STUDY = Path("docs/study")
 """The study preset's metrics, copied from its `dvc exp run` (see the README)."""
 TUNING = Path("docs/tuning")
+DISPLAY_SWEEP = STUDY / "geometry_sweep.csv"
+"""The geometry-aware loss at other display geometries (``benchmarks/display_geometry_sweep.py``), when run."""
 FRONTS = Path("docs/fronts/fronts.json")
 """The trade-off fronts (``benchmarks/perceptual_fronts.py``), when they were run."""
 TUNING_SUMMARY = Path("data/tuning/summary.json")  # tuning classes and the Nyquist edge
@@ -100,6 +102,11 @@ def pages(root: Path, params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     ]
     image_level, primary_findings = image_level_pages(root)
     study_image_level, study_findings = image_level_pages(root / STUDY, Path("inference.csv"), Path("inference.json"))
+    sweep = pd.read_csv(root / DISPLAY_SWEEP) if (root / DISPLAY_SWEEP).is_file() else None
+    if sweep is not None:
+        study_image_level += report.display_geometry_section(sweep)
+        display_finding = report.display_geometry_finding(sweep)
+        study_findings += [display_finding] if display_finding else []
     study_title = study_design.get("title", report.EARLIER_STUDY_TITLE)
     warm_start_per_seed = bool(study_design.get("warm_start_per_seed", False))  # False: the earlier record's design
     modelfest = read_json(root / MODELFEST) if (root / MODELFEST).is_file() else None

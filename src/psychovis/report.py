@@ -232,6 +232,59 @@ def image_level_section(inference: pd.DataFrame, summary: Mapping[str, Any]) -> 
     return lines
 
 
+def _display_rows(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's ``geometry_aware`` vs vgg rows on the primary judge, one per display geometry, in order."""
+    chosen = sweep[(sweep["baseline"] == "vgg") & sweep["primary"].astype(str).str.lower().eq("true")]
+    return chosen.sort_values("px_per_degree").drop_duplicates("px_per_degree")
+
+
+def display_geometry_section(sweep: pd.DataFrame) -> list[str]:
+    """The ``geometry_aware`` loss against vgg at each display geometry of the sweep (a sensitivity analysis).
+
+    Args:
+        sweep: ``docs/study/geometry_sweep.csv`` (``benchmarks/display_geometry_sweep.py``): the image-level
+            inference rows of ``geometry_aware`` with the display's and the reference ``px_per_degree``.
+    """
+    rows = _display_rows(sweep)
+    if rows.empty:
+        return []
+    label = JUDGE_LABELS.get(str(rows["judge"].iloc[0]), str(rows["judge"].iloc[0]))
+    reference = float(rows["reference_px_per_degree"].iloc[0])
+    table = [
+        [f"{row['px_per_degree']:g}", f"{reference / row['px_per_degree']:.2g}", image_level_cell(row)]
+        for _, row in rows.iterrows()
+    ]
+    return [
+        "### The geometry-aware loss at other displays",
+        "",
+        f"`geometry_aware` reads the photos at the network's reference {reference:g} px/deg (fitted to ModelFest by "
+        "the `modelfest` stage); the display they are viewed on (`train.px_per_degree`) is an assumption, so it is "
+        f"swept (`benchmarks/display_geometry_sweep.py`, on the study's checkout). {label} vs vgg, images as the unit "
+        f"(as above). A display at {reference:g} px/deg makes the loss the plain vgg loss exactly.",
+        "",
+        markdown_table(["display px/deg", "images scaled by", f"geometry_aware vs vgg, {label}"], table),
+        "",
+    ]
+
+
+def display_geometry_finding(sweep: pd.DataFrame) -> str | None:
+    """One README bullet: ``geometry_aware`` vs vgg on the primary judge at every display geometry swept."""
+    rows = _display_rows(sweep)
+    if rows.empty:
+        return None
+    each = "; ".join(
+        f"{row['px_per_degree']:g} px/deg {VERDICT_WORDS.get(str(row['verdict']), str(row['verdict']))} "
+        f"{row['mean']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+        for _, row in rows.iterrows()
+    )
+    reference = float(rows["reference_px_per_degree"].iloc[0])
+    return (
+        f"The geometry-aware loss (the network reads the photos at its reference {reference:g} px/deg) vs vgg on "
+        f"{JUDGE_LABELS.get(str(rows['judge'].iloc[0]), '')}, by the display's px/deg: {each} (images as the unit, n = "
+        f"{int(rows['n_images'].iloc[0])})."
+    )
+
+
 def artefact_sentence(evaluate: Mapping[str, Mapping[str, float | None]]) -> str | None:
     """How far each perceptual model's periodic-artefact measure is from the pixel model's (the checkerboard check)."""
     if "pixel" not in evaluate or evaluate["pixel"].get("artefact_db") is None:
@@ -822,12 +875,20 @@ def modelfest_section(summary: Mapping[str, Any]) -> list[str]:
             f"{_compare_intervals(best_deep, best_classical)} the best classical one ({best_classical['observer']}, "
             f"{_interval(best_classical)} dB).",
         ]
-    geometry = summary.get("geometry_aware") or []
-    for row in geometry:
+    # the null's held-out error beside each geometry reading: the bar every observer must clear
+    beside_null = f"; the constant null: {number(null.get('held_out_rms_db'), 2)} dB" if null is not None else ""
+    for row in summary.get("geometry_aware") or []:
+        if row.get("reference_px_per_degree") is None:  # the multi-scale reading: no geometry chosen
+            scales = ", ".join(f"{value:g}" for value in row.get("scales_px_per_degree") or [])
+            lines.append(
+                f"- {row['observer']}: the largest of the distances read at {scales} px/deg (no geometry fitted); "
+                f"held-out RMS {number(row['held_out_rms_db'], 2)} dB{beside_null}."
+            )
+            continue
         lines.append(
             f"- {row['observer']}: reference {number(row['reference_px_per_degree'], 1)} px/deg chosen on "
             f"{', '.join(summary['train_families'])}; held-out RMS {number(row['held_out_rms_db'], 2)} dB "
-            f"(at {ppd:g} px/deg: {number(row.get(f'held_out_rms_db_at_{ppd:g}'), 2)} dB)."
+            f"(at {ppd:g} px/deg: {number(row.get(f'held_out_rms_db_at_{ppd:g}'), 2)} dB{beside_null})."
         )
     for row in summary.get("fitted_weights") or []:
         premise = premise_sentences(row)

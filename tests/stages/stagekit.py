@@ -465,7 +465,7 @@ REPO_SOURCES = ("dvc.yaml", "stages", "src", "plots", "docs", "README.md")
 # The experiment copy's baseline (:func:`experiment_baseline`): `dvc exp show --only-changed` is checked
 # to fit 200 columns for a tiny config of two judges and two weighted losses (more would add columns).
 EXPERIMENT_BASELINE: dict[str, dict[str, Any]] = {
-    "train": {"weighted_losses": ["vfss", "topk"]},
+    "train": {"weighted_losses": ["vfss", "topk"], "geometry_losses": []},
     "evaluate": {"judges": ["psnr_y", "gmsd"]},
     "compare": {"primary_judge": "gmsd"},  # the primary judge must be one of the judges scored
 }

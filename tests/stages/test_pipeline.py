@@ -71,14 +71,15 @@ def test_outputs_have_their_schemas(project: tuple[Path, dict[str, str]]) -> Non
     assert weights["weight_vfss"].sum() == pytest.approx(1.0)
     assert (weights["weight_topk"] > 0).sum() == 8
     per_image = pd.read_parquet(workdir / "data/evaluate/per_image.parquet")
-    assert set(per_image["method"]) == {"bicubic", "pretrain", "pixel", "vgg", "vfss", "topk", "lpips_weighted"}
+    expected_methods = {"bicubic", "pretrain", "pixel", "vgg", "vfss", "topk", "lpips_weighted", "geometry_aware"}
+    assert set(per_image["method"]) == expected_methods
     # every method is scored on every (seed, image) by every judge, so the compare stage can pair them
     assert per_image.groupby("method").size().nunique() == 1
     assert set(per_image["seed"]) == {0} and set(per_image["judge"]) == set(REPO_OVERRIDES["evaluate"]["judges"])
     compare = json.loads((workdir / "data/compare/summary.json").read_text())
     assert {"vfss_vs_vgg", "lpips_weighted_vs_vgg", "vgg_vs_pixel"} <= set(compare)
     headline = json.loads((workdir / "metrics/compare.json").read_text())
-    methods = {"bicubic", "pretrain", "pixel", "vfss", "topk", "lpips_weighted"}
+    methods = expected_methods - {"vgg"}
     primary = yaml.safe_load((workdir / "params.yaml").read_text())["compare"]["primary_judge"]
     assert set(headline) == {f"{primary}_vs_vgg", "fragile_vs_vgg"} and set(headline[f"{primary}_vs_vgg"]) == methods
     for name in ("comparison.png", "bands.png"):

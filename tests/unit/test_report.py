@@ -209,3 +209,32 @@ def test_fronts_list_the_weights_per_loss_when_they_differ() -> None:
     assert "Weights per loss" not in "\n".join(report.fronts_section(same, margin=0.005))
     extended = _fronts(0.001, 0.002) | {"weights_by_loss": {"vgg": [0.001, 0.1, 1.0], "vfss": [0.1, 1.0]}}
     assert "Weights per loss: vgg 0.001, 0.1, 1; vfss 0.1, 1." in "\n".join(report.fronts_section(extended, 0.005))
+
+
+def test_the_display_sweep_is_worded_by_its_intervals_per_geometry():
+    def row(ppd, mean, low, high, verdict, primary=True, baseline="vgg"):
+        return {"method": "geometry_aware", "px_per_degree": ppd, "reference_px_per_degree": 30.0,
+                "baseline": baseline, "judge": "lpips_alex" if primary else "psnr_y", "primary": primary,
+                "mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "p_holm": 0.01, "fragile": False,
+                "n_images": 24}  # fmt: skip
+
+    sweep = pd.DataFrame(
+        [
+            row(120.0, -0.03, -0.04, -0.02, "worse"),
+            row(60.0, -0.02, -0.025, -0.015, "worse"),
+            row(60.0, 0.3, 0.2, 0.4, "better", primary=False),
+            row(60.0, 0.01, 0.0, 0.02, "better", baseline="pixel"),
+            row(40.0, -0.001, -0.004, 0.002, "no detectable difference"),
+        ]
+    )
+    text = "\n".join(report.display_geometry_section(sweep))
+    assert "| 40 | 0.75 | n.d. -0.0010 [-0.0040, +0.0020] p=0.01 |" in text
+    assert "| 120 | 0.25 | worse -0.0300 [-0.0400, -0.0200] p=0.01 |" in text
+    assert text.index("| 40 |") < text.index("| 60 |") < text.index("| 120 |") and "+0.3000" not in text
+    finding = report.display_geometry_finding(sweep)
+    assert "reference 30 px/deg" in finding and "LPIPS-Alex" in finding and "n = 24" in finding
+    assert "40 px/deg n.d. -0.0010 [-0.0040, +0.0020]; 60 px/deg worse -0.0200" in finding
+    assert (
+        report.display_geometry_section(sweep.iloc[:0]) == []
+        and report.display_geometry_finding(sweep.iloc[:0]) is None
+    )

@@ -108,13 +108,9 @@ def geometry_aware(
     Returns:
         ``reference_px_per_degree``, ``train_rms_db``, ``held_out_rms_db`` and ``held_out_rms_db_at_<ppd>``.
     """
-    train = np.concatenate([np.asarray(FAMILIES[f]) - 1 for f in check_families(train_families)])
-    test = np.setdiff1d(np.arange(people.shape[1]), train)
     train_rms, held_out = {}, {}
     for ppd, curves in by_ppd.items():
-        fit = fit_criteria(curves, people, train)
-        train_rms[ppd] = float(np.sqrt(((fit.thresholds_db[:, train] - people[:, train]) ** 2).mean()))
-        held_out[ppd] = float(np.sqrt((fit.errors(people, test) ** 2).mean()))
+        train_rms[ppd], held_out[ppd] = _train_and_held_out(curves, people, train_families)
     reference = min(train_rms, key=train_rms.get)
     out = {
         "reference_px_per_degree": float(reference),
@@ -123,6 +119,34 @@ def geometry_aware(
     }
     out.update({f"held_out_rms_db_at_{ppd:g}": value for ppd, value in held_out.items()})
     return out
+
+
+def pyramid(by_ppd: Mapping[float, Curves], people: np.ndarray, train_families: Sequence[str]) -> dict[str, Any]:
+    """The multi-scale reading: the largest of the distances read at every rendered geometry.
+
+    No geometry is chosen (the scales are all the rendered ones, fixed in advance); as for every
+    observer, only the criteria are fitted, on ``train_families``.
+
+    Returns:
+        ``scales_px_per_degree`` (the geometries read), ``train_rms_db`` and ``held_out_rms_db``.
+    """
+    scales = sorted(by_ppd)
+    values = np.max([by_ppd[ppd].values for ppd in scales], axis=0)
+    train_rms, held_out = _train_and_held_out(Curves(by_ppd[scales[0]].contrasts, values), people, train_families)
+    return {
+        "scales_px_per_degree": [float(ppd) for ppd in scales],
+        "train_rms_db": train_rms,
+        "held_out_rms_db": held_out,
+    }
+
+
+def _train_and_held_out(curves: Curves, people: np.ndarray, train_families: Sequence[str]) -> tuple[float, float]:
+    """RMS dB on ``train_families`` (criteria fitted there) and on every other stimulus."""
+    train = np.concatenate([np.asarray(FAMILIES[f]) - 1 for f in check_families(train_families)])
+    test = np.setdiff1d(np.arange(people.shape[1]), train)
+    fit = fit_criteria(curves, people, train)
+    train_rms = float(np.sqrt(((fit.thresholds_db[:, train] - people[:, train]) ** 2).mean()))
+    return train_rms, float(np.sqrt((fit.errors(people, test) ** 2).mean()))
 
 
 def reference_geometry(geometry: pd.DataFrame, fit_families: Sequence[str], distance: str = "vgg") -> dict[str, Any]:
@@ -232,6 +256,7 @@ def run_experiment(
             geometry_rows.append(
                 {"observer": f"geometry_aware_{name}", **geometry_aware(by_ppd, people, train_families)}
             )
+            geometry_rows.append({"observer": f"pyramid_{name}", **pyramid(by_ppd, people, train_families)})
     geometry = pd.DataFrame(geometry_rows)
 
     train = np.concatenate([np.asarray(FAMILIES[f]) - 1 for f in train_families])

@@ -105,7 +105,7 @@ SCHEMA: dict[str, dict[str, Validator]] = {
     "train": {
         "baseline_losses": ListOf(Choice(("pixel", "vgg"))),
         "weighted_losses": ListOf(Choice(WEIGHTED_LOSSES)),
-        "geometry_losses": ListOf(Choice((GEOMETRY_LOSS,))),
+        "geometry_losses": ListOf(Choice((GEOMETRY_LOSS,)), min_length=0),  # [] = off
         "px_per_degree": Number(1.0, 10_000.0),  # the display's, for the geometry_aware loss
         "seeds": ListOf(Number(0, 2**31 - 1, integer=True)),
         "layers": ListOf(Text()),

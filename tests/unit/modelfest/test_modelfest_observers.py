@@ -5,7 +5,7 @@ import pytest
 
 from psychovis.modelfest import observers as ob
 from psychovis.modelfest import scores
-from psychovis.modelfest.experiment import geometry_aware
+from psychovis.modelfest.experiment import geometry_aware, pyramid
 
 
 def test_threshold_of_a_closed_form_distance():
@@ -94,3 +94,16 @@ def test_deep_curves_share_one_pass_and_match_the_closed_form_pixel_distance():
     assert maps["relu1_2"].shape == (2, 3, 64)
     np.testing.assert_allclose(curves["vgg"].values, maps["relu1_2"].mean(axis=2), rtol=1e-6)
     assert (np.diff(curves["vgg"].values, axis=1) > 0).all()
+
+
+def test_the_pyramid_reads_the_largest_distance_of_every_scale():
+    contrasts = ob.contrast_grid(1e-3, 1.0, 4)
+    people = np.random.default_rng(3).normal(-30, 3, (3, 43))
+    low, high = np.r_[np.ones(21), np.full(22, 1e-3)], np.r_[np.full(21, 1e-3), np.ones(22)]
+    by_ppd = {30.0: ob.power_curves(low, contrasts), 120.0: ob.power_curves(high, contrasts)}
+    result = pyramid(by_ppd, people, ["gabor_csf"])
+    assert result["scales_px_per_degree"] == [30.0, 120.0]
+    # the max of two curves that each hold one half of the energy is the curve of all of it at 1
+    alone = geometry_aware({1.0: ob.power_curves(np.ones(43), contrasts)}, people, ["gabor_csf"])
+    assert result["held_out_rms_db"] == pytest.approx(alone["held_out_rms_db"], abs=1e-9)
+    assert result["train_rms_db"] == pytest.approx(alone["train_rms_db"], abs=1e-9)

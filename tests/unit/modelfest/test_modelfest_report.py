@@ -61,3 +61,17 @@ def test_fitted_weights_are_worded_by_the_gain_matched_null():
     assert report.null_verdict(_fitted(-0.5, 0.0), "vfss") == "below"
     assert report.null_verdict({"spearman_vfss": None}, "vfss") is None
     assert "gain-matched" not in report.modelfest_finding(_summary())  # no fitted weights: no sentence
+
+
+def test_the_geometry_readings_stand_beside_the_null_s_held_out_error():
+    rows = [
+        {"observer": "geometry_aware_vgg", "reference_px_per_degree": 30.0, "held_out_rms_db": 15.14,
+         "held_out_rms_db_at_120": 13.08},
+        {"observer": "pyramid_vgg", "reference_px_per_degree": None, "scales_px_per_degree": [30.0, 60.0, 120.0],
+         "held_out_rms_db": 10.8},
+    ]  # fmt: skip
+    text = "\n".join(report.modelfest_section({**_summary(), "geometry_aware": rows}))
+    assert "- geometry_aware_vgg: reference 30.0 px/deg chosen on gabor_csf; held-out RMS 15.14 dB" in text
+    assert "(at 120 px/deg: 13.08 dB; the constant null: 8.60 dB)" in text
+    assert "- pyramid_vgg: the largest of the distances read at 30, 60, 120 px/deg (no geometry fitted); " in text
+    assert "held-out RMS 10.80 dB; the constant null: 8.60 dB." in text

@@ -271,3 +271,12 @@ def test_duplicate_keys_are_refused_with_both_lines(text):
 def test_a_quoted_number_gets_a_hint():
     with pytest.raises(ParamsError, match=r"got '1e-4' \(a quoted string: write the number without quotes\)"):
         params.validate({"pretrain": {"iterations": 2, "learning_rate": "1e-4"}}, ["pretrain"])
+
+
+def test_the_geometry_aware_loss_can_be_left_out(present):
+    values, sections = present
+    values["train"]["geometry_losses"] = []
+    assert params.validate(values, sections)["train"]["geometry_losses"] == []
+    values["train"]["geometry_losses"] = ["vgg"]
+    message = _error(values, sections)
+    assert "train.geometry_losses" in message and "geometry_aware" in message
