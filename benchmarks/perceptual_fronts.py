@@ -38,6 +38,8 @@ import yaml
 from psychovis import io
 from psychovis.distances.pretrained import FOLDER as SHIPPED_WEIGHTS
 from psychovis.fronts import compare_fronts
+from psychovis.names import GEOMETRY_LOSS
+from psychovis.pipeline.inputs import read_reference_geometry
 from psychovis.pipeline.training import warm_start_path
 from psychovis.sr.data import load_dataset
 from psychovis.sr.evaluation import score, super_resolve_all
@@ -91,7 +93,13 @@ def main() -> None:
         warm_starts.append(str(warm_path))
         for loss in args.losses:
             for weight in args.weights:
-                config = TrainConfig.from_params(section, loss, seed, perceptual_weight=weight)
+                # geometry_aware: the network's reference px/deg, fitted by the checkout's modelfest stage
+                fitted = (
+                    {"reference_px_per_degree": read_reference_geometry(section["layers"], root=checkout)}
+                    if loss == GEOMETRY_LOSS
+                    else {}
+                )
+                config = TrainConfig.from_params(section, loss, seed, perceptual_weight=weight, **fitted)
                 models[(f"{loss}@{weight:g}", seed)], _ = train(
                     config, images, weights_dir=weights_dir, progress=False, init_from=warm_path
                 )

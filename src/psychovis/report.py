@@ -946,9 +946,22 @@ def modelfest_finding(summary: Mapping[str, Any]) -> str:
         ]
         if said:
             premise = f" Spearman with per-map weights fitted to people at {row['layer']}: " + "; ".join(said) + "."
+    readings = [
+        f"{name} {number(rows[name].get('held_out_rms_db'), 2)}" for name in ("constant", "vgg") if name in rows
+    ]
+    geometry = summary.get("geometry_aware") or []
+    readings += [f"{row['observer']} {number(row['held_out_rms_db'], 2)}" for row in geometry]
+    held_out = (
+        f" Held out (criteria fitted on {', '.join(summary['train_families'])}, RMS dB on the other stimuli): "
+        + ", ".join(readings)
+        + "."
+        if geometry
+        else ""
+    )
     return (
         f"ModelFest detection ({summary['px_per_degree']:g} px/deg, RMS dB with 95 % CIs, one criterion per person): "
         + ", ".join(parts)
         + f"; a person vs the other 15: {_interval(rows['human'])}."
+        + held_out
         + premise
     )

@@ -99,12 +99,13 @@ def read_input(path: PathLike, columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def read_reference_geometry(layers: Sequence[str], backbone: str = "vgg16") -> float:
+def read_reference_geometry(layers: Sequence[str], backbone: str = "vgg16", root: PathLike = ".") -> float:
     """The network's reference px/deg that the `modelfest` stage fitted (:data:`REFERENCE_GEOMETRY`).
 
     Args:
         layers: the loss's layers (``train.layers``): the reference holds for the layers it was fitted at.
         backbone: the loss's backbone.
+        root: the checkout whose file to read.
 
     Raises:
         DataError: the file is missing or is not the modelfest stage's record.
@@ -113,11 +114,10 @@ def read_reference_geometry(layers: Sequence[str], backbone: str = "vgg16") -> f
     """
     from psychovis.io import read_json
 
-    record = read_json(REFERENCE_GEOMETRY)
+    path = Path(root) / REFERENCE_GEOMETRY
+    record = read_json(path)
     if not isinstance(record, dict) or not {"reference_px_per_degree", "layers", "backbone"} <= set(record):
-        raise DataError(
-            f"{REFERENCE_GEOMETRY} is not the modelfest stage's record; delete it and `dvc repro modelfest`"
-        )
+        raise DataError(f"{path} is not the modelfest stage's record; delete it and `dvc repro modelfest`")
     reference = record["reference_px_per_degree"]
     if reference is None:
         raise ParamsError(
@@ -125,7 +125,7 @@ def read_reference_geometry(layers: Sequence[str], backbone: str = "vgg16") -> f
             "or leave it out: train.geometry_losses: []"
         )
     if not isinstance(reference, int | float) or not 0 < reference < float("inf"):
-        raise DataError(f"{REFERENCE_GEOMETRY}: reference_px_per_degree {reference!r} is not a positive number")
+        raise DataError(f"{path}: reference_px_per_degree {reference!r} is not a positive number")
     if list(layers) != list(record["layers"]) or backbone != record["backbone"]:
         raise ParamsError(
             f"train.layers {list(layers)} ({backbone}): the geometry_aware loss's reference px/deg was fitted at "

@@ -75,3 +75,6 @@ def test_the_geometry_readings_stand_beside_the_null_s_held_out_error():
     assert "(at 120 px/deg: 13.08 dB; the constant null: 8.60 dB)" in text
     assert "- pyramid_vgg: the largest of the distances read at 30, 60, 120 px/deg (no geometry fitted); " in text
     assert "held-out RMS 10.80 dB; the constant null: 8.60 dB." in text
+    finding = report.modelfest_finding({**_summary(), "geometry_aware": rows})
+    assert "Held out (criteria fitted on gabor_csf, RMS dB on the other stimuli): constant 8.60, vgg 12.20, " in finding
+    assert "geometry_aware_vgg 15.14, pyramid_vgg 10.80." in finding

@@ -76,6 +76,9 @@ def _reference(tmp_path, monkeypatch, **record):
 def test_the_reference_geometry_is_read_for_its_layers(tmp_path, monkeypatch):
     _reference(tmp_path, monkeypatch)
     assert inputs.read_reference_geometry(["relu3_2"]) == 30.0
+    monkeypatch.chdir(tmp_path.parent)  # another checkout's file (the fronts benchmark reads the study's)
+    assert inputs.read_reference_geometry(["relu3_2"], root=tmp_path) == 30.0
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match=r"train\.layers \['relu2_2'\].*modelfest\.layers \['relu3_2'\]"):
         inputs.read_reference_geometry(["relu2_2"])
 
